@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install forgetless with everything it needs, on a fresh machine.
+# torch is installed first, pinned to the CPU build pip finds locally: a range that
+# admits newer releases would pull several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -c "import torch, transformers, forgetless; print(f'forgetless {forgetless.__version__}: torch {torch.__version__}, transformers {transformers.__version__}')"

@@ -1,0 +1,144 @@
+"""The ``forgetless`` command. Each subcommand parses its arguments and calls the library.
+
+Subcommands are listed once, in ``COMMANDS``. ``train`` builds its flags from the
+fields of ``TrainConfig``, so flags and YAML keys cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
+from forgetless.data.errors import DataError
+
+
+def _add_model_flags(parser: argparse.ArgumentParser, schema: type, required: set[str]) -> None:
+    """One ``--flag`` per schema field, typed and documented from the field itself."""
+    for name, field in schema.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = field.description or ""
+        annotation = field.annotation
+        if annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif get_origin(annotation) is dict:
+            parser.add_argument(flag, dest=name, type=json.loads, default=None, help=help_text + " (JSON)")
+        elif get_args(annotation) and all(isinstance(a, str) for a in get_args(annotation)):
+            parser.add_argument(flag, dest=name, choices=get_args(annotation), default=None, help=help_text)
+        else:
+            kind = annotation if annotation in (int, float, str) else str
+            parser.add_argument(flag, dest=name, type=kind, default=None,
+                                help=help_text + (" (required, here or in --config)" if name in required else ""))
+
+
+def _merged_config(schema: type, args: argparse.Namespace) -> Any:
+    """YAML values (``--config``), overridden by flags given on the command line."""
+    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    source = args.config or "command line"
+    for name in schema.model_fields:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    return build_config(schema, values, source)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fine-tune a causal LM (plain SFT with --method nll)."""
+    from forgetless.training.run import train
+
+    cfg = _merged_config(TrainConfig, args)
+    output = train(cfg)
+    print(f"model written to {output}")
+    return 0
+
+
+def cmd_testbed_build(args: argparse.Namespace) -> int:
+    """Build the embedded testbed (cached; instant when already built)."""
+    from forgetless.testbed.build import build_testbed
+
+    testbed = build_testbed(args.preset, force=args.force)
+    metrics = testbed.manifest()["metrics"]
+    print(json.dumps({"root": str(testbed.root), **metrics}, indent=2))
+    return 0
+
+
+def cmd_testbed_path(args: argparse.Namespace) -> int:
+    """Print where a preset's testbed is (or would be) cached."""
+    from forgetless.testbed.build import testbed_dir
+    from forgetless.testbed.presets import get_preset
+
+    print(testbed_dir(get_preset(args.preset)))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a model: held-out code length and/or exact match on a domain file."""
+    from forgetless.evaluation.report import evaluate_model
+
+    result = evaluate_model(args.model, general=args.general, domain=args.domain, limit=args.limit,
+                            trust_remote_code=args.trust_remote_code)
+    text = json.dumps(result, indent=2)
+    if args.output:
+        from forgetless.atomic import write_json
+
+        write_json(args.output, result)
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``forgetless`` command."""
+    parser = argparse.ArgumentParser(prog="forgetless", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
+    train.add_argument("--config", help="YAML file with TrainConfig keys; flags override it")
+    _add_model_flags(train, TrainConfig, {"model", "data", "output"})
+    train.set_defaults(func=cmd_train)
+
+    testbed = sub.add_parser("testbed", help="The embedded testbed: tokenizer, base model, domain tasks")
+    testbed_sub = testbed.add_subparsers(dest="testbed_command", required=True)
+    build = testbed_sub.add_parser("build", help=cmd_testbed_build.__doc__)
+    build.add_argument("--preset", default="tiny", help="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.set_defaults(func=cmd_testbed_build)
+    path = testbed_sub.add_parser("path", help=cmd_testbed_path.__doc__)
+    path.add_argument("--preset", default="tiny")
+    path.set_defaults(func=cmd_testbed_path)
+
+    evaluate = sub.add_parser("eval", help=cmd_eval.__doc__)
+    evaluate.add_argument("--model", required=True, help="model directory, hub id, or testbed:PRESET")
+    evaluate.add_argument("--general", help="held-out general text (JSONL with 'text')")
+    evaluate.add_argument("--domain", help="domain test set (prompt/completion JSONL with 'answer' or 'Answer:')")
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N domain examples")
+    evaluate.add_argument("--output", help="also write the result JSON here")
+    evaluate.add_argument("--trust-remote-code", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train,
+    "testbed build": cmd_testbed_build,
+    "testbed path": cmd_testbed_path,
+    "eval": cmd_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``forgetless`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, FileExistsError, ValueError) as err:
+        print(f"forgetless: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Typed, validated configuration: one pydantic schema per concern.
+
+Each field is documented once, in its ``description``; the CLI builds its flags
+from these fields, so flags and YAML keys cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is wrong; the message names the key."""
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines one fine-tuning run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Base model: a local directory, a hub id, or testbed:tiny / testbed:small.")
+    data: str = Field(description="Training data: .jsonl, .json, .parquet, or a datasets directory.")
+    output: str = Field(description="Directory the fine-tuned model is written to (atomically, when training ends).")
+    method: str = Field("nll", description="Training objective, by registered name (nll is plain SFT).")
+    method_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the method.")
+    format: Literal["auto", "text", "prompt_completion", "messages"] = Field(
+        "auto", description="Data format; auto picks it from the first record's fields."
+    )
+    max_length: int = Field(512, gt=1, description="Maximum tokens per example; longer ones are truncated.")
+    packing: bool = Field(False, description="Concatenate examples into blocks of max_length tokens.")
+    completion_only_loss: bool = Field(True, description="Loss on completion / assistant tokens only.")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name: cosine, linear, constant, ...")
+    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored if max_steps > 0).")
+    max_steps: int = Field(-1, description="Optimizer steps; -1 means use epochs.")
+    batch_size: int = Field(8, gt=0, description="Examples per device per micro-batch.")
+    grad_accum: int = Field(1, gt=0, description="Micro-batches accumulated per optimizer step.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 turns it off).")
+    seed: int = Field(0, description="Seed for initialization-free randomness: data order, dropout.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
+    )
+    save_steps: int = Field(200, gt=0, description="Checkpoint every this many steps (to resume after a crash).")
+    save_total_limit: int = Field(2, gt=0, description="Checkpoints kept while training.")
+    keep_checkpoints: bool = Field(False, description="Keep the checkpoint directory after training ends.")
+    logging_steps: int = Field(10, gt=0, description="Log the loss every this many steps.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: safe by default).")
+    overwrite: bool = Field(False, description="Replace an existing finished output directory.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from forgetless.objectives import OBJECTIVES
+
+        if value not in OBJECTIVES:
+            raise ValueError(f"unknown method {value!r}; expected one of {sorted(OBJECTIVES)}")
+        return value
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: key {key!r}: {message}")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with an error naming the file when it is not one."""
+    path = Path(path)
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(value).__name__}")
+    return value
+
+
+def build_config(schema: type[BaseModel], values: dict[str, Any], source: str) -> Any:
+    """Validate ``values`` against ``schema``; errors name the source and the key."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None

@@ -1,0 +1,26 @@
+"""The one error type for bad training or evaluation data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data, located precisely enough to fix it.
+
+    The message names the file, the line (JSONL) or record index (other formats),
+    the field, and what was expected, e.g.
+    ``data.jsonl, line 3, field 'completion': expected a string, got int``.
+    """
+
+    def __init__(self, path: str | Path, where: str | None, field: str | None, expected: str) -> None:
+        self.path = str(path)
+        self.where = where
+        self.field = field
+        self.expected = expected
+        parts = [self.path]
+        if where:
+            parts.append(where)
+        if field:
+            parts.append(f"field {field!r}")
+        super().__init__(", ".join(parts) + f": {expected}")

@@ -1,0 +1,199 @@
+"""Turn raw records into token ids and labels, in the three formats users have.
+
+- ``text``: ``{"text": ...}``, every token supervised (pretraining, replay);
+- ``prompt_completion``: ``{"prompt": ..., "completion": ...}``, loss on the
+  completion only by default;
+- ``messages``: ``{"messages": [{"role": ..., "content": ...}, ...]}``, rendered
+  with the tokenizer's chat template, loss on assistant turns only by default.
+
+Labels follow the Hugging Face convention: aligned with ``input_ids``, ``-100``
+where no loss is taken, shifted by the loss function. The first label of every
+example is ``-100`` (nothing predicts the first token), so counting labels before
+or after the shift gives the same number of supervised tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from transformers import PreTrainedTokenizerBase
+
+from forgetless.data.errors import DataError
+from forgetless.data.records import Record
+
+IGNORE = -100
+Format = Literal["auto", "text", "prompt_completion", "messages"]
+Example = dict[str, list[int]]
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def detect_format(record: Record, path: str | Path) -> Format:
+    """Pick the format from the fields of the first record."""
+    keys = record.fields.keys()
+    if "messages" in keys:
+        return "messages"
+    if "prompt" in keys or "completion" in keys:
+        return "prompt_completion"
+    if "text" in keys:
+        return "text"
+    raise DataError(
+        path, record.where, None,
+        f"expected a 'text' field, 'prompt' and 'completion' fields, or a 'messages' field; found {sorted(keys)}",
+    )
+
+
+def _string(record: Record, path: str | Path, field: str, allow_empty: bool = False) -> str:
+    if field not in record.fields or record.fields[field] is None:
+        raise DataError(path, record.where, field, "missing; expected a string")
+    value = record.fields[field]
+    if not isinstance(value, str):
+        raise DataError(path, record.where, field, f"expected a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise DataError(path, record.where, field, "expected a non-empty string")
+    return value
+
+
+def _messages(record: Record, path: str | Path) -> list[dict[str, str]]:
+    if "messages" not in record.fields or record.fields["messages"] is None:
+        raise DataError(path, record.where, "messages", "missing; expected a list of {role, content} objects")
+    value = record.fields["messages"]
+    if not isinstance(value, list) or not value:
+        raise DataError(path, record.where, "messages", "expected a non-empty list of {role, content} objects")
+    messages = []
+    for i, message in enumerate(value):
+        field = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise DataError(path, record.where, field, f"expected an object with 'role' and 'content', got {type(message).__name__}")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise DataError(path, record.where, f"{field}.role", f"expected one of {list(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise DataError(path, record.where, f"{field}.content", f"expected a string, got {type(content).__name__}")
+        messages.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in messages):
+        raise DataError(path, record.where, "messages", "expected at least one message with role 'assistant'")
+    return messages
+
+
+def _with_bos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
+    bos = tokenizer.bos_token_id
+    return ids if bos is None or (ids and ids[0] == bos) else [bos, *ids]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    """Token ids of a prompt exactly as training sees it (BOS, then the prompt).
+
+    Generation and scoring call this too, so a completion is always conditioned on
+    the same ids it was trained after.
+    """
+    return _with_bos(tokenizer, tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def _encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> Example:
+    ids = _with_bos(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    return {"input_ids": ids, "labels": [IGNORE, *ids[1:]]}
+
+
+def _encode_prompt_completion(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, completion_only: bool
+) -> Example:
+    # Prompt and completion are tokenized apart so that the boundary is exact and
+    # evaluation, which tokenizes the prompt alone, sees the same ids.
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = prompt_ids + completion_ids
+    if completion_only:
+        labels = [IGNORE] * len(prompt_ids) + completion_ids
+    else:
+        labels = [IGNORE, *ids[1:]]
+    return {"input_ids": ids, "labels": labels}
+
+
+def _encode_messages(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], completion_only: bool, path: str | Path, where: str
+) -> Example:
+    if not tokenizer.chat_template:
+        raise DataError(path, where, "messages", "the tokenizer has no chat template; use the prompt/completion or text format")
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    # Assistant spans in characters: the text each assistant turn adds after the
+    # generation prompt. Rendering prefixes works for any template, including
+    # those without {% generation %} markers.
+    spans: list[tuple[int, int]] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
+        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
+        spans.append((start, end))
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = encoded["input_ids"]
+    labels = [IGNORE] * len(ids)
+    for t, (begin, _) in enumerate(encoded["offset_mapping"]):
+        if t > 0 and (not completion_only or any(s <= begin < e for s, e in spans)):
+            labels[t] = ids[t]
+    return {"input_ids": ids, "labels": labels}
+
+
+def encode_record(
+    tokenizer: PreTrainedTokenizerBase,
+    record: Record,
+    fmt: Format,
+    path: str | Path,
+    max_length: int,
+    completion_only: bool = True,
+    truncate: bool = True,
+) -> Example:
+    """Validate one record and turn it into ``input_ids`` and ``labels``.
+
+    Args:
+        tokenizer: a tokenizer with BOS and EOS (and a chat template for messages).
+        record: the raw record.
+        fmt: its format (not ``auto``).
+        path: the source file, for error messages.
+        max_length: examples are cut to this many tokens from the right.
+        completion_only: take the loss on completion or assistant tokens only.
+        truncate: cut long examples; when False (packing) they are kept whole.
+
+    Returns:
+        ``{"input_ids": [T], "labels": [T]}`` with ``T <= max_length`` when truncating.
+
+    Raises:
+        DataError: a field is missing or of the wrong type, or truncation leaves
+            no supervised token.
+    """
+    if fmt == "text":
+        example = _encode_text(tokenizer, _string(record, path, "text"))
+    elif fmt == "prompt_completion":
+        prompt = _string(record, path, "prompt", allow_empty=True)
+        completion = _string(record, path, "completion")
+        example = _encode_prompt_completion(tokenizer, prompt, completion, completion_only)
+    else:
+        example = _encode_messages(tokenizer, _messages(record, path), completion_only, path, record.where)
+    if truncate and len(example["input_ids"]) > max_length:
+        length = len(example["input_ids"])
+        example = {key: value[:max_length] for key, value in example.items()}
+        if all(label == IGNORE for label in example["labels"]):
+            field = {"text": "text", "prompt_completion": "prompt", "messages": "messages"}[fmt]
+            raise DataError(
+                path, record.where, field,
+                f"the sample is {length} tokens, longer than max_length={max_length}, and truncation leaves no "
+                "token to supervise; expected a shorter prompt or a larger max_length",
+            )
+    return example
+
+
+def encode_records(
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[Record],
+    path: str | Path,
+    fmt: Format = "auto",
+    max_length: int = 1024,
+    completion_only: bool = True,
+    truncate: bool = True,
+) -> list[Example]:
+    """Encode every record (see ``encode_record``); the format is detected once if ``auto``."""
+    resolved: Any = detect_format(records[0], path) if fmt == "auto" else fmt
+    return [
+        encode_record(tokenizer, record, resolved, path, max_length, completion_only, truncate) for record in records
+    ]

@@ -1,0 +1,1 @@
+"""Measuring general and domain ability."""

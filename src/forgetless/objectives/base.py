@@ -1,0 +1,49 @@
+"""The objective interface: per-token losses in, per-token weights out.
+
+Every training objective in forgetless is a weighting of the per-token negative
+log-likelihood. An objective only says how to weight; the trainer reduces in one
+place, as L = sum_t w_t * l_t / N with N the number of supervised tokens in the
+*global* batch (all gradient-accumulation micro-batches and all data-parallel
+ranks), so no objective can get the normalization wrong under accumulation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+
+class Objective(ABC):
+    """Turns per-token losses into per-token loss weights.
+
+    Subclasses are configured instances (``params`` from the config); they are
+    registered by name in ``forgetless.objectives.registry``.
+    """
+
+    name: str = ""
+
+    def __init__(self, **params: Any) -> None:
+        if params:
+            raise ValueError(f"method {self.name!r} takes no parameters, got {sorted(params)}")
+
+    def prepare(self, trainer: Any) -> None:
+        """Hook run once before training (e.g. a pre-pass over the data). Default: nothing."""
+
+    @abstractmethod
+    def weights(self, token_loss: torch.Tensor, mask: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-token weights, computed without gradient.
+
+        Args:
+            token_loss: ``[B, T]`` per-token NLL (0 where ``mask`` is False).
+            mask: ``[B, T]`` bool, True on supervised tokens.
+            batch: the collated batch (for sample-level metadata).
+
+        Returns:
+            ``[B, T]`` weights; only values where ``mask`` is True matter.
+        """
+
+    def stats(self) -> dict[str, float]:
+        """Statistics of the last call, logged by the trainer (e.g. a temperature)."""
+        return {}

@@ -1,0 +1,164 @@
+"""Synthetic domain tasks with exact-match answers, generated deterministically from a seed.
+
+Families (each written as prompt/completion JSONL with train/validation/test splits):
+
+- ``medcalc_cot`` and ``medcalc_label``: clinical calculators in the spirit of
+  MedCalc-Bench, worked from the numbers and findings in the prompt: the Glasgow
+  Coma Scale (E + V + M), CURB-65 and CHA2DS2-VASc (points from thresholds on age,
+  urea, respiratory rate and blood pressure, and from findings, then summed). The
+  same questions in two supervision styles: chain-of-thought (each criterion's
+  points, then a running sum) and label-only (the answer alone).
+- ``sorting``: sort a list of two-digit numbers ascending (a peer domain for merging).
+- ``recall``: key-value lookup in a short record (a peer domain for merging).
+
+Every completion ends with ``Answer: <answer>``; see ``forgetless.evaluation.exact_match``.
+No prompt appears in two splits of a family.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Sample = tuple[str, str, str]  # (prompt, chain-of-thought lines, answer)
+
+
+def _running_sum(points: list[int]) -> str:
+    """``"0 + 1 = 1, 1 + 2 = 3"``: one small addition a step, so a tiny model can follow."""
+    steps, total = [], points[0]
+    for p in points[1:]:
+        steps.append(f"{total} + {p} = {total + p}")
+        total += p
+    return ", ".join(steps)
+
+
+def _gcs(rng: random.Random) -> Sample:
+    e, v, m = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 6)
+    prompt = f"Glasgow Coma Scale. Eye response {e}, verbal response {v}, motor response {m}. What is the score?"
+    cot = f"E + V = {e} + {v} = {e + v}. E + V + M = {e + v} + {m} = {e + v + m}."
+    return prompt, cot, str(e + v + m)
+
+
+def _curb65(rng: random.Random) -> Sample:
+    confusion = rng.random() < 0.3
+    urea = rng.randint(3, 14)
+    rate = rng.randint(14, 40)
+    sbp, dbp = rng.randint(75, 160), rng.randint(45, 95)
+    age = rng.randint(20, 95)
+    crit = [
+        ("confusion", int(confusion)),
+        (f"urea {urea} > 7", int(urea > 7)),
+        (f"rate {rate} >= 30", int(rate >= 30)),
+        (f"pressure {sbp}/{dbp} low", int(sbp < 90 or dbp <= 60)),
+        (f"age {age} >= 65", int(age >= 65)),
+    ]
+    prompt = (
+        f"CURB-65. Confusion {'yes' if confusion else 'no'}, urea {urea} mmol/L, respiratory rate {rate}, "
+        f"blood pressure {sbp}/{dbp}, age {age}. What is the score?"
+    )
+    points = [p for _, p in crit]
+    cot = ". ".join(f"{name}: {p}" for name, p in crit) + f". Sum {_running_sum(points)}."
+    return prompt, cot, str(sum(points))
+
+
+def _cha2ds2vasc(rng: random.Random) -> Sample:
+    age = rng.randint(30, 95)
+    female = rng.random() < 0.5
+    findings = {k: rng.random() < 0.35 for k in ("heart failure", "hypertension", "diabetes", "stroke", "vascular disease")}
+    age_points = 2 if age >= 75 else 1 if age >= 65 else 0
+    crit = [(f"age {age}", age_points), ("female" if female else "male", int(female))]
+    crit += [(k, (2 if k == "stroke" else 1) * int(v)) for k, v in findings.items()]
+    described = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in findings.items())
+    prompt = f"CHA2DS2-VASc. Age {age}, {'female' if female else 'male'}, {described}. What is the score?"
+    points = [p for _, p in crit]
+    cot = ". ".join(f"{name}: {p}" for name, p in crit) + f". Sum {_running_sum(points)}."
+    return prompt, cot, str(sum(points))
+
+
+def _medcalc(rng: random.Random) -> Sample:
+    return rng.choice([_gcs, _curb65, _cha2ds2vasc])(rng)
+
+
+_KEYS = ("fig", "oak", "ash", "elm", "yew", "ivy", "rye", "bay", "asp", "cod", "eel", "jay", "owl", "ram", "yak", "gnu")
+
+
+def _recall(rng: random.Random) -> Sample:
+    keys = rng.sample(_KEYS, 5)
+    values = [rng.randint(10, 99) for _ in keys]
+    target = rng.randrange(len(keys))
+    record = ", ".join(f"{k}={v}" for k, v in zip(keys, values))
+    return f"Record: {record}. What is the value of {keys[target]}?", "", str(values[target])
+
+
+def _sorting(rng: random.Random) -> Sample:
+    numbers = [rng.randint(10, 99) for _ in range(rng.randint(4, 6))]
+    listed = " ".join(map(str, numbers))
+    return f"Sort ascending: {listed}.", "", " ".join(map(str, sorted(numbers)))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A task family: a sampler and a supervision style."""
+
+    name: str
+    sample: Callable[[random.Random], Sample]
+    chain_of_thought: bool
+    description: str
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("medcalc_cot", _medcalc, True, "clinical calculators (GCS, CURB-65, CHA2DS2-VASc), chain-of-thought"),
+        Family("medcalc_label", _medcalc, False, "the same clinical calculators, label-only answers"),
+        Family("sorting", _sorting, False, "sort a list of two-digit numbers (peer domain)"),
+        Family("recall", _recall, False, "key-value lookup in a record (peer domain)"),
+    )
+}
+
+
+def completion_text(cot: str, answer: str, chain_of_thought: bool) -> str:
+    """The supervised completion: optional reasoning, then ``Answer: <answer>``."""
+    return f" {cot}\nAnswer: {answer}" if chain_of_thought and cot else f" Answer: {answer}"
+
+
+def generate_family(family: Family, sizes: dict[str, int], seed: int) -> dict[str, list[dict[str, str]]]:
+    """Generate disjoint splits of one family.
+
+    The medcalc families share their seed, so the chain-of-thought and label-only
+    styles ask exactly the same questions.
+
+    Args:
+        family: the task family.
+        sizes: examples per split, e.g. ``{"train": 4000, "validation": 200, "test": 200}``.
+        seed: the random seed.
+
+    Returns:
+        ``{split: [{"prompt", "completion", "answer"}]}``; no prompt is in two splits.
+    """
+    stream = family.name.split("_")[0]
+    rng = random.Random(f"{seed}-{stream}")
+    seen: set[str] = set()
+    splits: dict[str, list[dict[str, str]]] = {}
+    # Held-out splits are drawn first so that a larger training set never changes them.
+    for split in sorted(sizes, key=lambda s: s == "train"):
+        rows: list[dict[str, str]] = []
+        attempts = 0
+        while len(rows) < sizes[split]:
+            attempts += 1
+            if attempts > 50 * sizes[split] + 1000:
+                raise ValueError(f"{family.name}: cannot draw {sizes[split]} distinct {split} examples")
+            prompt, cot, answer = family.sample(rng)
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            rows.append(
+                {
+                    "prompt": prompt + "\n",
+                    "completion": completion_text(cot, answer, family.chain_of_thought),
+                    "answer": answer,
+                }
+            )
+        splits[split] = rows
+    return splits

@@ -1,0 +1,1 @@
+"""The training engine: one Trainer subclass and the run that drives it."""

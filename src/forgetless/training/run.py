@@ -1,0 +1,170 @@
+"""One fine-tuning run from a config: load, validate, train (resuming), save atomically.
+
+Layout while training: ``OUTPUT.work/checkpoints/checkpoint-N`` (Trainer
+checkpoints, used to resume). When training ends the model, tokenizer and
+``forgetless.json`` are written to a temporary directory that is renamed to
+``OUTPUT``; an interrupted run never leaves a half-written ``OUTPUT``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+import forgetless
+from forgetless.atomic import atomic_dir, write_json
+from forgetless.config import TrainConfig
+from forgetless.data import PadCollator, data_hash, load_examples
+from forgetless.data.formats import Example
+from forgetless.objectives import build_objective
+from forgetless.training.precision import resolve_precision
+from forgetless.training.trainer import ForgetlessTrainer
+
+
+def resolve_model(spec: str) -> str:
+    """Resolve ``testbed:PRESET`` to the built testbed base model; pass anything else through."""
+    if spec.startswith("testbed:"):
+        from forgetless.testbed.build import build_testbed
+
+        return str(build_testbed(spec.split(":", 1)[1]).base_model_dir)
+    return spec
+
+
+def load_tokenizer(model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load a tokenizer and make sure it can pad (real Llama tokenizers have no PAD)."""
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class _LogHistory(TrainerCallback):
+    """Keeps wall-clock training time for ``forgetless.json``."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start = time.time()
+
+
+def training_arguments(cfg: TrainConfig, output_dir: Path, **overrides: Any) -> TrainingArguments:
+    """Translate a ``TrainConfig`` into ``transformers.TrainingArguments``."""
+    precision = resolve_precision(cfg.precision)
+    values: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def make_trainer(
+    cfg: TrainConfig,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[Example],
+    output_dir: Path,
+    callbacks: list[TrainerCallback] | None = None,
+    **overrides: Any,
+) -> ForgetlessTrainer:
+    """Build the trainer for ``cfg`` over already-encoded examples."""
+    return ForgetlessTrainer(
+        model=model,
+        args=training_arguments(cfg, output_dir, **overrides),
+        train_dataset=examples,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        objective=build_objective(cfg.method, cfg.method_params),
+        callbacks=callbacks,
+    )
+
+
+def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` and write the result to ``cfg.output``.
+
+    Every record is validated before anything is written. If ``OUTPUT.work`` holds
+    checkpoints from an interrupted run with the same config, training resumes from
+    the last one.
+
+    Returns:
+        The output directory, loadable with ``AutoModelForCausalLM.from_pretrained``.
+
+    Raises:
+        DataError: bad training data (nothing is written).
+        FileExistsError: ``cfg.output`` is a finished run and ``overwrite`` is off.
+    """
+    output = Path(cfg.output)
+    if output.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
+    model_path = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+    examples = load_examples(
+        cfg.data, tokenizer, cfg.format, cfg.max_length, cfg.completion_only_loss, cfg.packing
+    )
+    checkpoints = output.with_name(output.name + ".work") / "checkpoints"
+    # Weights load in fp32: mixed precision is autocast's job, and fp32 master
+    # weights keep small learning rates from rounding away.
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code
+    )
+    timer = _LogHistory()
+    trainer = make_trainer(cfg, model, tokenizer, examples, checkpoints, [timer, *(callbacks or [])])
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=last)
+    if trainer.is_world_process_zero():
+        with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            write_json(
+                tmp / "forgetless.json",
+                {
+                    "forgetless_version": forgetless.__version__,
+                    "config": cfg.model_dump(),
+                    "resolved": {
+                        "model": model_path,
+                        "precision": resolve_precision(cfg.precision),
+                        "world_size": trainer.args.world_size,
+                        "resumed_from": last,
+                    },
+                    "data": {"path": cfg.data, "sha256": data_hash(cfg.data), "examples": len(examples)},
+                    "metrics": {**result.metrics, "wall_seconds": time.time() - timer.start},
+                    "log_history": trainer.state.log_history,
+                    "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+                },
+            )
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(checkpoints.parent, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return output

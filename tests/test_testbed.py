@@ -1,0 +1,98 @@
+"""The embedded testbed: corpus split, tokenizer, and the domain task generators."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from forgetless.evaluation.exact_match import extract_answer
+from forgetless.testbed.corpus import load_documents, split_documents
+from forgetless.testbed.presets import PRESETS
+from forgetless.testbed.tasks import FAMILIES, generate_family
+
+
+def test_corpus_split_is_by_whole_document_and_disjoint() -> None:
+    documents = load_documents()
+    assert len(documents) == 66 and documents[0].name == "Genesis"
+    train, heldout = split_documents(documents)
+    assert len(train) + len(heldout) == 66 and len(heldout) >= 6
+    assert not {d.name for d in train} & {d.name for d in heldout}
+    train_paragraphs = {p for d in train for p in d.paragraphs}
+    assert not any(p in train_paragraphs for d in heldout for p in d.paragraphs)
+
+
+def test_tokenizer_splits_digits_and_has_specials(tokenizer) -> None:
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("score 128", add_special_tokens=False)["input_ids"])
+    assert tokens[-3:] == ["1", "2", "8"]
+    assert tokenizer.bos_token and tokenizer.eos_token and tokenizer.pad_token
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert rendered == "<|bos|>User: hi\nAssistant:"
+
+
+def test_tasks_are_deterministic_and_splits_disjoint() -> None:
+    sizes = {"train": 300, "validation": 50, "test": 50}
+    for family in FAMILIES.values():
+        a = generate_family(family, sizes, seed=0)
+        assert a == generate_family(family, sizes, seed=0)
+        assert a != generate_family(family, sizes, seed=1)
+        prompts = [{r["prompt"] for r in a[s]} for s in sizes]
+        assert all(len(p) == sizes[s] for p, s in zip(prompts, sizes))
+        assert not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+        for row in a["train"]:
+            assert extract_answer(row["completion"]) == row["answer"]
+
+
+def test_held_out_splits_do_not_depend_on_the_training_size() -> None:
+    family = FAMILIES["medcalc_cot"]
+    small = generate_family(family, {"train": 10, "validation": 20, "test": 20}, seed=0)
+    large = generate_family(family, {"train": 500, "validation": 20, "test": 20}, seed=0)
+    assert small["test"] == large["test"] and small["validation"] == large["validation"]
+
+
+def test_cot_and_label_styles_ask_the_same_questions() -> None:
+    sizes = {"train": 20, "validation": 5, "test": 5}
+    cot = generate_family(FAMILIES["medcalc_cot"], sizes, seed=3)
+    label = generate_family(FAMILIES["medcalc_label"], sizes, seed=3)
+    assert [r["prompt"] for r in cot["test"]] == [r["prompt"] for r in label["test"]]
+    assert all(r["completion"] == f" Answer: {r['answer']}" for r in label["test"])
+    assert all("\nAnswer: " in r["completion"] and r["completion"].count("=") >= 1 for r in cot["test"])
+
+
+def _recompute(prompt: str) -> int:
+    """Score a medcalc prompt independently of the generator, from its text."""
+    num = lambda key: int(re.search(key + r" (\d+)", prompt).group(1))  # noqa: E731
+    yes = lambda key: f"{key} yes" in prompt  # noqa: E731
+    if prompt.startswith("Glasgow"):
+        return num("Eye response") + num("verbal response") + num("motor response")
+    if prompt.startswith("CURB-65"):
+        sbp, dbp = map(int, re.search(r"blood pressure (\d+)/(\d+)", prompt).groups())
+        return (yes("Confusion") + (num("urea") > 7) + (num("respiratory rate") >= 30)
+                + (sbp < 90 or dbp <= 60) + (num("age") >= 65))
+    age = num("Age")
+    return ((2 if age >= 75 else 1 if age >= 65 else 0) + (", female," in prompt) + yes("heart failure")
+            + yes("hypertension") + yes("diabetes") + 2 * yes("stroke") + yes("vascular disease"))
+
+
+def test_medcalc_answers_match_an_independent_computation() -> None:
+    rows = generate_family(FAMILIES["medcalc_cot"], {"train": 600, "validation": 1, "test": 1}, seed=0)["train"]
+    kinds = {r["prompt"].split(".")[0] for r in rows}
+    assert kinds == {"Glasgow Coma Scale", "CURB-65", "CHA2DS2-VASc"}
+    for row in rows:
+        assert int(row["answer"]) == _recompute(row["prompt"]), row
+
+
+def test_peer_answers_are_right() -> None:
+    sizes = {"train": 50, "validation": 1, "test": 1}
+    for row in generate_family(FAMILIES["sorting"], sizes, seed=0)["train"]:
+        numbers = [int(x) for x in re.findall(r"\d+", row["prompt"])]
+        assert row["answer"] == " ".join(map(str, sorted(numbers)))
+    for row in generate_family(FAMILIES["recall"], sizes, seed=0)["train"]:
+        key = re.search(r"value of (\w+)\?", row["prompt"]).group(1)
+        assert row["answer"] == re.search(key + r"=(\d+)", row["prompt"]).group(1)
+
+
+def test_presets_are_ordered_by_size() -> None:
+    tiny, small = PRESETS["tiny"], PRESETS["small"]
+    assert tiny.vocab_size == small.vocab_size == 8192
+    assert small.hidden_size * small.num_layers > tiny.hidden_size * tiny.num_layers
+    assert random.Random(0).random() == random.Random(0).random()
