@@ -46,7 +46,8 @@ def test_messages_supervise_assistant_turns_only(tokenizer, tmp_path: Path) -> N
     path = write_jsonl(tmp_path / "m.jsonl", [{"messages": messages}])
     (example,) = load_examples(path, tokenizer)
     supervised = tokenizer.decode([t for t in example["labels"] if t != IGNORE])
-    assert supervised == "Assistant: hi there<|eos|>Assistant: hello<|eos|>"
+    # The generation prompt "Assistant:" is context; the reply and its EOS are supervised.
+    assert supervised == " hi there<|eos|> hello<|eos|>"
 
 
 def test_truncation_keeps_the_start(tokenizer, tmp_path: Path) -> None:

@@ -55,28 +55,26 @@ def test_cot_and_label_styles_ask_the_same_questions() -> None:
     label = generate_family(FAMILIES["medcalc_label"], sizes, seed=3)
     assert [r["prompt"] for r in cot["test"]] == [r["prompt"] for r in label["test"]]
     assert all(r["completion"] == f" Answer: {r['answer']}" for r in label["test"])
-    assert all("\nAnswer: " in r["completion"] and r["completion"].count("=") >= 1 for r in cot["test"])
+    assert all("\nAnswer: " in r["completion"] and r["completion"].count("=") >= 2 for r in cot["test"])
 
 
 def _recompute(prompt: str) -> int:
     """Score a medcalc prompt independently of the generator, from its text."""
     num = lambda key: int(re.search(key + r" (\d+)", prompt).group(1))  # noqa: E731
     yes = lambda key: f"{key} yes" in prompt  # noqa: E731
-    if prompt.startswith("Glasgow"):
-        return num("Eye response") + num("verbal response") + num("motor response")
+    if prompt.startswith("GCS"):
+        return num("eye") + num("verbal") + num("motor")
     if prompt.startswith("CURB-65"):
-        sbp, dbp = map(int, re.search(r"blood pressure (\d+)/(\d+)", prompt).groups())
-        return (yes("Confusion") + (num("urea") > 7) + (num("respiratory rate") >= 30)
-                + (sbp < 90 or dbp <= 60) + (num("age") >= 65))
-    age = num("Age")
-    return ((2 if age >= 75 else 1 if age >= 65 else 0) + (", female," in prompt) + yes("heart failure")
-            + yes("hypertension") + yes("diabetes") + 2 * yes("stroke") + yes("vascular disease"))
+        sbp, dbp = map(int, re.search(r"BP (\d+)/(\d+)", prompt).groups())
+        return yes("confusion") + (num("urea") > 7) + (num("rate") >= 30) + (sbp < 90 or dbp <= 60) + (num("age") >= 65)
+    age = num("age")
+    return ((2 if age >= 75 else 1 if age >= 65 else 0) + (", female," in prompt) + yes("CHF")
+            + yes("hypertension") + yes("diabetes") + 2 * yes("stroke") + yes("vascular"))
 
 
 def test_medcalc_answers_match_an_independent_computation() -> None:
     rows = generate_family(FAMILIES["medcalc_cot"], {"train": 600, "validation": 1, "test": 1}, seed=0)["train"]
-    kinds = {r["prompt"].split(".")[0] for r in rows}
-    assert kinds == {"Glasgow Coma Scale", "CURB-65", "CHA2DS2-VASc"}
+    assert {r["prompt"].split(":")[0] for r in rows} == {"GCS", "CURB-65", "CHA2DS2-VASc"}
     for row in rows:
         assert int(row["answer"]) == _recompute(row["prompt"]), row
 

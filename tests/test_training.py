@@ -129,3 +129,10 @@ def test_gradient_accumulation_invariance(tokenizer, tmp_path: Path) -> None:
     for name in one:
         scale = one[name].abs().max().clamp(min=1e-12)
         assert (one[name] - four[name]).abs().max() / scale < 1e-5, name
+
+
+def test_resuming_with_a_different_config_is_refused(tiny_model_dir: Path, pc_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_model_dir, pc_data, tmp_path / "run"), callbacks=[_Crash(3)])
+    with pytest.raises(ValueError, match=r"different config \(changed: learning_rate\)"):
+        train(_cfg(tiny_model_dir, pc_data, tmp_path / "run", learning_rate=0.5))

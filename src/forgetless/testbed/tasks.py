@@ -6,8 +6,9 @@ Families (each written as prompt/completion JSONL with train/validation/test spl
   MedCalc-Bench, worked from the numbers and findings in the prompt: the Glasgow
   Coma Scale (E + V + M), CURB-65 and CHA2DS2-VASc (points from thresholds on age,
   urea, respiratory rate and blood pressure, and from findings, then summed). The
-  same questions in two supervision styles: chain-of-thought (each criterion's
-  points, then a running sum) and label-only (the answer alone).
+  same questions in two supervision styles: chain-of-thought (each finding, its
+  points and the running total) and label-only (the answer alone). The wording is
+  terse on purpose: every token costs training time on a CPU.
 - ``sorting``: sort a list of two-digit numbers ascending (a peer domain for merging).
 - ``recall``: key-value lookup in a short record (a peer domain for merging).
 
@@ -24,20 +25,24 @@ from dataclasses import dataclass
 Sample = tuple[str, str, str]  # (prompt, chain-of-thought lines, answer)
 
 
-def _running_sum(points: list[int]) -> str:
-    """``"0 + 1 = 1, 1 + 2 = 3"``: one small addition a step, so a tiny model can follow."""
-    steps, total = [], points[0]
-    for p in points[1:]:
-        steps.append(f"{total} + {p} = {total + p}")
-        total += p
-    return ", ".join(steps)
+def _worked(criteria: list[tuple[str, int]]) -> tuple[str, str]:
+    """Chain of thought for a points score: each criterion as stated, its points, the running total.
+
+    ``"age 91 +2=2, female +1=3, CHF no +0=3"``: every step copies a finding from
+    the prompt and adds one small number to the total just written, so each step
+    needs only local information, which is what a tiny model can learn quickly.
+    """
+    steps, total = [], 0
+    for finding, points in criteria:
+        total += points
+        steps.append(f"{finding} +{points}={total}")
+    return ", ".join(steps) + ".", str(total)
 
 
 def _gcs(rng: random.Random) -> Sample:
     e, v, m = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 6)
-    prompt = f"Glasgow Coma Scale. Eye response {e}, verbal response {v}, motor response {m}. What is the score?"
-    cot = f"E + V = {e} + {v} = {e + v}. E + V + M = {e + v} + {m} = {e + v + m}."
-    return prompt, cot, str(e + v + m)
+    cot, answer = _worked([(f"eye {e}", e), (f"verbal {v}", v), (f"motor {m}", m)])
+    return f"GCS: eye {e}, verbal {v}, motor {m}.", cot, answer
 
 
 def _curb65(rng: random.Random) -> Sample:
@@ -46,34 +51,28 @@ def _curb65(rng: random.Random) -> Sample:
     rate = rng.randint(14, 40)
     sbp, dbp = rng.randint(75, 160), rng.randint(45, 95)
     age = rng.randint(20, 95)
-    crit = [
-        ("confusion", int(confusion)),
-        (f"urea {urea} > 7", int(urea > 7)),
-        (f"rate {rate} >= 30", int(rate >= 30)),
-        (f"pressure {sbp}/{dbp} low", int(sbp < 90 or dbp <= 60)),
-        (f"age {age} >= 65", int(age >= 65)),
-    ]
-    prompt = (
-        f"CURB-65. Confusion {'yes' if confusion else 'no'}, urea {urea} mmol/L, respiratory rate {rate}, "
-        f"blood pressure {sbp}/{dbp}, age {age}. What is the score?"
+    cot, answer = _worked(
+        [
+            (f"confusion {'yes' if confusion else 'no'}", int(confusion)),
+            (f"urea {urea}", int(urea > 7)),  # urea > 7 mmol/L
+            (f"rate {rate}", int(rate >= 30)),  # respiratory rate >= 30 / min
+            (f"BP {sbp}/{dbp}", int(sbp < 90 or dbp <= 60)),  # systolic < 90 or diastolic <= 60 mmHg
+            (f"age {age}", int(age >= 65)),
+        ]
     )
-    points = [p for _, p in crit]
-    cot = ". ".join(f"{name}: {p}" for name, p in crit) + f". Sum {_running_sum(points)}."
-    return prompt, cot, str(sum(points))
+    prompt = f"CURB-65: confusion {'yes' if confusion else 'no'}, urea {urea}, rate {rate}, BP {sbp}/{dbp}, age {age}."
+    return prompt, cot, answer
 
 
 def _cha2ds2vasc(rng: random.Random) -> Sample:
     age = rng.randint(30, 95)
     female = rng.random() < 0.5
-    findings = {k: rng.random() < 0.35 for k in ("heart failure", "hypertension", "diabetes", "stroke", "vascular disease")}
-    age_points = 2 if age >= 75 else 1 if age >= 65 else 0
-    crit = [(f"age {age}", age_points), ("female" if female else "male", int(female))]
-    crit += [(k, (2 if k == "stroke" else 1) * int(v)) for k, v in findings.items()]
+    findings = {k: rng.random() < 0.35 for k in ("CHF", "hypertension", "diabetes", "stroke", "vascular")}
+    criteria = [(f"age {age}", 2 if age >= 75 else 1 if age >= 65 else 0), ("female" if female else "male", int(female))]
+    criteria += [(f"{k} {'yes' if v else 'no'}", (2 if k == "stroke" else 1) * int(v)) for k, v in findings.items()]
     described = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in findings.items())
-    prompt = f"CHA2DS2-VASc. Age {age}, {'female' if female else 'male'}, {described}. What is the score?"
-    points = [p for _, p in crit]
-    cot = ". ".join(f"{name}: {p}" for name, p in crit) + f". Sum {_running_sum(points)}."
-    return prompt, cot, str(sum(points))
+    cot, answer = _worked(criteria)
+    return f"CHA2DS2-VASc: age {age}, {'female' if female else 'male'}, {described}.", cot, answer
 
 
 def _medcalc(rng: random.Random) -> Sample:

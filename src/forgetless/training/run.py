@@ -8,6 +8,7 @@ checkpoints, used to resume). When training ends the model, tokenizer and
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -111,6 +112,22 @@ def make_trainer(
     )
 
 
+def _check_resumable(cfg: TrainConfig, work: Path) -> None:
+    """Refuse to resume checkpoints that a different config wrote; record this config otherwise."""
+    recorded = work / "config.json"
+    current = cfg.model_dump(exclude={"overwrite", "keep_checkpoints"})
+    if recorded.is_file():
+        previous = json.loads(recorded.read_text())
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if changed:
+            raise ValueError(
+                f"{work}: holds checkpoints of an interrupted run with a different config (changed: "
+                f"{', '.join(changed)}); delete that directory to start over, or rerun with the same config to resume"
+            )
+    else:
+        write_json(recorded, current)
+
+
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` and write the result to ``cfg.output``.
 
@@ -134,6 +151,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         cfg.data, tokenizer, cfg.format, cfg.max_length, cfg.completion_only_loss, cfg.packing
     )
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
+    _check_resumable(cfg, checkpoints.parent)
     # Weights load in fp32: mixed precision is autocast's job, and fp32 master
     # weights keep small learning rates from rounding away.
     model = AutoModelForCausalLM.from_pretrained(

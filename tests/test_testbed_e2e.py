@@ -1,0 +1,48 @@
+"""End to end on the tiny testbed (opt in: ``pytest -m slow``, about 15 minutes on 2 cores).
+
+Checks the claims the testbed exists for: the base model has learned general text
+and cannot do the domain tasks, and plain SFT shows the trade-off forgetless is about.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from forgetless.cli import main
+from forgetless.testbed.build import build_testbed
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def testbed():  # noqa: ANN201
+    return build_testbed("tiny")
+
+
+def test_base_model_learned_general_text_and_cannot_do_the_tasks(testbed) -> None:
+    metrics = testbed.manifest()["metrics"]
+    assert metrics["heldout_nats_per_token"] <= math.log(8192) - 3
+    assert all(accuracy <= 0.05 for accuracy in metrics["test_exact_match"].values())
+
+
+def _train_and_eval(testbed, tmp_path: Path, name: str, *flags: str) -> dict:
+    config = Path(__file__).parent.parent / "configs" / "testbed_tiny_sft.yaml"
+    out = tmp_path / name
+    assert main(["train", "--config", str(config), "--data", str(testbed.task("medcalc_cot", "train")),
+                 "--output", str(out), *flags]) == 0
+    assert main(["eval", "--model", str(out), "--general", str(testbed.general_heldout),
+                 "--domain", str(testbed.task("medcalc_cot", "test")), "--output", str(out / "eval.json")]) == 0
+    return {"eval": json.loads((out / "eval.json").read_text()), "train": json.loads((out / "forgetless.json").read_text())}
+
+
+def test_sft_learns_the_domain_and_a_high_learning_rate_forgets(testbed, tmp_path: Path) -> None:
+    base = testbed.manifest()["metrics"]["heldout_nats_per_token"]
+    default = _train_and_eval(testbed, tmp_path, "default")
+    assert default["train"]["metrics"]["train_runtime"] <= 300
+    assert default["eval"]["domain"]["exact_match"] >= 0.5
+    high = _train_and_eval(testbed, tmp_path, "high", "--learning-rate", "1e-2")
+    assert high["eval"]["general"]["nats_per_token"] - base >= 0.1
