@@ -61,20 +61,15 @@ def test_cot_and_label_styles_ask_the_same_questions() -> None:
 def _recompute(prompt: str) -> int:
     """Score a medcalc prompt independently of the generator, from its text."""
     num = lambda key: int(re.search(key + r" (\d+)", prompt).group(1))  # noqa: E731
-    yes = lambda key: f"{key} yes" in prompt  # noqa: E731
-    if prompt.startswith("GCS"):
-        return num("eye") + num("verbal") + num("motor")
-    if prompt.startswith("CURB-65"):
-        sbp, dbp = map(int, re.search(r"BP (\d+)/(\d+)", prompt).groups())
-        return yes("confusion") + (num("urea") > 7) + (num("rate") >= 30) + (sbp < 90 or dbp <= 60) + (num("age") >= 65)
-    age = num("age")
-    return ((2 if age >= 75 else 1 if age >= 65 else 0) + (", female," in prompt) + yes("CHF")
-            + yes("hypertension") + yes("diabetes") + 2 * yes("stroke") + yes("vascular"))
+    if prompt.startswith("qSOFA"):
+        return (num("rate") >= 22) + (num("SBP") <= 100) + (num("GCS") < 15)
+    sbp, dbp = map(int, re.search(r"BP (\d+)/(\d+)", prompt).groups())
+    return ("confusion yes" in prompt) + (num("urea") > 7) + (num("rate") >= 30) + (sbp < 90 or dbp <= 60) + (num("age") >= 65)
 
 
 def test_medcalc_answers_match_an_independent_computation() -> None:
     rows = generate_family(FAMILIES["medcalc_cot"], {"train": 600, "validation": 1, "test": 1}, seed=0)["train"]
-    assert {r["prompt"].split(":")[0] for r in rows} == {"GCS", "CURB-65", "CHA2DS2-VASc"}
+    assert {r["prompt"].split(":")[0] for r in rows} == {"qSOFA", "CURB-65"}
     for row in rows:
         assert int(row["answer"]) == _recompute(row["prompt"]), row
 

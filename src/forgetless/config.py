@@ -32,6 +32,9 @@ class TrainConfig(BaseModel):
     )
     max_length: int = Field(512, gt=1, description="Maximum tokens per example; longer ones are truncated.")
     packing: bool = Field(False, description="Concatenate examples into blocks of max_length tokens.")
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar length together (less padding; order still seeded)."
+    )
     completion_only_loss: bool = Field(True, description="Loss on completion / assistant tokens only.")
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
     lr_scheduler: str = Field("cosine", description="transformers scheduler name: cosine, linear, constant, ...")

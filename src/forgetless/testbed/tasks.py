@@ -3,9 +3,9 @@
 Families (each written as prompt/completion JSONL with train/validation/test splits):
 
 - ``medcalc_cot`` and ``medcalc_label``: clinical calculators in the spirit of
-  MedCalc-Bench, worked from the numbers and findings in the prompt: the Glasgow
-  Coma Scale (E + V + M), CURB-65 and CHA2DS2-VASc (points from thresholds on age,
-  urea, respiratory rate and blood pressure, and from findings, then summed). The
+  MedCalc-Bench, worked from the numbers and findings in the prompt: qSOFA and
+  CURB-65 (points from thresholds on respiratory rate, blood pressure, the Glasgow
+  Coma Scale, urea, age and confusion, then summed). The
   same questions in two supervision styles: chain-of-thought (each finding, its
   points and the running total) and label-only (the answer alone). The wording is
   terse on purpose: every token costs training time on a CPU.
@@ -39,10 +39,16 @@ def _worked(criteria: list[tuple[str, int]]) -> tuple[str, str]:
     return ", ".join(steps) + ".", str(total)
 
 
-def _gcs(rng: random.Random) -> Sample:
-    e, v, m = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 6)
-    cot, answer = _worked([(f"eye {e}", e), (f"verbal {v}", v), (f"motor {m}", m)])
-    return f"GCS: eye {e}, verbal {v}, motor {m}.", cot, answer
+def _qsofa(rng: random.Random) -> Sample:
+    rate, sbp, gcs = rng.randint(12, 35), rng.randint(80, 160), rng.randint(9, 15)
+    cot, answer = _worked(
+        [
+            (f"rate {rate}", int(rate >= 22)),  # respiratory rate >= 22 / min
+            (f"SBP {sbp}", int(sbp <= 100)),  # systolic blood pressure <= 100 mmHg
+            (f"GCS {gcs}", int(gcs < 15)),  # altered mentation: Glasgow Coma Scale < 15
+        ]
+    )
+    return f"qSOFA: rate {rate}, SBP {sbp}, GCS {gcs}.", cot, answer
 
 
 def _curb65(rng: random.Random) -> Sample:
@@ -64,19 +70,8 @@ def _curb65(rng: random.Random) -> Sample:
     return prompt, cot, answer
 
 
-def _cha2ds2vasc(rng: random.Random) -> Sample:
-    age = rng.randint(30, 95)
-    female = rng.random() < 0.5
-    findings = {k: rng.random() < 0.35 for k in ("CHF", "hypertension", "diabetes", "stroke", "vascular")}
-    criteria = [(f"age {age}", 2 if age >= 75 else 1 if age >= 65 else 0), ("female" if female else "male", int(female))]
-    criteria += [(f"{k} {'yes' if v else 'no'}", (2 if k == "stroke" else 1) * int(v)) for k, v in findings.items()]
-    described = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in findings.items())
-    cot, answer = _worked(criteria)
-    return f"CHA2DS2-VASc: age {age}, {'female' if female else 'male'}, {described}.", cot, answer
-
-
 def _medcalc(rng: random.Random) -> Sample:
-    return rng.choice([_gcs, _curb65, _cha2ds2vasc])(rng)
+    return rng.choice([_qsofa, _curb65])(rng)
 
 
 _KEYS = ("fig", "oak", "ash", "elm", "yew", "ivy", "rye", "bay", "asp", "cod", "eel", "jay", "owl", "ram", "yak", "gnu")
@@ -109,7 +104,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("medcalc_cot", _medcalc, True, "clinical calculators (GCS, CURB-65, CHA2DS2-VASc), chain-of-thought"),
+        Family("medcalc_cot", _medcalc, True, "clinical scores (qSOFA, CURB-65), chain-of-thought"),
         Family("medcalc_label", _medcalc, False, "the same clinical calculators, label-only answers"),
         Family("sorting", _sorting, False, "sort a list of two-digit numbers (peer domain)"),
         Family("recall", _recall, False, "key-value lookup in a record (peer domain)"),

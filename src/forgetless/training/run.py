@@ -76,6 +76,7 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, **overrides: Any) -> 
         max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length and not cfg.packing else "random",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         save_strategy="steps",
