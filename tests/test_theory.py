@@ -15,7 +15,6 @@ import pytest
 from forgetless.theory.cli import add_theory_parser
 from forgetless.theory.overadaptation import (
     OveradaptationParams,
-    best_alpha_exact,
     closed_form_risk,
     draw_inputs,
     draw_offset,
@@ -234,3 +233,11 @@ def test_flags_reach_the_parameters(tmp_path: Path) -> None:
     assert args.func(args) == 0
     params = json.loads((tmp_path / "tilting.json").read_text())["params"]
     assert params["taus"] == [4.0, 8.0] and params["reward"] == "log-ratio" and params["domain_draws"] == 2
+
+
+def test_bad_flag_is_named() -> None:
+    parser = argparse.ArgumentParser(prog="forgetless")
+    add_theory_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["theory", "overadaptation", "--noise", "-1"])
+    with pytest.raises(ValueError, match="--noise: Input should be greater than or equal to 0"):
+        args.func(args)

@@ -1,17 +1,14 @@
 """The ``forgetless`` command. Each subcommand parses its arguments and calls the library.
 
-Subcommands are listed once, in ``COMMANDS``. ``train`` builds its flags from the
-fields of ``TrainConfig``, so flags and YAML keys cannot drift apart.
+Subcommands are listed once, in ``build_parser``. ``train`` builds its flags from
+the fields of ``TrainConfig``, so flags and YAML keys cannot drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
@@ -119,15 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="also write the result JSON here")
     evaluate.add_argument("--trust-remote-code", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
+
+    from forgetless.theory.cli import add_theory_parser
+
+    add_theory_parser(sub)
     return parser
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train,
-    "testbed build": cmd_testbed_build,
-    "testbed path": cmd_testbed_path,
-    "eval": cmd_eval,
-}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from forgetless.atomic import write_json
 from forgetless.theory.overadaptation import OveradaptationParams, run_overadaptation
@@ -39,7 +39,12 @@ def _add_schema_flags(parser: argparse.ArgumentParser, schema: type[BaseModel]) 
 def _params(schema: type[BaseModel], args: argparse.Namespace) -> Any:
     """The schema built from the flags given on the command line (defaults for the rest)."""
     values = {name: getattr(args, name) for name in schema.model_fields if getattr(args, name, None) is not None}
-    return schema(**values)
+    try:
+        return schema(**values)
+    except ValidationError as err:
+        # One line per problem, named by its flag, for the command's "forgetless: error:" line.
+        problems = [(f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else "") + e["msg"] for e in err.errors()]
+        raise ValueError("; ".join(problems)) from None
 
 
 def _write(result: dict[str, Any], output: Path, name: str, plot: Callable[[dict[str, Any], Path], Path]) -> None:

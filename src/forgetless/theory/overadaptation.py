@@ -38,7 +38,7 @@ target ``β_pre`` itself, so ``β_pre`` has zero excess risk there and
 standard normal, scaled so that ``δᵀΣδ = offset²`` (the pretrained model's excess risk on
 the fine-tuning task). With ``offset_power = 0`` (``δ`` isotropic in parameter space) ridge
 is the posterior mean for a Gaussian ``δ`` and no ensemble can beat it on average; the
-ensemble then loses by a few per cent. The default ``offset_power = 1`` makes ``Σ^(1/2)δ``
+ensemble then loses to ridge (by 2 to 40 per cent over seeds 0-5). The default ``offset_power = 1`` makes ``Σ^(1/2)δ``
 isotropic: the pretrained model's error is largest in the directions the inputs rarely
 excite, as for a least-squares fit on pretraining inputs sharing Σ's eigenbasis (its error
 covariance scales like ``Σ⁻¹``). Each eigendirection then carries an equal share of the
@@ -404,9 +404,9 @@ def run_overadaptation(params: OveradaptationParams | None = None) -> dict[str, 
             averaged[path][key + "_se"] = spread / np.sqrt(len(draws))
     mc = monte_carlo_risk(inputs[0], beta, delta, params.noise, alphas, lams, tasks, params.noise_draws,
                           params.mc_batches, rng)
-    main = {path: {k: v for k, v in averaged[path].items() if not k.endswith("_se")} for path in averaged}
+    means = {path: {k: v for k, v in averaged[path].items() if not k.endswith("_se")} for path in averaged}
     summary = {
-        "averaged": _summarize(main, alphas, lams, steps),
+        "averaged": _summarize(means, alphas, lams, steps),
         "conditional": _summarize(conditional, alphas, lams, steps),
         "exact_best_alpha_conditional": best_alpha_exact(inputs[0], delta, params.noise, mu),
     }

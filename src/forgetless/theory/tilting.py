@@ -44,12 +44,13 @@ reweighting helps at small gains is decided by whether it lowers ``ρ``.
   ``log E_q e^(λr) - λE_q[r]``, whose derivative ``E_{q_λ}[r] - E_q[r]`` is positive; and
   it stays under Hoeffding's bound ``λ(E_q r - E_gen r) + λ²(max r - min r)²/8``
   (:func:`general_bound`): a small step (learning rate) bounds the general degradation.
-* The paper's TALR claim does **not** reproduce here. Over ``domain_draws`` domains
+* The paper's TALR claim does **not** reproduce here. Over the 16 default domains
   (seeds ``seed, seed+1, ...``), TALR lowers ``ΔL(general)`` at *every* matched
-  ``ΔL(domain)`` gain in only a minority of draws for every τ; strong damping
-  (τ = 3) roughly doubles the general cost of a given gain, mild damping (τ >= 10) is on
-  par (median cost ratio about 1). With the log-ratio reward, mild damping often helps at
-  small gains but never over the whole range. The reason is the geometry above: TALR's
+  ``ΔL(domain)`` gain in 0, 1 and 2 of them for τ = 3, 10, 30; strong damping (τ = 3)
+  roughly doubles the general cost of a given gain (median ratio TALR/plain 1.9), mild
+  damping is on par (median 1.09 and 1.03). The plotted domain (seed 0) happens to be one
+  where mild damping wins. With the log-ratio reward, mild damping helps at small gains in
+  most domains but over the whole matched range in none. The reason is the geometry above: TALR's
   weighted loss is the NLL of the reweighted target ``P_dom·q^(1/τ)``, which leans towards
   the tokens the model already predicts and away from the likelihood ratio, while in a
   unigram model lifting a rare token costs general text only the normalization. TALR's
@@ -264,7 +265,9 @@ def compare_talr(world: dict[str, np.ndarray], params: TiltingParams, lams: np.n
 
     plain = path(reward(dom, q, params.reward))
     talr = {str(tau): path(talr_reward(dom, q, params.reward, tau)) for tau in params.taus}
-    as_pair = lambda c: (np.array(c["domain"]), np.array(c["general"]))  # noqa: E731
+    def as_pair(c: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array(c["domain"]), np.array(c["general"])
+
     matched = {tau: matched_general_cost(as_pair(plain), as_pair(c), params.matched_points) for tau, c in talr.items()}
     return {"plain": plain, "talr": talr, "matched": matched}
 
@@ -275,6 +278,12 @@ def _verdict(matched: dict[str, list[float]] | None) -> tuple[bool, float | None
         return False, None
     other, plain = np.array(matched["other"]), np.array(matched["plain"])
     return bool(np.all(other < plain)), float(np.mean(other / np.maximum(plain, 1e-300)))
+
+
+def _median_or_none(ratios: list[float | None]) -> float | None:
+    """Median, a domain without any gain counting as an infinite ratio; None if that is the median."""
+    median = float(np.median([np.inf if r is None else r for r in ratios]))
+    return median if np.isfinite(median) else None
 
 
 def run_tilting(params: TiltingParams | None = None) -> dict[str, Any]:
@@ -311,7 +320,7 @@ def run_tilting(params: TiltingParams | None = None) -> dict[str, Any]:
                     for run in runs
                 ),
                 "cost_ratios": [v[1] for v in verdicts],
-                "median_cost_ratio": float(np.median([np.inf if v[1] is None else v[1] for v in verdicts])),
+                "median_cost_ratio": _median_or_none([v[1] for v in verdicts]),
             },
         }
     general = np.array(shown["plain"]["general"])
