@@ -24,7 +24,8 @@ class Document:
 
     Attributes:
         name: the document's title (a book of the Bible).
-        paragraphs: its text in chapter-sized paragraphs, in reading order.
+        paragraphs: its text in chapter-sized paragraphs, in reading order, each
+            verse preceded by its number (``chapter:verse``).
     """
 
     name: str
@@ -61,8 +62,11 @@ def load_documents() -> list[Document]:
     with open(kjv_path(), encoding="utf-8") as handle:
         for line in handle:
             verse = json.loads(line)
+            # Verses keep their printed numbers ("3:16 For God so loved ..."): they are
+            # the only numbers in the corpus, and without them the base model never
+            # learns digit tokens, nor to copy a number from its context.
             chapters.setdefault(verse["book"], {}).setdefault(int(verse["chapter"]), []).append(
-                verse["text"].strip()
+                f"{verse['chapter']}:{verse['verse']} {verse['text'].strip()}"
             )
     return [
         Document(name=book, paragraphs=tuple(" ".join(v) for _, v in sorted(by_chapter.items())))
