@@ -22,8 +22,9 @@ def test_corpus_split_is_by_whole_document_and_disjoint() -> None:
 
 
 def test_tokenizer_splits_digits_and_has_specials(tokenizer) -> None:
-    tokens = tokenizer.convert_ids_to_tokens(tokenizer("score 128", add_special_tokens=False)["input_ids"])
-    assert tokens[-3:] == ["1", "2", "8"]
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("rate 128, 86/48", add_special_tokens=False)["input_ids"])
+    # One digit a token; the space before a number rides on its first digit.
+    assert tokens[-9:] == ["Ġ1", "2", "8", ",", "Ġ8", "6", "/", "4", "8"]
     assert tokenizer.bos_token and tokenizer.eos_token and tokenizer.pad_token
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert rendered == "<|bos|>User: hi\nAssistant:"

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.data.collate import PadCollator
@@ -70,7 +71,7 @@ def code_length(
     collate = PadCollator(tokenizer.pad_token_id)
     device = next(model.parameters()).device
     nats, tokens = 0.0, 0
-    for start in range(0, len(windows), batch_size):
+    for start in tqdm(range(0, len(windows), batch_size), desc="scoring", unit="batch", leave=False):
         batch = {k: v.to(device) for k, v in collate(windows[start : start + batch_size]).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss, mask = token_nll(logits, batch["labels"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.data.formats import encode_prompt
@@ -29,7 +30,7 @@ def greedy_completions(
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     outputs: list[str] = [""] * len(prompts)
-    for start in range(0, len(order), batch_size):
+    for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", leave=False):
         rows = order[start : start + batch_size]
         length = max(len(encoded[i]) for i in rows)
         ids = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)

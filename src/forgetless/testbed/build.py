@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,8 +175,6 @@ def build_testbed(preset_name: str = "tiny", force: bool = False) -> Testbed:
             "build_seconds": time.time() - start,
         }
         write_json(tmp / "manifest.json", {"recipe": preset.recipe(), "corpus": corpus_fingerprint(), "metrics": metrics})
-        import shutil
-
         shutil.rmtree(tmp / "pretrain", ignore_errors=True)
     _log(f"built in {time.time() - start:.0f}s: held-out loss {general.nats_per_token:.3f} nats/token "
          f"(uniform {math.log(len(tokenizer)):.3f}); base exact match {accuracy}")

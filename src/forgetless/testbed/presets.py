@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 # Bump when the testbed code changes what a recipe produces.
-TESTBED_VERSION = 3
+TESTBED_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,20 @@
 """Train the testbed's tokenizer: byte-level BPE saved as a Hugging Face fast tokenizer.
 
-Digits are split one per token before BPE runs: numbers then tokenize the same way
-wherever they appear, which is what lets a tiny model learn the calculation tasks.
+Digits are split one per token before BPE runs, and a space before a number stays
+attached to its first digit (`` 34`` is ``Ġ3`` ``4``, never ``Ġ`` ``3`` ``4``). Numbers
+then tokenize the same way wherever they appear, and the token before a number is
+the word that names it (``rate``), not a bare space shared by every number: copying
+a value from the prompt is then a plain induction step, which is what lets a tiny
+model learn the calculation tasks.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
@@ -42,7 +47,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path | None 
     """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Split(Regex(r" ?\p{N}"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -51,7 +59,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path | None 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    # Guarantee a "Ġd" token for every digit, whatever the corpus: a number whose
+    # space-and-first-digit pair was never merged would fall back to a bare "Ġ".
+    digits = [" ".join("0123456789")] * 100
+    tok.train_from_iterator(itertools.chain(texts, digits), trainer=trainer)
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
