@@ -43,6 +43,10 @@ class PadCollator:
 
     Returns tensors ``input_ids [B, T]``, ``attention_mask [B, T]`` and
     ``labels [B, T]`` (``-100`` on padding), with ``T`` the longest example.
+    When any example carries a ``sample_weight`` (a float: FLOW's per-sample
+    weight, a replay source's loss weight), the batch also has
+    ``sample_weight [B]`` (1.0 for examples without one); the trainer multiplies
+    every token weight of a sample by it.
     """
 
     pad_token_id: int
@@ -57,4 +61,7 @@ class PadCollator:
             ids[row, :n] = torch.tensor(example["input_ids"])
             labels[row, :n] = torch.tensor(example["labels"])
             mask[row, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if any("sample_weight" in e for e in examples):
+            batch["sample_weight"] = torch.tensor([float(e.get("sample_weight", 1.0)) for e in examples])
+        return batch

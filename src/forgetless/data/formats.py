@@ -24,7 +24,8 @@ from forgetless.data.records import Record
 
 IGNORE = -100
 Format = Literal["auto", "text", "prompt_completion", "messages"]
-Example = dict[str, list[int]]
+# ``input_ids`` and ``labels`` (lists of ints), optionally ``sample_weight`` (a float).
+Example = dict[str, Any]
 ROLES = ("system", "user", "assistant", "tool")
 
 

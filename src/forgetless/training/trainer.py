@@ -15,6 +15,7 @@ from transformers import Trainer
 
 from forgetless.data.formats import IGNORE
 from forgetless.objectives.base import Objective
+from forgetless.regularizers.base import Regularizer
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,9 +50,12 @@ class ForgetlessTrainer(Trainer):
     same weight whatever the batch layout.
     """
 
-    def __init__(self, *args: Any, objective: Objective, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, objective: Objective, regularizers: list[Regularizer] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.regularizers = list(regularizers or [])
         # Our loss is already normalized over the accumulated batch, and the
         # Trainer must count num_items_in_batch for us.
         self.loss_is_scaled_for_ga = True
@@ -69,6 +73,8 @@ class ForgetlessTrainer(Trainer):
         token_loss, mask = token_nll(outputs.logits, inputs["labels"])
         with torch.no_grad():
             weights = self.objective.weights(token_loss.detach(), mask, inputs)
+            if "sample_weight" in inputs:  # per-sample weights from the data (FLOW, replay λ)
+                weights = weights * inputs["sample_weight"].to(weights.dtype)[:, None]
         total = (weights * token_loss * mask).sum()
         if num_items_in_batch is None:  # evaluation: a per-batch mean
             loss = total / mask.sum().clamp(min=1)
@@ -76,10 +82,17 @@ class ForgetlessTrainer(Trainer):
             loss = total / num_items_in_batch
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
+        if self.regularizers and model.training:
+            # Once per optimizer step: each micro-batch adds its share.
+            steps = self.args.gradient_accumulation_steps
+            for regularizer in self.regularizers:
+                loss = loss + regularizer.penalty(model, inputs, outputs) / steps
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the objective's statistics (e.g. a temperature) to every training log."""
         if "loss" in logs:
             logs.update({f"{self.objective.name}/{k}": v for k, v in self.objective.stats().items()})
+            for regularizer in self.regularizers:
+                logs.update({f"{regularizer.name}/{k}": v for k, v in regularizer.stats().items()})
         super().log(logs, *args, **kwargs)
