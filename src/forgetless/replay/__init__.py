@@ -1,0 +1,1 @@
+"""Replay from the base model: context-free and contextual generation, corpus replay, mixing, the KL estimate."""
