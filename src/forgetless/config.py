@@ -6,15 +6,36 @@ from these fields, so flags and YAML keys cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message names the key."""
+
+
+class ReplayConfig(BaseModel):
+    """Replay samples mixed into the training data (context-free, contextual or corpus; arXiv 2505.13811)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="Replay file: `forgetless generate` output (text), contextual prompt/completion, or a corpus slice.")
+    ratio: float | None = Field(
+        None, ge=0, description="Replay examples per domain example, drawn with the run's seed; None: every replay example once."
+    )
+    weight: float = Field(1.0, ge=0, description="Loss weight λ on replay examples (multiplies their token weights).")
+    kl_eval_data: str | None = Field(
+        None, description="Held-out context-free samples (`forgetless generate` output) for the KL estimate logged while training."
+    )
+    kl_eval_samples: int = Field(
+        64, ge=0, description="Without kl_eval_data: held-out samples drawn from the base at the start (T=1); 0 turns the KL log off."
+    )
+    kl_eval_max_new_tokens: int = Field(128, gt=0, description="Length limit of the drawn held-out samples.")
+    kl_eval_steps: int = Field(50, gt=0, description="Log the KL estimate every this many optimizer steps (and at the end).")
 
 
 class TrainConfig(BaseModel):
@@ -26,7 +47,29 @@ class TrainConfig(BaseModel):
     data: str = Field(description="Training data: .jsonl, .json, .parquet, or a datasets directory.")
     output: str = Field(description="Directory the fine-tuned model is written to (atomically, when training ends).")
     method: str = Field("nll", description="Training objective, by registered name (nll is plain SFT).")
-    method_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the method.")
+    method_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Parameters of the method, e.g. talr {"tau": "token_median", "floor": 0.01}, flow {"normalize": "mean"}.',
+    )
+    regularizers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Penalties added to the loss, by name with their parameters, e.g. {"l2sp": {"weight": 1e-3}}.',
+    )
+    lora: bool = Field(False, description="Train PEFT LoRA adapters instead of all weights; merged weights are exported.")
+    lora_r: int = Field(64, gt=0, description="LoRA rank.")
+    lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (the update is scaled by alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA adapter input.")
+    lora_target_modules: str = Field(
+        "all-linear", description="Modules given adapters: all-linear, or comma-separated names like q_proj,v_proj."
+    )
+    replay: ReplayConfig | None = Field(
+        None,
+        description='Replay mixed into training: JSON like {"data": "cf.jsonl", "ratio": 0.5, "weight": 1.0}, or just the file.',
+    )
+    learning_rates: list[float] = Field(
+        default_factory=list,
+        description="A learning-rate sweep: one run per value, written to OUTPUT/lr-VALUE (overrides learning_rate).",
+    )
     format: Literal["auto", "text", "prompt_completion", "messages"] = Field(
         "auto", description="Data format; auto picks it from the first record's fields."
     )
@@ -65,6 +108,37 @@ class TrainConfig(BaseModel):
         if value not in OBJECTIVES:
             raise ValueError(f"unknown method {value!r}; expected one of {sorted(OBJECTIVES)}")
         return value
+
+    @field_validator("replay", mode="before")
+    @classmethod
+    def _replay_from_flag(cls, value: Any) -> Any:
+        # The command line gives a string: a JSON object, or the replay file alone.
+        if isinstance(value, str):
+            if value.lstrip().startswith("{"):
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"expected a JSON object of replay settings ({err.msg})") from None
+            return {"data": value}
+        return value
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _positive_rates(cls, value: list[float]) -> list[float]:
+        if any(rate <= 0 for rate in value):
+            raise ValueError(f"every learning rate must be > 0, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _method_and_regularizer_params(self) -> "TrainConfig":
+        # Build once here so a bad parameter fails at load time, naming the method.
+        from forgetless.objectives import build_objective
+        from forgetless.regularizers import build_regularizer
+
+        build_objective(self.method, self.method_params)
+        for name, params in self.regularizers.items():
+            build_regularizer(name, params)
+        return self
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -23,6 +23,10 @@ class Objective(ABC):
     """
 
     name: str = ""
+    #: ``None``: weights need no batch statistic. ``"global"``: ``fit`` must see the
+    #: whole global batch (all micro-batches, all ranks) before ``weights``.
+    #: ``"micro_batch"``: ``fit`` sees each micro-batch on its own.
+    statistic_scope: str | None = None
 
     def __init__(self, **params: Any) -> None:
         if params:
@@ -30,6 +34,14 @@ class Objective(ABC):
 
     def prepare(self, trainer: Any) -> None:
         """Hook run once before training (e.g. a pre-pass over the data). Default: nothing."""
+
+    def fit(self, losses: torch.Tensor, sample_losses: torch.Tensor) -> None:
+        """Fit batch statistics (TALR's τ); called by the trainer when ``statistic_scope`` is set.
+
+        Args:
+            losses: ``[M]`` supervised token losses of the batch the scope names.
+            sample_losses: ``[S]`` mean supervised token loss of each sample in it.
+        """
 
     @abstractmethod
     def weights(self, token_loss: torch.Tensor, mask: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -46,4 +58,8 @@ class Objective(ABC):
 
     def stats(self) -> dict[str, float]:
         """Statistics of the last call, logged by the trainer (e.g. a temperature)."""
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        """Parameters and one-off statistics (e.g. a weight histogram) for ``forgetless.json``."""
         return {}

@@ -37,3 +37,7 @@ class Regularizer(ABC):
     def stats(self) -> dict[str, float]:
         """Statistics of the last call, logged by the trainer (e.g. the L2 distance)."""
         return {}
+
+    def report(self) -> dict[str, Any]:
+        """Parameters and one-off statistics for ``forgetless.json``."""
+        return {}

@@ -9,6 +9,7 @@ checkpoints, used to resume). When training ends the model, tokenizer and
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.objectives import build_objective
+from forgetless.regularizers import build_regularizer
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer
 
@@ -101,16 +103,57 @@ def make_trainer(
     callbacks: list[TrainerCallback] | None = None,
     **overrides: Any,
 ) -> ForgetlessTrainer:
-    """Build the trainer for ``cfg`` over already-encoded examples."""
-    return ForgetlessTrainer(
+    """Build the trainer for ``cfg`` over already-encoded examples, ready to train.
+
+    Wraps ``model`` in LoRA adapters when ``cfg.lora``, builds the objective and the
+    regularizers, and runs their ``prepare`` hooks (FLOW's base-model pass, L2-SP's
+    copy of θ*) while the model still holds the base weights.
+    """
+    if cfg.lora:
+        from forgetless.training.lora import apply_lora
+
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    trainer = ForgetlessTrainer(
         model=model,
         args=training_arguments(cfg, output_dir, **overrides),
         train_dataset=examples,
         data_collator=PadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         objective=build_objective(cfg.method, cfg.method_params),
+        regularizers=[build_regularizer(name, params) for name, params in cfg.regularizers.items()],
+        cache_dir=method_cache_dir(cfg.data),
         callbacks=callbacks,
     )
+    trainer.objective.prepare(trainer)
+    for regularizer in trainer.regularizers:
+        regularizer.prepare(trainer)
+    return trainer
+
+
+def method_cache_dir(data: str) -> Path:
+    """Where pre-pass results are cached: ``.forgetless_cache/`` next to the data, else the user cache."""
+    beside = Path(data).resolve().parent
+    if os.access(beside, os.W_OK):
+        return beside / ".forgetless_cache"
+    return Path(os.environ.get("FORGETLESS_CACHE", Path.home() / ".cache" / "forgetless")) / "methods"
+
+
+def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any]:
+    """What each method was and did, for ``forgetless.json`` (per-step statistics are in the log history)."""
+    from forgetless.training.lora import trainable_parameters
+
+    trainable, total = trainable_parameters(trainer.model)
+    return {
+        "objective": {"name": cfg.method, "params": cfg.method_params, **trainer.objective.report()},
+        "regularizers": {r.name: {"params": cfg.regularizers[r.name], **r.report()} for r in trainer.regularizers},
+        "lora": (
+            {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
+             "target_modules": cfg.lora_target_modules, "merged_on_export": True}
+            if cfg.lora else None
+        ),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    }
 
 
 def _check_resumable(cfg: TrainConfig, work: Path) -> None:
@@ -164,7 +207,14 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     result = trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
-            trainer.save_model(str(tmp))
+            if cfg.lora:
+                from forgetless.training.lora import save_merged
+
+                report = method_report(cfg, trainer)  # before merging consumes the adapters
+                save_merged(trainer.accelerator.unwrap_model(trainer.model), tmp)
+            else:
+                report = method_report(cfg, trainer)
+                trainer.save_model(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             write_json(
                 tmp / "forgetless.json",
@@ -179,6 +229,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                     },
                     "data": {"path": cfg.data, "sha256": data_hash(cfg.data), "examples": len(examples)},
                     "metrics": {**result.metrics, "wall_seconds": time.time() - timer.start},
+                    "methods": report,
                     "log_history": trainer.state.log_history,
                     "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                 },
@@ -187,3 +238,23 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
             shutil.rmtree(checkpoints.parent, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return output
+
+
+def train_sweep(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> list[Path]:
+    """Run ``train`` once per ``cfg.learning_rates`` value (or once, when the list is empty).
+
+    Sweep runs go to ``OUTPUT/lr-VALUE`` (e.g. ``runs/sft/lr-0.0003``), each written
+    atomically; a finished run is skipped when rerun without ``overwrite``, so an
+    interrupted sweep resumes where it stopped.
+    """
+    if not cfg.learning_rates:
+        return [train(cfg, callbacks)]
+    outputs = []
+    for rate in cfg.learning_rates:
+        output = Path(cfg.output) / f"lr-{rate:g}"
+        if output.exists() and not cfg.overwrite:
+            outputs.append(output)
+            continue
+        run = cfg.model_copy(update={"learning_rate": rate, "learning_rates": [], "output": str(output)})
+        outputs.append(train(run, callbacks))
+    return outputs

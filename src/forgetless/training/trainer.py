@@ -7,6 +7,7 @@ only replaces the loss.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,14 +49,27 @@ class ForgetlessTrainer(Trainer):
     ranks. Since DDP averages gradients over ranks, the loss is multiplied by the
     number of processes, so every supervised token of the global batch carries the
     same weight whatever the batch layout.
+
+    Objectives with a batch statistic (``statistic_scope``, e.g. TALR's τ) are fitted
+    here: ``micro_batch`` scope on each micro-batch's live losses; ``global`` scope on
+    the live losses when one micro-batch on one process *is* the global batch, and
+    otherwise on the losses of a no-grad forward over all micro-batches of the step
+    (gathered across ranks) in ``get_batch_samples``, before the first backward.
     """
 
     def __init__(
-        self, *args: Any, objective: Objective, regularizers: list[Regularizer] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        objective: Objective,
+        regularizers: list[Regularizer] | None = None,
+        cache_dir: str | Path | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.regularizers = list(regularizers or [])
+        # Where objectives cache pre-pass results (FLOW's base losses); None: no cache.
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         # Our loss is already normalized over the accumulated batch, and the
         # Trainer must count num_items_in_batch for us.
         self.loss_is_scaled_for_ga = True
@@ -72,6 +86,9 @@ class ForgetlessTrainer(Trainer):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
         token_loss, mask = token_nll(outputs.logits, inputs["labels"])
         with torch.no_grad():
+            scope = self.objective.statistic_scope
+            if scope == "micro_batch" or (scope == "global" and (self._step_is_one_micro_batch() or not model.training)):
+                self.objective.fit(*_supervised_losses(token_loss.detach(), mask))
             weights = self.objective.weights(token_loss.detach(), mask, inputs)
             if "sample_weight" in inputs:  # per-sample weights from the data (FLOW, replay λ)
                 weights = weights * inputs["sample_weight"].to(weights.dtype)[:, None]
@@ -83,11 +100,51 @@ class ForgetlessTrainer(Trainer):
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
         if self.regularizers and model.training:
-            # Once per optimizer step: each micro-batch adds its share.
-            steps = self.args.gradient_accumulation_steps
+            # Once per optimizer step: each micro-batch adds its share (the last step
+            # of an epoch may have fewer micro-batches).
+            steps = getattr(self, "current_gradient_accumulation_steps", None) or self.args.gradient_accumulation_steps
             for regularizer in self.regularizers:
                 loss = loss + regularizer.penalty(model, inputs, outputs) / steps
         return (loss, outputs) if return_outputs else loss
+
+    def _step_is_one_micro_batch(self) -> bool:
+        """True when the micro-batch in hand is the whole global batch of the step."""
+        return self.args.gradient_accumulation_steps == 1 and self.accelerator.num_processes == 1
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: torch.device) -> tuple[list, Any]:
+        """Fetch the step's micro-batches; fit global-scope batch statistics on all of them."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.objective.statistic_scope == "global" and not self._step_is_one_micro_batch():
+            self._fit_global_statistics(batch_samples)
+        return batch_samples, num_items_in_batch
+
+    @torch.no_grad()
+    def _fit_global_statistics(self, batch_samples: list[dict[str, torch.Tensor]]) -> None:
+        """One no-grad forward over the step's micro-batches, losses gathered over ranks, then ``fit``.
+
+        Runs in eval mode (no dropout), so the statistics are those of the model's
+        predictions, the same on every rank and for every batch layout.
+        """
+        model = self.model
+        was_training = model.training
+        model.eval()
+        losses, samples = [], []
+        for batch in batch_samples:
+            inputs = self._prepare_inputs(batch)
+            with self.compute_loss_context_manager():
+                logits = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
+            token, sample = _supervised_losses(*token_nll(logits, inputs["labels"]))
+            losses.append(token.float())
+            samples.append(sample.float())
+        model.train(was_training)
+        token_losses = torch.cat(losses) if losses else torch.zeros(0, device=self.args.device)
+        sample_losses = torch.cat(samples) if samples else torch.zeros(0, device=self.args.device)
+        if self.accelerator.num_processes > 1:
+            # Ragged over ranks: pad with -1 (losses are >= 0), gather, drop the padding.
+            token_losses = self.accelerator.gather(self.accelerator.pad_across_processes(token_losses, pad_index=-1.0))
+            sample_losses = self.accelerator.gather(self.accelerator.pad_across_processes(sample_losses, pad_index=-1.0))
+            token_losses, sample_losses = token_losses[token_losses >= 0], sample_losses[sample_losses >= 0]
+        self.objective.fit(token_losses, sample_losses)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the objective's statistics (e.g. a temperature) to every training log."""
@@ -96,3 +153,10 @@ class ForgetlessTrainer(Trainer):
             for regularizer in self.regularizers:
                 logs.update({f"{regularizer.name}/{k}": v for k, v in regularizer.stats().items()})
         super().log(logs, *args, **kwargs)
+
+
+def _supervised_losses(token_loss: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``([M] supervised token losses, [S] per-sample mean losses)`` of a ``[B, T]`` loss and mask."""
+    counts = mask.sum(1)
+    rows = counts > 0
+    return token_loss[mask], (token_loss * mask).sum(1)[rows] / counts[rows]

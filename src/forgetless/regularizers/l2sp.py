@@ -1,0 +1,96 @@
+"""``l2sp``: an L2 penalty towards the pretrained weights (DiffNorm, L2-SP).
+
+Xuhong Li et al., "Explicit Inductive Bias for Transfer Learning with Convolutional
+Networks" (L2-SP, arXiv 1802.01483); FLOW (arXiv 2502.02797) uses it as a baseline.
+
+    penalty = λ ‖θ − θ*‖²            (reduction: sum;  gradient 2λ(θ − θ*))
+    penalty = λ ‖θ − θ*‖² / P        (reduction: mean; P = number of parameters compared)
+
+θ* is one frozen copy of the trainable parameters taken in ``prepare`` (before the
+first step), optionally stored in bf16 to halve its memory. Under LoRA the trained
+weights are θ = θ* + ΔW with ΔW = s·B·A, so the distance is computed from the LoRA
+factors themselves, ‖ΔW‖², and no copy is kept; P is then the number of entries of the
+adapted weight matrices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from forgetless.regularizers.base import Regularizer
+
+
+def _lora_layers(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
+    """``(layer, adapter)`` for every active PEFT LoRA layer of ``model``."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # peft is a dependency; this keeps the regularizer usable without it
+        return []
+    found = []
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    found.append((module, adapter))
+    return found
+
+
+class L2SP(Regularizer):
+    """λ‖θ − θ*‖² (sum) or its mean over the compared parameters; see the module docstring."""
+
+    name = "l2sp"
+
+    def __init__(self, weight: float = 1e-3, reduction: str = "mean", anchor_dtype: str = "fp32") -> None:
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"l2sp: weight (λ) must be a non-negative number, got {weight!r}")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"l2sp: reduction must be 'mean' or 'sum', got {reduction!r}")
+        if anchor_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"l2sp: anchor_dtype must be 'fp32' or 'bf16', got {anchor_dtype!r}")
+        self.weight, self.reduction, self.anchor_dtype = float(weight), reduction, anchor_dtype
+        self._pairs: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        self._lora: list[tuple[torch.nn.Module, str]] = []
+        self._count = 0
+        self._distance = 0.0
+
+    def prepare(self, trainer: Any) -> None:
+        """Keep θ* of the trainable parameters (or find the LoRA layers) of ``trainer.model``."""
+        self.attach(trainer.model)
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """Take ``model``'s current trainable weights as θ*."""
+        self._lora = _lora_layers(model)
+        dtype = torch.bfloat16 if self.anchor_dtype == "bf16" else torch.float32
+        self._pairs = [
+            (p, p.detach().to(dtype=dtype, copy=True))
+            for n, p in model.named_parameters()
+            if p.requires_grad and "lora_A" not in n and "lora_B" not in n
+        ]
+        self._count = sum(p.numel() for p, _ in self._pairs)
+        self._count += sum(m.get_base_layer().weight.numel() for m, _ in self._lora)
+        if self._count == 0:
+            raise ValueError("l2sp: the model has no trainable parameters to regularize")
+
+    def squared_distance(self) -> torch.Tensor:
+        """‖θ − θ*‖² as a scalar with gradient."""
+        terms = [(p - anchor.to(p.dtype)).pow(2).sum() for p, anchor in self._pairs]
+        terms += [m.get_delta_weight(adapter).pow(2).sum() for m, adapter in self._lora]
+        return torch.stack(terms).sum()
+
+    def penalty(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], outputs: Any) -> torch.Tensor:
+        """λ‖θ − θ*‖² (sum) or λ‖θ − θ*‖²/P (mean), a scalar with gradient."""
+        squared = self.squared_distance()
+        self._distance = float(squared.detach().sqrt())
+        scale = self.weight / (self._count if self.reduction == "mean" else 1)
+        return squared * scale
+
+    def stats(self) -> dict[str, float]:
+        """The L2 distance ‖θ − θ*‖ at the last penalty."""
+        return {"distance": self._distance}
+
+    def report(self) -> dict[str, Any]:
+        """Parameters and the number of compared parameters."""
+        return {"weight": self.weight, "reduction": self.reduction, "anchor_dtype": self.anchor_dtype,
+                "parameters": self._count, "lora_layers": len(self._lora)}
