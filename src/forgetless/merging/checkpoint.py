@@ -1,0 +1,122 @@
+"""A model directory seen as tensors on disk: single-file or sharded safetensors.
+
+Only tensor *metadata* (names, dtypes, shapes, which file) is read up front; a tensor's
+data is read when asked for, one at a time, through ``safe_open``. Each read opens and
+closes its file, so the memory map is released at once and the resident set of a merge
+stays a few tensors, however large the models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+# safetensors dtype names <-> torch dtypes, for headers written by the streaming writer.
+DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+class MergeError(ValueError):
+    """A merge was refused before anything was written; the message names what differs."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives and what it looks like, without its data."""
+
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        numel = 1
+        for size in self.shape:
+            numel *= size
+        return numel * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+
+
+class Checkpoint:
+    """The safetensors weights and config of one model directory.
+
+    Args:
+        path: a directory holding ``model.safetensors`` or ``model.safetensors.index.json``
+            plus its shards.
+
+    Raises:
+        MergeError: no safetensors weights (``.bin`` files are refused: unpickling
+            untrusted files runs code), an index that names a missing shard, or a tensor
+            the index places in a shard that does not hold it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise MergeError(f"{self.path}: not a model directory")
+        self.config: dict[str, Any] = self._read_config()
+        self.tensors: dict[str, TensorInfo] = self._read_tensors()
+
+    def _read_config(self) -> dict[str, Any]:
+        config = self.path / "config.json"
+        return json.loads(config.read_text()) if config.is_file() else {}
+
+    def _read_tensors(self) -> dict[str, TensorInfo]:
+        index = self.path / INDEX_FILE
+        if index.is_file():
+            weight_map: dict[str, str] = json.loads(index.read_text()).get("weight_map", {})
+            if not weight_map:
+                raise MergeError(f"{index}: has no weight_map")
+            files = sorted(set(weight_map.values()))
+            missing = [f for f in files if not (self.path / f).is_file()]
+            if missing:
+                raise MergeError(f"{self.path}: shard {missing[0]} named in {INDEX_FILE} is missing"
+                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        elif (self.path / SINGLE_FILE).is_file():
+            weight_map, files = {}, [SINGLE_FILE]
+        else:
+            unsafe = sorted(p.name for p in self.path.glob("*.bin")) + sorted(p.name for p in self.path.glob("*.pt"))
+            hint = f" (found {unsafe[0]}: pickled weights are refused; convert them to safetensors)" if unsafe else ""
+            raise MergeError(f"{self.path}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
+        tensors: dict[str, TensorInfo] = {}
+        for name in files:
+            file = self.path / name
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    view = handle.get_slice(key)
+                    tensors[key] = TensorInfo(file, view.get_dtype(), tuple(view.get_shape()))
+        for key, name in weight_map.items():
+            if key not in tensors or tensors[key].file.name != name:
+                raise MergeError(f"{self.path}: {INDEX_FILE} places tensor {key} in {name}, which does not hold it")
+        return tensors
+
+    def read(self, name: str) -> torch.Tensor:
+        """Load one tensor (opening and closing its file, so no mapping outlives the call)."""
+        info = self.tensors[name]
+        with safe_open(str(info.file), framework="pt") as handle:
+            return handle.get_tensor(name)
+
+    @property
+    def architecture(self) -> str:
+        """``model_type`` and ``architectures`` from config.json, as one string for messages."""
+        arch = self.config.get("architectures") or []
+        return f"{self.config.get('model_type', '?')} ({', '.join(arch) or '?'})"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(info.nbytes for info in self.tensors.values())
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.path)!r}, {len(self.tensors)} tensors)"

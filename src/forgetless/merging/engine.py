@@ -1,0 +1,182 @@
+"""The streaming merge engine: θ = Σ_k c_k θ_k over safetensors checkpoints.
+
+Every coefficient rule (interpolate, average, task_arithmetic, cocktail, greedy soup)
+reduces to one list of coefficients over the inputs (METHODS.md section 4); this module
+applies such a list. It reads one tensor of each input at a time, combines it in float32
+(float64 for float64 inputs), casts back to the input dtype and appends it to the output
+shard, so peak memory is a few tensors, never a model. Integer tensors and buffers are
+copied from the config source, never combined. Output goes to a temporary directory that
+is renamed when complete (``forgetless.atomic.atomic_dir``).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+import forgetless
+from forgetless.atomic import atomic_dir, write_json
+from forgetless.merging.adapters import is_adapter, materialize_adapter
+from forgetless.merging.checkpoint import FLOAT_DTYPES, Checkpoint, MergeError
+from forgetless.merging.checks import check_compatible
+from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
+
+RECORD_FILE = "forgetless-merge.json"
+# Files other than weights taken from the config source: config, generation config, tokenizer.
+COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt",
+                "chat_template.jinja", "chat_template.json")
+
+
+def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float]) -> torch.Tensor:
+    """Σ_k c_k θ_k for one tensor, reading input ``k`` only when its coefficient is non-zero.
+
+    Terms with c_k = 0 are skipped and a single term with c_k = 1 is returned as read, so
+    interpolation at α = 0 and α = 1 reproduces an input bit for bit (0·x would turn −0.0
+    into +0.0 and inf into nan).
+
+    Args:
+        read: loads input ``k``'s tensor (any shape ``S``, one float dtype across inputs).
+        coefficients: c_k, one per input.
+
+    Returns:
+        A tensor of shape ``S`` in the inputs' dtype.
+    """
+    terms = [(k, float(c)) for k, c in enumerate(coefficients) if c != 0]
+    if not terms:
+        first = read(0)
+        return torch.zeros_like(first)
+    if len(terms) == 1 and terms[0][1] == 1.0:
+        return read(terms[0][0])
+    k, c = terms[0]
+    tensor = read(k)
+    dtype = tensor.dtype
+    accumulate = torch.float64 if dtype == torch.float64 else torch.float32
+    total = tensor.to(accumulate) * c
+    del tensor
+    for k, c in terms[1:]:
+        total.add_(read(k).to(accumulate), alpha=c)
+    return total.to(dtype)
+
+
+def buffer_names(config_dir: Path) -> set[str]:
+    """Names of the persistent buffers of the model in ``config_dir``, from an empty
+    (meta-device) instance of its architecture; empty if the config cannot be built."""
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(str(config_dir))
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        return {name for name, _ in model.named_buffers()}
+    except Exception:  # unknown or remote-code architectures: fall back to the dtype rule alone
+        return set()
+
+
+def resolve_inputs(models: Sequence[str | Path], stack: ExitStack, adapter_base: str | None = None,
+                   trust_remote_code: bool = False) -> list[Checkpoint]:
+    """Open every input as a ``Checkpoint``; LoRA adapter directories are merged into their base first."""
+    from forgetless.training.run import resolve_model
+
+    checkpoints = []
+    for spec in models:
+        path = Path(resolve_model(str(spec)))
+        if is_adapter(path):
+            path = materialize_adapter(path, stack, adapter_base, trust_remote_code)
+        checkpoints.append(Checkpoint(path))
+    return checkpoints
+
+
+def validate_coefficients(coefficients: Sequence[float], n_models: int) -> list[float]:
+    """One finite coefficient per input, not all zero."""
+    values = [float(c) for c in coefficients]
+    if len(values) != n_models:
+        raise MergeError(f"{len(values)} coefficients for {n_models} models; give one per model")
+    bad = [c for c in values if not math.isfinite(c)]
+    if bad:
+        raise MergeError(f"coefficient {bad[0]} is not a finite number")
+    if all(c == 0 for c in values):
+        raise MergeError("all coefficients are zero; the merge would be an all-zero model")
+    return values
+
+
+def merge_checkpoints(
+    models: Sequence[str | Path],
+    coefficients: Sequence[float],
+    output: str | Path,
+    config_from: int = 0,
+    shard_size: int | str = DEFAULT_SHARD_BYTES,
+    overwrite: bool = False,
+    adapter_base: str | None = None,
+    record: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write θ = Σ_k c_k θ_k of ``models`` to ``output``, streaming one tensor at a time.
+
+    Args:
+        models: model directories (single-file or sharded safetensors), ``testbed:PRESET``,
+            or LoRA adapter directories (merged into their base first).
+        coefficients: c_k, one per model (rules in ``forgetless.merging`` compute them).
+        output: the merged model directory; written atomically.
+        config_from: index of the model whose config, generation config, tokenizer,
+            integer tensors and buffers the output takes.
+        shard_size: largest output shard, bytes or e.g. ``"2GB"``.
+        overwrite: replace an existing ``output``.
+        adapter_base: base model for adapter inputs (default: the one their config names).
+        record: extra facts (rule, parameters, computed weights) saved in ``forgetless-merge.json``.
+
+    Returns:
+        ``output``, loadable with ``AutoModelForCausalLM.from_pretrained``.
+
+    Raises:
+        MergeError: inputs differ in architecture, tensor names, shapes, dtypes or tokenizer,
+            a shard is missing, or the coefficients make no sense; nothing is written.
+        FileExistsError: ``output`` exists and ``overwrite`` is off.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
+    if not models:
+        raise MergeError("no input models")
+    values = validate_coefficients(coefficients, len(models))
+    if not 0 <= config_from < len(models):
+        raise MergeError(f"config_from={config_from}: expected an index between 0 and {len(models) - 1}")
+    max_bytes = parse_size(shard_size)
+    with ExitStack() as stack:
+        checkpoints = resolve_inputs(models, stack, adapter_base, trust_remote_code)
+        check_compatible(checkpoints)
+        source = checkpoints[config_from]
+        buffers = buffer_names(source.path)
+        copied = {name for name, info in source.tensors.items() if info.dtype not in FLOAT_DTYPES or name in buffers}
+        bar = tqdm(total=len(source.tensors), desc="merging", unit="tensor", leave=False, disable=not progress)
+
+        def produce(name: str) -> torch.Tensor:
+            bar.update(1)
+            if name in copied:
+                return source.read(name)
+            return combine(lambda k: checkpoints[k].read(name), values)
+
+        with atomic_dir(output, overwrite=overwrite) as tmp:
+            shards = write_shards(tmp, source.tensors, max_bytes, produce)
+            for name in COPIED_FILES:
+                if (source.path / name).is_file():
+                    shutil.copy2(source.path / name, tmp / name)
+            write_json(tmp / RECORD_FILE, {
+                "forgetless_version": forgetless.__version__,
+                "models": [str(m) for m in models],
+                "coefficients": values,
+                "config_from": str(models[config_from]),
+                "copied_tensors": sorted(copied),
+                "shards": [s.file for s in shards],
+                **(record or {}),
+            })
+        bar.close()
+    return output

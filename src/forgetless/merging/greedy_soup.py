@@ -1,0 +1,68 @@
+"""Greedy soup (Wortsman et al., arXiv 2203.05482): add models to a uniform average in
+order of their own held-out score, keeping each only if the soup's score does not drop.
+
+Soups are evaluated in memory: one host model's parameters are overwritten with the
+average of the accepted models plus the candidate, so nothing is written per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from forgetless.merging.base import Coefficients, MergeRule
+from forgetless.merging.checkpoint import Checkpoint, MergeError
+
+Score = Callable[[PreTrainedModel], float]
+
+
+def float_state(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """The named tensors of a checkpoint as float32 (they are summed)."""
+    checkpoint = Checkpoint(path)
+    return {name: checkpoint.read(name).to(torch.float32) for name in names}
+
+
+@dataclass
+class GreedySoup(MergeRule):
+    """``score`` maps a model to a held-out score, higher is better (e.g. −loss or exact match)."""
+
+    score: Score = field(repr=False)
+    name = "greedy_soup"
+
+    def coefficients(self, models: list[Path]) -> Coefficients:
+        from forgetless.merging.scoring import load_model
+
+        if len(models) < 2:
+            raise MergeError(f"greedy_soup needs at least 2 models, got {len(models)}")
+        host = load_model(models[0])
+        params = dict(host.named_parameters())
+        names = [n for n in Checkpoint(models[0]).tensors if n in params]
+        singles = []
+        for path in models:
+            state = float_state(path, names)
+            with torch.no_grad():
+                for n in names:
+                    params[n].copy_(state[n])
+            singles.append(self.score(host))
+        order = sorted(range(len(models)), key=lambda k: -singles[k])
+        total = float_state(models[order[0]], names)
+        accepted, best, trials = [order[0]], singles[order[0]], []
+        for k in order[1:]:
+            candidate = float_state(models[k], names)
+            with torch.no_grad():
+                for n in names:
+                    params[n].copy_((total[n] + candidate[n]) / (len(accepted) + 1))
+            score = self.score(host)
+            trials.append({"model": str(models[k]), "score": score, "accepted": score >= best})
+            if score >= best:
+                accepted.append(k)
+                best = score
+                for n in names:
+                    total[n].add_(candidate[n])
+        values = [1.0 / len(accepted) if k in accepted else 0.0 for k in range(len(models))]
+        return Coefficients(values, {"individual_scores": singles, "trials": trials, "soup_score": best,
+                                     "accepted": [str(models[k]) for k in accepted]})

@@ -1,0 +1,115 @@
+"""Streaming safetensors output: shards planned from tensor metadata, written one tensor
+at a time, plus the ``model.safetensors.index.json`` that transformers reads.
+
+A safetensors file starts with a header holding every tensor's dtype, shape and byte
+range, so the whole shard is normally assembled in memory before it is saved
+(``safetensors.torch.save_file``). The merge output's names, dtypes and shapes are known
+before any data is computed, so here the header is written first and each tensor's bytes
+are appended as soon as it is computed: memory holds one output tensor, not one shard.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from forgetless.atomic import write_json
+from forgetless.merging.checkpoint import DTYPE_NAMES, INDEX_FILE, SINGLE_FILE, TensorInfo
+
+DEFAULT_SHARD_BYTES = 5 * 1024**3
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from ``123``, ``"500MB"``, ``"2GB"`` or ``"1.5GiB"`` (decimal and binary units)."""
+    if isinstance(value, int):
+        size = value
+    else:
+        text = value.strip().upper().replace(" ", "")
+        units = {"KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "B": 1}
+        unit = next((u for u in units if text.endswith(u)), "")
+        try:
+            size = int(float(text[: len(text) - len(unit)]) * units.get(unit, 1))
+        except ValueError:
+            raise ValueError(f"shard size {value!r}: expected bytes or a size like 500MB or 2GB") from None
+    if size <= 0:
+        raise ValueError(f"shard size {value!r}: must be positive")
+    return size
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One output file and the tensors it holds, in write order."""
+
+    file: str
+    names: list[str]
+
+
+def plan_shards(tensors: dict[str, TensorInfo], max_bytes: int) -> list[Shard]:
+    """Split tensors (in the given order) into shards of at most ``max_bytes`` (a larger
+    tensor gets a shard of its own). One shard is named ``model.safetensors``, as
+    ``save_pretrained`` names it; several are ``model-0000i-of-0000n.safetensors``."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for name, info in tensors.items():
+        if groups[-1] and size + info.nbytes > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += info.nbytes
+    if len(groups) == 1:
+        return [Shard(SINGLE_FILE, groups[0])]
+    n = len(groups)
+    return [Shard(f"model-{i + 1:05d}-of-{n:05d}.safetensors", g) for i, g in enumerate(groups)]
+
+
+def _header(names: list[str], tensors: dict[str, TensorInfo]) -> bytes:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name in names:
+        info = tensors[name]
+        header[name] = {"dtype": info.dtype, "shape": list(info.shape), "data_offsets": [offset, offset + info.nbytes]}
+        offset += info.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as safetensors itself writes it
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _write_tensor(handle: BinaryIO, tensor: torch.Tensor, name: str, info: TensorInfo) -> None:
+    if DTYPE_NAMES[tensor.dtype] != info.dtype or tuple(tensor.shape) != info.shape:
+        raise RuntimeError(f"{name}: computed {tensor.dtype} {list(tensor.shape)}, planned {info.dtype} {list(info.shape)}")
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    handle.write(memoryview(data))
+
+
+def write_shards(directory: Path, tensors: dict[str, TensorInfo], max_bytes: int,
+                 produce: Callable[[str], torch.Tensor]) -> list[Shard]:
+    """Write every tensor of ``tensors`` (planned names/dtypes/shapes) into ``directory``.
+
+    Args:
+        directory: where the shards and the index go.
+        tensors: the output's tensors, in write order; ``file`` of each is ignored.
+        max_bytes: shard size limit.
+        produce: called with a tensor name, returns that output tensor (computed on demand,
+            so only one exists at a time).
+
+    Returns:
+        The shards written.
+    """
+    shards = plan_shards(tensors, max_bytes)
+    for shard in shards:
+        with open(directory / shard.file, "wb") as handle:
+            handle.write(_header(shard.names, tensors))
+            for name in shard.names:
+                _write_tensor(handle, produce(name), name, tensors[name])
+    if len(shards) > 1:
+        write_json(directory / INDEX_FILE, {
+            "metadata": {"total_size": sum(info.nbytes for info in tensors.values())},
+            "weight_map": {name: shard.file for shard in shards for name in shard.names},
+        })
+    return shards
