@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     from forgetless.theory.cli import add_theory_parser
 
     add_theory_parser(sub)
+    from forgetless.replay.cli import add_generate_parser
+
+    add_generate_parser(sub)
     return parser
 
 

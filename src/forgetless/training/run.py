@@ -194,6 +194,10 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     examples = load_examples(
         cfg.data, tokenizer, cfg.format, cfg.max_length, cfg.completion_only_loss, cfg.packing
     )
+    if cfg.replay is not None:  # replay samples mixed in, weighted by λ (forgetless.replay.mixing)
+        from forgetless.replay.mixing import add_replay
+
+        examples = add_replay(examples, cfg.replay, tokenizer, cfg.max_length, cfg.completion_only_loss, cfg.seed)
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
     _check_resumable(cfg, checkpoints.parent)
     # Weights load in fp32: mixed precision is autocast's job, and fp32 master
@@ -201,6 +205,11 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code
     )
+    if cfg.replay is not None:  # the context-free KL estimate of forgetting, logged while training
+        from forgetless.replay.kl_callback import kl_callback_for
+
+        kl_log = kl_callback_for(cfg.replay, model, tokenizer, cfg.seed)
+        callbacks = [*(callbacks or []), *([kl_log] if kl_log else [])]
     timer = _LogHistory()
     trainer = make_trainer(cfg, model, tokenizer, examples, checkpoints, [timer, *(callbacks or [])])
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
