@@ -25,6 +25,9 @@ def _add_model_flags(parser: argparse.ArgumentParser, schema: type, required: se
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif get_origin(annotation) is dict:
             parser.add_argument(flag, dest=name, type=json.loads, default=None, help=help_text + " (JSON)")
+        elif get_origin(annotation) is list:
+            item = get_args(annotation)[0]
+            parser.add_argument(flag, dest=name, type=item, nargs="+", default=None, help=help_text)
         elif get_args(annotation) and all(isinstance(a, str) for a in get_args(annotation)):
             parser.add_argument(flag, dest=name, choices=get_args(annotation), default=None, help=help_text)
         else:
@@ -46,11 +49,11 @@ def _merged_config(schema: type, args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a causal LM (plain SFT with --method nll)."""
-    from forgetless.training.run import train
+    from forgetless.training.run import train_sweep
 
     cfg = _merged_config(TrainConfig, args)
-    output = train(cfg)
-    print(f"model written to {output}")
+    for output in train_sweep(cfg):
+        print(f"model written to {output}")
     return 0
 
 
