@@ -76,21 +76,6 @@ def cmd_testbed_path(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a model: held-out code length and/or exact match on a domain file."""
-    from forgetless.evaluation.report import evaluate_model
-
-    result = evaluate_model(args.model, general=args.general, domain=args.domain, limit=args.limit,
-                            trust_remote_code=args.trust_remote_code)
-    text = json.dumps(result, indent=2)
-    if args.output:
-        from forgetless.atomic import write_json
-
-        write_json(args.output, result)
-    print(text)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``forgetless`` command."""
     parser = argparse.ArgumentParser(prog="forgetless", description=__doc__.splitlines()[0])
@@ -111,14 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     path.add_argument("--preset", default="tiny")
     path.set_defaults(func=cmd_testbed_path)
 
-    evaluate = sub.add_parser("eval", help=cmd_eval.__doc__)
-    evaluate.add_argument("--model", required=True, help="model directory, hub id, or testbed:PRESET")
-    evaluate.add_argument("--general", help="held-out general text (JSONL with 'text')")
-    evaluate.add_argument("--domain", help="domain test set (prompt/completion JSONL with 'answer' or 'Answer:')")
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N domain examples")
-    evaluate.add_argument("--output", help="also write the result JSON here")
-    evaluate.add_argument("--trust-remote-code", action="store_true")
-    evaluate.set_defaults(func=cmd_eval)
+    from forgetless.evaluation.cli import add_eval_parser
+
+    add_eval_parser(sub)
 
     from forgetless.theory.cli import add_theory_parser
 

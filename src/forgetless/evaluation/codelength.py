@@ -2,6 +2,9 @@
 
 Code length is exactly the quantity whose change the exponential-tilting view of
 forgetting (arXiv 2509.20758) bounds; bits per byte compares across tokenizers.
+Every text is encoded as ``BOS + text + EOS``; every token after BOS is scored
+once (EOS included), so a model that predicts uniformly over ``V`` tokens has a
+code length of exactly ``ln V`` nats per token.
 """
 
 from __future__ import annotations
@@ -9,18 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from torch import nn
+from transformers import PreTrainedTokenizerBase
 
-from forgetless.data.collate import PadCollator
 from forgetless.data.formats import IGNORE
-from forgetless.training.trainer import token_nll
+from forgetless.evaluation.scoring import score_pairs
 
 
 @dataclass(frozen=True)
 class CodeLength:
-    """Summed and averaged code length of a set of texts."""
+    """Summed and averaged code length of a set of texts (or of one text)."""
 
     nats: float
     tokens: int
@@ -40,19 +41,51 @@ def text_windows(tokenizer: PreTrainedTokenizerBase, texts: list[str], window: i
 
     Every token after the first of each text is scored exactly once; a window
     after the first starts with the last token of the previous one as context.
+    Each window also carries ``text``, the index of its text.
     """
+    if window < 2:
+        raise ValueError(f"window={window}: expected at least 2 tokens (one context, one scored)")
     windows = []
-    for text in texts:
+    for index, text in enumerate(texts):
         ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
         for start in range(0, len(ids) - 1, window - 1):
             chunk = ids[start : start + window]
-            windows.append({"input_ids": chunk, "labels": [IGNORE, *chunk[1:]]})
+            windows.append({"input_ids": chunk, "labels": [IGNORE, *chunk[1:]], "text": index})
     return windows
 
 
-@torch.no_grad()
+def text_code_lengths(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str], window: int = 256, batch_size: int = 16,
+    progress: bool = True,
+) -> list[CodeLength]:
+    """Code length of each text separately (the unit a bootstrap resamples).
+
+    Args:
+        model: a causal LM or anything with ``forward(input_ids, attention_mask).logits``.
+        tokenizer: its tokenizer (needs BOS and EOS).
+        texts: documents or paragraphs.
+        window: maximum tokens per forward pass; longer texts are cut into windows
+            that overlap by one token, so nothing is scored twice (context is then
+            shorter than the text, which makes code length a little higher).
+        batch_size: windows per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        One ``CodeLength`` per text, in order.
+    """
+    windows = text_windows(tokenizer, texts, window)
+    scores = score_pairs(model, [(w["input_ids"][:1], w["input_ids"][1:]) for w in windows], batch_size,
+                         desc="code length", progress=progress)
+    nats = [0.0] * len(texts)
+    tokens = [0] * len(texts)
+    for w, score in zip(windows, scores):
+        nats[w["text"]] -= score.logprob
+        tokens[w["text"]] += score.tokens
+    return [CodeLength(nats=n, tokens=t, bytes=len(text.encode("utf-8"))) for n, t, text in zip(nats, tokens, texts)]
+
+
 def code_length(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], window: int = 256, batch_size: int = 16
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str], window: int = 256, batch_size: int = 16
 ) -> CodeLength:
     """Code length of ``texts`` under ``model`` (no gradient, eval mode).
 
@@ -66,15 +99,6 @@ def code_length(
     Returns:
         The summed NLL in nats, the number of scored tokens, and the UTF-8 bytes of the texts.
     """
-    model.eval()
-    windows = sorted(text_windows(tokenizer, texts, window), key=lambda w: len(w["input_ids"]))
-    collate = PadCollator(tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-    nats, tokens = 0.0, 0
-    for start in tqdm(range(0, len(windows), batch_size), desc="scoring", unit="batch", leave=False):
-        batch = {k: v.to(device) for k, v in collate(windows[start : start + batch_size]).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, mask = token_nll(logits, batch["labels"])
-        nats += loss.sum().item()
-        tokens += int(mask.sum())
-    return CodeLength(nats=nats, tokens=tokens, bytes=sum(len(t.encode("utf-8")) for t in texts))
+    parts = text_code_lengths(model, tokenizer, texts, window, batch_size)
+    return CodeLength(nats=sum(p.nats for p in parts), tokens=sum(p.tokens for p in parts),
+                      bytes=sum(p.bytes for p in parts))

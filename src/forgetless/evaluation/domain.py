@@ -1,16 +1,29 @@
-"""Domain ability: exact-match accuracy of greedy answers on prompt/completion data."""
+"""Domain ability: exact-match accuracy of greedy answers, and completion loss.
+
+Exact match: the model's greedy completion of each prompt (EOS-terminated, see
+``generate.py``) is reduced to its answer by ``exact_match.extract_answer`` (text
+after the last ``Answer:``, to the end of that line, whitespace-normalized, one
+trailing period dropped) and compared with the gold answer (the record's ``answer``
+field, else the answer its ``completion`` states) by string equality.
+
+Completion loss: the mean NLL in nats per token of the gold ``completion`` + EOS
+given BOS + ``prompt``, exactly the tokens and masking of completion-only training.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from forgetless.data.errors import DataError
-from forgetless.data.records import read_records
+from forgetless.data.formats import encode_prompt
+from forgetless.data.records import Record, read_records
 from forgetless.evaluation.exact_match import exact_match, extract_answer
 from forgetless.evaluation.generate import greedy_completions
+from forgetless.evaluation.scoring import score_pairs
 
 
 def gold_answer(fields: dict[str, Any], path: str | Path, where: str) -> str:
@@ -24,12 +37,13 @@ def gold_answer(fields: dict[str, Any], path: str | Path, where: str) -> str:
 
 
 def domain_accuracy(
-    model: PreTrainedModel,
+    model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     path: str | Path,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
     limit: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Exact-match accuracy of greedy completions of a prompt/completion file.
 
@@ -56,7 +70,7 @@ def domain_accuracy(
             for r, g in zip(records, golds)
         )
         max_new_tokens = longest + 16
-    generations = greedy_completions(model, tokenizer, prompts, max_new_tokens, batch_size)
+    generations = greedy_completions(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress)
     hits = [exact_match(g, gold) for g, gold in zip(generations, golds)]
     return {
         "exact_match": sum(hits) / len(hits),
@@ -66,3 +80,36 @@ def domain_accuracy(
             for p, g, gold, h in zip(prompts, generations, golds, hits)
         ],
     }
+
+
+def completion_loss(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | Path,
+    batch_size: int = 32,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Mean NLL (nats per token) of each record's gold completion given its prompt.
+
+    Args:
+        path: prompt/completion JSONL; every record needs ``prompt`` and ``completion`` strings.
+        limit: score only the first ``limit`` records (the same ones ``domain_accuracy`` uses).
+
+    Returns:
+        ``{"completion_loss": float, "tokens": int, "nats": [per record], "token_counts": [per record]}``.
+    """
+    records: list[Record] = read_records(path)[:limit]
+    pairs = []
+    for record in records:
+        prompt, completion = record.fields.get("prompt"), record.fields.get("completion")
+        if not isinstance(prompt, str):
+            raise DataError(path, record.where, "prompt", "expected a string")
+        if not isinstance(completion, str) or not completion:
+            raise DataError(path, record.where, "completion", "expected a non-empty string (completion loss scores it)")
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        pairs.append((encode_prompt(tokenizer, prompt), completion_ids))
+    scores = score_pairs(model, pairs, batch_size, desc="completion loss", progress=progress)
+    nats = [-s.logprob for s in scores]
+    counts = [s.tokens for s in scores]
+    return {"completion_loss": sum(nats) / sum(counts), "tokens": sum(counts), "nats": nats, "token_counts": counts}

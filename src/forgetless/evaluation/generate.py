@@ -1,51 +1,152 @@
-"""Batched greedy decoding of completions for exact-match evaluation."""
+"""Batched greedy decoding with the KV cache and per-sequence stopping.
+
+``transformers``' ``generate`` keeps a finished sequence in the batch until every
+sequence has finished, padding it step after step. Here a sequence that emits EOS
+leaves the batch at once: its rows are dropped from the KV cache
+(``Cache.batch_select_indices``), so the remaining steps cost only what the
+unfinished sequences need. Prompts are left-padded with explicit position ids, so
+a padded prompt decodes exactly as it would alone.
+
+Models without a cache in their ``forward`` (a wrapper with only
+``forward(input_ids, attention_mask)``, such as an output ensemble) are decoded by
+re-running the whole prefix each step: slower, same result.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from forgetless.data.formats import encode_prompt
+from forgetless.evaluation.scoring import capabilities, core_model, model_device
+
+
+def _left_pad(prompts: list[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, length - len(p) :] = torch.tensor(list(p))
+        mask[r, length - len(p) :] = 1
+    return ids, mask
 
 
 @torch.no_grad()
+def _decode_batch(
+    model: nn.Module, prompts: list[Sequence[int]], max_new_tokens: int, eos_id: int | None, pad_id: int
+) -> list[list[int]]:
+    """Greedy continuations (EOS excluded) of one batch of prompts."""
+    core = core_model(model)
+    caps = capabilities(model)
+    device = model_device(model)
+    ids, mask = _left_pad(prompts, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    out_tokens: list[list[int]] = [[] for _ in prompts]
+    alive = torch.arange(len(prompts), device=device)  # batch row -> prompt index
+    kwargs: dict = {}
+    if caps.position_ids:
+        kwargs["position_ids"] = positions
+    if caps.kv_cache:
+        kwargs.update(past_key_values=DynamicCache(), use_cache=True)
+    if caps.logits_to_keep:
+        kwargs["logits_to_keep"] = 1
+    output = core(input_ids=ids, attention_mask=mask, **kwargs)
+    next_position = positions[:, -1] + 1
+    for step in range(max_new_tokens):
+        token = output.logits[:, -1].argmax(dim=-1)  # [B_alive]
+        finished = token == eos_id if eos_id is not None else torch.zeros_like(token, dtype=torch.bool)
+        for r, index in enumerate(alive.tolist()):
+            if not finished[r]:
+                out_tokens[index].append(int(token[r]))
+        if step == max_new_tokens - 1 or bool(finished.all()):
+            break
+        if bool(finished.any()):
+            # Per-sequence stopping: finished rows leave the batch and the cache.
+            keep = (~finished).nonzero().squeeze(1)
+            alive, token, mask, next_position = alive[keep], token[keep], mask[keep], next_position[keep]
+            ids = ids[keep]
+            if caps.kv_cache:
+                output.past_key_values.batch_select_indices(keep)
+        mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+        if caps.kv_cache:
+            kwargs = {"past_key_values": output.past_key_values, "use_cache": True}
+            if caps.position_ids:
+                kwargs["position_ids"] = next_position[:, None]
+            output = core(input_ids=token[:, None], attention_mask=mask, **kwargs)
+        else:
+            ids = torch.cat([ids, token[:, None]], dim=1)
+            kwargs = {}
+            if caps.position_ids:
+                kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
+            if caps.logits_to_keep:
+                kwargs["logits_to_keep"] = 1
+            output = core(input_ids=ids, attention_mask=mask, **kwargs)
+        next_position = next_position + 1
+    return out_tokens
+
+
+def greedy_decode(
+    model: nn.Module,
+    prompts: list[Sequence[int]],
+    max_new_tokens: int,
+    eos_token_id: int | None,
+    pad_token_id: int,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> list[list[int]]:
+    """Greedy continuations of tokenized prompts, batched.
+
+    Args:
+        model: a causal LM, or any module with ``forward(input_ids, attention_mask).logits``.
+        prompts: token ids per prompt (non-empty).
+        max_new_tokens: generation budget per prompt.
+        eos_token_id: a sequence stops when it emits this token (not returned).
+        pad_token_id: left-padding id (masked out, so its value does not matter).
+        batch_size: prompts decoded together; prompts are sorted by length first.
+        progress: show a progress bar.
+
+    Returns:
+        The generated token ids per prompt, in the order of ``prompts``.
+    """
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("greedy_decode: every prompt needs at least one token (BOS)")
+    model.eval()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs: list[list[int]] = [[] for _ in prompts]
+    bar = tqdm(total=len(prompts), desc="generating", unit="seq", leave=False, disable=not progress)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        for i, tokens in zip(rows, _decode_batch(model, [prompts[i] for i in rows], max_new_tokens,
+                                                 eos_token_id, pad_token_id)):
+            outputs[i] = tokens
+        bar.update(len(rows))
+    bar.close()
+    return outputs
+
+
 def greedy_completions(
-    model: PreTrainedModel,
+    model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     max_new_tokens: int = 96,
     batch_size: int = 32,
+    progress: bool = True,
 ) -> list[str]:
     """Greedy completions of ``prompts``, batched with left padding and the KV cache.
 
-    Prompts are encoded exactly as in training (``encode_prompt``); each sequence
-    stops at EOS. Prompts are sorted by length so batches carry little padding.
+    Prompts are encoded exactly as in training (``encode_prompt``: BOS + prompt);
+    each sequence stops at EOS. Prompts are sorted by length so batches carry
+    little padding.
 
     Returns:
         The decoded completions, in the order of ``prompts``.
     """
-    model.eval()
-    device = next(model.parameters()).device
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    outputs: list[str] = [""] * len(prompts)
-    for start in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", leave=False):
-        rows = order[start : start + batch_size]
-        length = max(len(encoded[i]) for i in rows)
-        ids = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, length - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[r, length - len(encoded[i]) :] = 1
-        generated = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        for r, i in enumerate(rows):
-            outputs[i] = tokenizer.decode(generated[r, length:], skip_special_tokens=True)
-    return outputs
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokens = greedy_decode(model, encoded, max_new_tokens, tokenizer.eos_token_id, pad, batch_size, progress)
+    return [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]

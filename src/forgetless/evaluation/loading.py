@@ -1,0 +1,61 @@
+"""Load anything that looks like a model for evaluation: a checkpoint directory, a
+LoRA adapter directory, a hub id, or ``testbed:PRESET``.
+
+Weights are read from safetensors only (``use_safetensors=True``): a pickle
+checkpoint is refused rather than unpickled. ``trust_remote_code`` is off unless asked.
+In-memory models need no loading: pass ``(model, tokenizer)`` to
+``forgetless.evaluation.report.evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()
+
+
+def load_model(
+    spec: str, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, PreTrainedTokenizerBase, str]:
+    """Load ``(model, tokenizer, resolved path)`` for evaluation.
+
+    A directory with ``adapter_config.json`` is a PEFT (LoRA) adapter: its base model
+    (``base_model_name_or_path``, which may itself be ``testbed:PRESET``) is loaded,
+    the adapter applied and merged, so evaluation runs at the base model's speed.
+    The tokenizer comes from the adapter directory when it has one, else from the base.
+
+    Raises:
+        FileNotFoundError: ``spec`` looks like a path (contains a separator) but does not exist.
+    """
+    from forgetless.training.run import load_tokenizer, resolve_model
+
+    resolved = resolve_model(spec)
+    path = Path(resolved)
+    # A hub id ("org/name") may legitimately not exist locally; a filesystem path must.
+    if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
+        raise FileNotFoundError(f"{spec}: no such model directory")
+    adapter_config = path / "adapter_config.json"
+    if adapter_config.exists():
+        from peft import PeftModel
+
+        base_spec = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        if not isinstance(base_spec, str):
+            raise ValueError(f"{adapter_config}: expected a string 'base_model_name_or_path'")
+        base_path = resolve_model(base_spec)
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                    use_safetensors=True)
+        model = PeftModel.from_pretrained(base, resolved).merge_and_unload()
+        tokenizer = load_tokenizer(resolved if _has_tokenizer(path) else base_path, trust_remote_code)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                     use_safetensors=True)
+        tokenizer = load_tokenizer(resolved, trust_remote_code)
+    model.eval()
+    return model, tokenizer, resolved
