@@ -2,8 +2,8 @@
 
 A multiple-choice item is ``{"context": str, "choices": [str, ...], "label": int}``;
 the model picks the choice ``c`` with the highest ``log p(" " + c | context)``
-(``accuracy``), or the highest log-likelihood per UTF-8 byte of the choice
-(``accuracy_norm``, lm-eval's ``acc_norm``). Choices are joined to the context with
+(``accuracy``), or the highest log-likelihood per character of the choice
+(``accuracy_norm``, computed as lm-eval's ``acc_norm``: characters of the choice, without the space). Choices are joined to the context with
 one space, lm-eval's default ``target_delimiter``.
 
 The testbed's general multiple-choice task is a cloze built deterministically from
@@ -116,7 +116,7 @@ def multiple_choice_accuracy(
         item_scores = scores[k : k + len(item["choices"])]
         k += len(item["choices"])
         raw = [s.logprob for s in item_scores]
-        norm = [s.logprob / len((" " + c).encode("utf-8")) for s, c in zip(item_scores, item["choices"])]
+        norm = [s.logprob / len(c) for s, c in zip(item_scores, item["choices"])]
         correct.append(int(raw.index(max(raw)) == item["label"]))
         correct_norm.append(int(norm.index(max(norm)) == item["label"]))
     n = len(items)

@@ -14,7 +14,7 @@ metric              group     better            unit, value
 nats_per_token      general   lower             text: sum nats / sum tokens
 bits_per_byte       general   lower             text: sum nats / ln 2 / sum bytes
 mc_accuracy         general   higher            item: picked the labelled choice
-mc_accuracy_norm    general   higher            item: same, log-likelihood per byte
+mc_accuracy_norm    general   higher            item: same, log-likelihood per char
 exact_match         domain    higher            record: extracted answer == gold
 completion_loss     domain    lower             record: sum nats / sum tokens
 ==================  ========  ================  ===================================
