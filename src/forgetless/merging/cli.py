@@ -1,0 +1,231 @@
+"""``forgetless merge``: weight merges, α sweeps and the forgetting budget from the command line.
+
+Flags are built from the fields of ``MergeConfig``, and ``--config merge.yaml`` takes the
+same keys (flags override it), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.config import MergeConfig
+
+
+def _add_schema_flags(parser: argparse.ArgumentParser, schema: type[MergeConfig]) -> None:
+    """One ``--flag`` per schema field, typed, with the field's description."""
+    for name, field in schema.model_fields.items():
+        annotation = field.annotation
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
+        if get_origin(annotation) in (Union, types.UnionType):  # X | None: the flag takes X
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(annotation) is Literal:
+            kwargs["choices"] = get_args(annotation)
+        elif get_origin(annotation) is list:
+            kwargs.update(type=get_args(annotation)[0], nargs="+")
+        else:
+            kwargs["type"] = annotation
+        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def _config(args: argparse.Namespace) -> MergeConfig:
+    from forgetless.config import build_config, load_yaml
+
+    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    for name in MergeConfig.model_fields:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    if "models" not in values:
+        raise MergeError("--models is required (here or in --config)")
+    return build_config(MergeConfig, values, args.config or "command line")
+
+
+def build_rule(cfg: MergeConfig) -> Any:
+    """The configured coefficient rule of ``cfg``."""
+    from forgetless.merging.registry import RULES
+
+    rule = RULES[cfg.rule]
+    if cfg.rule == "interpolate":
+        if cfg.alpha is None:
+            raise MergeError("interpolate needs --alpha (or --sweep / --budget to choose one)")
+        return rule(alpha=cfg.alpha)
+    if cfg.rule == "average":
+        return rule(weights=cfg.weights)
+    if cfg.rule == "task_arithmetic":
+        if not cfg.lambdas:
+            raise MergeError("task_arithmetic needs --lambdas")
+        return rule(lambdas=cfg.lambdas)
+    if cfg.rule == "cocktail":
+        if not cfg.examples:
+            raise MergeError("cocktail needs --examples: a few target-domain examples to compute the losses on")
+        return rule(examples=Path(cfg.examples), finetuned=cfg.finetuned, temperature=cfg.temperature,
+                    alpha=0.5 if cfg.alpha is None else cfg.alpha, num_examples=cfg.num_examples)
+    if not cfg.validation:
+        raise MergeError("greedy_soup needs --validation: held-out examples to score each soup on")
+    return rule(score=_loss_score(cfg))
+
+
+def _loss_score(cfg: MergeConfig) -> Any:
+    """Held-out score of greedy soup: minus the mean loss per token on --validation."""
+    from forgetless.merging.scoring import example_texts, mean_loss
+    from forgetless.training.run import load_tokenizer, resolve_model
+
+    texts = example_texts(cfg.validation, None)
+    tokenizer = load_tokenizer(resolve_model(cfg.models[0]), cfg.trust_remote_code)
+    return lambda model: -mean_loss(model, tokenizer, texts)
+
+
+def _print_weights(models: list[str], values: list[float], info: dict[str, Any]) -> None:
+    losses = info.get("losses")
+    cocktail = info.get("cocktail_weights")
+    print(f"{'model':<48} {'coefficient':>12}" + (f" {'loss':>9} {'softmax(-L/T)':>14}" if losses else ""))
+    for k, (model, value) in enumerate(zip(models, values)):
+        extra = f" {losses[k]:>9.4f} {cocktail[k]:>14.4f}" if losses and cocktail else ""
+        print(f"{model:<48} {value:>12.6f}{extra}")
+
+
+def cmd_merge_weights(cfg: MergeConfig) -> int:
+    """Compute the rule's coefficients and write the merged model."""
+    from forgetless.merging.engine import merge_checkpoints, resolve_inputs
+
+    if not cfg.output:
+        raise MergeError("--output is required to write a merge (a --sweep writes nothing)")
+    if Path(cfg.output).exists() and not cfg.overwrite:
+        raise FileExistsError(f"{cfg.output}: already exists; pass --overwrite to replace it")
+    rule = build_rule(cfg)
+    with ExitStack() as stack:
+        paths = [c.path for c in resolve_inputs(cfg.models, stack, cfg.adapter_base, cfg.trust_remote_code)]
+        result = rule.coefficients(paths)
+        print(f"{cfg.rule} coefficients:")
+        _print_weights(cfg.models, result.values, result.info)
+        out = merge_checkpoints(paths, result.values, cfg.output, config_from=cfg.config_from,
+                                shard_size=cfg.shard_size, overwrite=cfg.overwrite,
+                                record={"rule": cfg.rule, "inputs": cfg.models, "params": rule.params(),
+                                        **result.info})
+    print(f"merged model written to {out} (coefficients in {out}/forgetless-merge.json)")
+    return 0
+
+
+def _evaluator(cfg: MergeConfig, tokenizer: Any) -> Any:
+    from forgetless.evaluation.codelength import code_length
+    from forgetless.evaluation.domain import domain_accuracy
+    from forgetless.evaluation.report import read_texts
+
+    general = read_texts(cfg.general)[: cfg.general_limit] if cfg.general else None
+
+    def evaluate(model: Any) -> dict[str, Any]:
+        point: dict[str, Any] = {}
+        if general is not None:
+            point["general_nats"] = code_length(model, tokenizer, general).nats_per_token
+        if cfg.domain:
+            accuracy = domain_accuracy(model, tokenizer, cfg.domain, limit=cfg.domain_limit)
+            point["exact_match"], point["domain_n"] = accuracy["exact_match"], accuracy["n"]
+        return point
+
+    return evaluate
+
+
+def _print_point(point: dict[str, Any]) -> None:
+    cells = [f"alpha={point['alpha']:<5g}"]
+    if "general_nats" in point:
+        cells.append(f"general {point['general_nats']:.4f} nats/token")
+    if "exact_match" in point:
+        cells.append(f"domain exact match {point['exact_match']:.4f} (n={point['domain_n']})")
+    print("  " + "   ".join(cells) + f"   [{point['seconds']:.1f} s]", flush=True)
+
+
+def _print_budget_table(choice: Any) -> None:
+    unit = "nats/token" if choice.unit == "nats" else "% of base"
+    print(f"\n{'alpha':>6} {'general nats/tok':>17} {'forgetting (' + unit + ')':>26} {'domain EM':>10}  within budget")
+    for p in choice.curve:
+        mark = "<- chosen" if choice.chosen is not None and p["alpha"] == choice.chosen["alpha"] else ""
+        print(f"{p['alpha']:>6g} {p['general_nats']:>17.4f} {p['forgetting']:>26.4f} {p['exact_match']:>10.4f}  "
+              f"{'yes' if p['within_budget'] else 'no':<4} {mark}")
+
+
+def cmd_merge_sweep(cfg: MergeConfig) -> int:
+    """The α curve in memory; with --budget, the α chosen under the forgetting budget."""
+    from forgetless.atomic import write_json
+    from forgetless.merging.budget import choose_alpha
+    from forgetless.merging.engine import merge_checkpoints, resolve_inputs
+    from forgetless.merging.ensemble import OutputEnsemble
+    from forgetless.merging.interpolate import Interpolate, check_alpha
+    from forgetless.merging.scoring import load_model
+    from forgetless.merging.sweep import alpha_sweep
+    from forgetless.training.run import load_tokenizer
+
+    if len(cfg.models) != 2:
+        raise MergeError(f"a sweep takes exactly 2 models (base, fine-tuned), got {len(cfg.models)}")
+    budget = cfg.budget is not None
+    if budget and not (cfg.general and cfg.domain):
+        raise MergeError("--budget needs --general (held-out general text) and --domain (domain validation set)")
+    if not (cfg.general or cfg.domain):
+        raise MergeError("a sweep needs --general and/or --domain to evaluate each alpha on")
+    if cfg.output and not budget:
+        raise MergeError("--output with --sweep: choose an alpha with --budget, or merge one with --alpha")
+    alphas = sorted({check_alpha(a) for a in cfg.alphas} | ({0.0} if budget else set()))
+    with ExitStack() as stack:
+        base, ft = (c.path for c in resolve_inputs(cfg.models, stack, cfg.adapter_base, cfg.trust_remote_code))
+        tokenizer = load_tokenizer(str(ft), cfg.trust_remote_code)
+        evaluate = _evaluator(cfg, tokenizer)
+        kind = "output ensemble" if cfg.ensemble else "weight interpolation"
+        print(f"{kind} of {cfg.models[0]} (alpha=0) and {cfg.models[1]} (alpha=1), in memory:")
+        if cfg.ensemble:
+            import time
+
+            base_model, ft_model = load_model(base, cfg.trust_remote_code), load_model(ft, cfg.trust_remote_code)
+            curve = []
+            for alpha in alphas:
+                start = time.time()
+                point = {"alpha": alpha, **evaluate(OutputEnsemble(base_model, ft_model, alpha)),
+                         "seconds": time.time() - start}
+                curve.append(point)
+                _print_point(point)
+        else:
+            curve = alpha_sweep(load_model(ft, cfg.trust_remote_code), base, ft, alphas, evaluate, _print_point)
+        result: dict[str, Any] = {"models": cfg.models, "mode": kind, "curve": curve}
+        if budget:
+            choice = choose_alpha(curve, cfg.budget, cfg.budget_unit)  # type: ignore[arg-type]
+            _print_budget_table(choice)
+            print("\n" + choice.summary())
+            result.update(curve=choice.curve, budget=cfg.budget, budget_unit=cfg.budget_unit, chosen=choice.chosen)
+            if cfg.output and choice.chosen is not None:
+                if cfg.ensemble:
+                    print("(an output ensemble has no merged weights to write; --output ignored)")
+                else:
+                    alpha = choice.chosen["alpha"]
+                    merge_checkpoints([base, ft], Interpolate(alpha).coefficients([base, ft]).values, cfg.output,
+                                      config_from=1, shard_size=cfg.shard_size, overwrite=cfg.overwrite,
+                                      record={"rule": "interpolate", "inputs": cfg.models, "params": {"alpha": alpha},
+                                              "budget": result["budget"], "budget_unit": cfg.budget_unit,
+                                              "curve": choice.curve})
+                    print(f"model at alpha={alpha:g} written to {cfg.output}")
+            elif cfg.output:
+                print(f"nothing written to {cfg.output}: no alpha meets the budget")
+    if cfg.curve:
+        write_json(cfg.curve, result)
+        print(f"curve written to {cfg.curve}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge model weights (interpolate, average, greedy_soup, task_arithmetic, cocktail), sweep alpha
+    in memory, or choose alpha under a forgetting budget."""
+    cfg = _config(args)
+    if cfg.sweep or cfg.budget is not None:
+        return cmd_merge_sweep(cfg)
+    return cmd_merge_weights(cfg)
+
+
+def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``merge`` to the ``forgetless`` command."""
+    parser = subparsers.add_parser("merge", help=cmd_merge.__doc__.splitlines()[0], description=cmd_merge.__doc__)
+    parser.add_argument("--config", help="YAML file with merge keys (the flags below, with underscores); flags override it")
+    _add_schema_flags(parser, MergeConfig)
+    parser.set_defaults(func=cmd_merge)

@@ -1,0 +1,75 @@
+"""``forgetless merge`` end to end on tiny models: flags, YAML, sweep and budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from forgetless.cli import main
+from forgetless.merging.checkpoint import Checkpoint
+from tests.conftest import TEXT, make_model, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tokenizer) -> list[Path]:
+    root = tmp_path_factory.mktemp("cli-models")
+    paths = []
+    for seed in (0, 1, 2):
+        make_model(tokenizer, seed).save_pretrained(root / f"m{seed}")
+        tokenizer.save_pretrained(root / f"m{seed}")
+        paths.append(root / f"m{seed}")
+    return paths
+
+
+def tensor(path: Path, name: str = "model.norm.weight") -> torch.Tensor:
+    return Checkpoint(path).read(name)
+
+
+def test_merge_from_flags_and_yaml(models, tmp_path, capsys):
+    out = tmp_path / "interp"
+    assert main(["merge", "--models", str(models[0]), str(models[1]), "--alpha", "0.25", "--output", str(out)]) == 0
+    name = "model.layers.1.mlp.down_proj.weight"
+    torch.testing.assert_close(tensor(out, name), 0.75 * tensor(models[0], name) + 0.25 * tensor(models[1], name))
+    config = tmp_path / "merge.yaml"
+    config.write_text(f"rule: average\nmodels: [{models[0]}, {models[1]}, {models[2]}]\noutput: {tmp_path / 'soup'}\n")
+    assert main(["merge", "--config", str(config)]) == 0
+    record = json.loads((tmp_path / "soup" / "forgetless-merge.json").read_text())
+    assert record["rule"] == "average" and record["coefficients"] == pytest.approx([1 / 3] * 3)
+    assert "merged model written to" in capsys.readouterr().out
+
+
+def test_merge_refusals_exit_2_with_message(models, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["merge", "--models", str(models[0]), str(models[1]), "--alpha", "2", "--output", str(out)]) == 2
+    assert "alpha=2.0: expected a number in [0, 1]" in capsys.readouterr().err
+    assert main(["merge", "--models", str(models[0]), str(models[1]), "--rule", "task_arithmetic",
+                 "--output", str(out)]) == 2
+    assert "task_arithmetic needs --lambdas" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_budget_prints_curve_and_writes_the_chosen_alpha(models, tmp_path, capsys):
+    general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in TEXT[:4]])
+    domain = write_jsonl(tmp_path / "val.jsonl", [{"prompt": "Sum 1 and 2.\n", "completion": " Answer: 3"}] * 2)
+    out = tmp_path / "chosen"
+    code = main(["merge", "--models", str(models[0]), str(models[1]), "--alphas", "0.5", "1", "--general",
+                 str(general), "--domain", str(domain), "--budget", "1000", "--output", str(out), "--curve",
+                 str(tmp_path / "curve.json")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert [p["alpha"] for p in curve["curve"]] == [0.0, 0.5, 1.0]  # alpha 0 added: the reference
+    chosen = curve["chosen"]["alpha"]
+    assert f"alpha={chosen:g} meets the budget of 1000 nats/token" in printed
+    record = json.loads((out / "forgetless-merge.json").read_text())
+    assert record["params"] == {"alpha": chosen}
+    # A budget no point meets (the base itself forgets 0): said plainly, nothing written.
+    code = main(["merge", "--models", str(models[0]), str(models[1]), "--alphas", "1", "--general", str(general),
+                 "--domain", str(domain), "--budget", "-50", "--output", str(tmp_path / "none")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "no alpha meets the budget of -50 nats/token" in printed
+    assert not (tmp_path / "none").exists()

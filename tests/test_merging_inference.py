@@ -1,0 +1,172 @@
+"""Output ensemble, in-memory α sweeps, the forgetting budget, and LM-Cocktail weights."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from forgetless.evaluation.codelength import code_length
+from forgetless.merging import MergeError, OutputEnsemble
+from forgetless.merging.budget import choose_alpha
+from forgetless.merging.cocktail import Cocktail, cocktail_weights
+from forgetless.merging.checkpoint import Checkpoint
+from forgetless.merging.sweep import alpha_sweep
+from tests.conftest import TEXT, make_model
+
+TEXTS = TEXT[:4]
+
+
+@pytest.fixture(scope="module")
+def pair(tokenizer):
+    return make_model(tokenizer, 0).eval(), make_model(tokenizer, 1).eval()
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tokenizer) -> list[Path]:
+    root = tmp_path_factory.mktemp("saved")
+    paths = []
+    for seed in (0, 1, 2):
+        make_model(tokenizer, seed).save_pretrained(root / f"m{seed}")
+        tokenizer.save_pretrained(root / f"m{seed}")
+        paths.append(root / f"m{seed}")
+    return paths
+
+
+def batch(tokenizer):
+    encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_ensemble_ends_reproduce_each_model(pair, tokenizer):
+    base, ft = pair
+    ids, mask = batch(tokenizer)
+    with torch.no_grad():
+        for alpha, model in ((0.0, base), (1.0, ft)):
+            got = OutputEnsemble(base, ft, alpha)(input_ids=ids, attention_mask=mask).logits
+            want = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits, dim=-1)
+            assert torch.equal(got, want)
+    # Through the evaluation code, exactly as for a plain model.
+    assert code_length(OutputEnsemble(base, ft, 0.0), tokenizer, TEXTS).nats == pytest.approx(
+        code_length(base, tokenizer, TEXTS).nats, rel=1e-6)
+
+
+def test_ensemble_mixes_probabilities_per_token(pair, tokenizer):
+    base, ft = pair
+    ids, mask = batch(tokenizer)
+    with torch.no_grad():
+        got = OutputEnsemble(base, ft, 0.3)(input_ids=ids, attention_mask=mask).logits
+        p = 0.7 * torch.softmax(base(input_ids=ids, attention_mask=mask).logits, -1) \
+            + 0.3 * torch.softmax(ft(input_ids=ids, attention_mask=mask).logits, -1)
+    torch.testing.assert_close(got.exp(), p, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(got.exp().sum(-1), torch.ones(got.shape[:2]))
+
+
+def test_ensemble_generates_like_its_model_at_the_ends(pair, tokenizer):
+    base, ft = pair
+    prompts = tokenizer(["In the beginning", "The quick brown fox jumps"], padding=True, padding_side="left",
+                        return_tensors="pt")
+    kwargs = dict(max_new_tokens=8, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                  pad_token_id=tokenizer.pad_token_id)
+    for alpha, model in ((0.0, base), (1.0, ft)):
+        want = model.generate(**prompts, **kwargs)
+        got = OutputEnsemble(base, ft, alpha).generate(**prompts, **kwargs)
+        assert torch.equal(got, want)
+    mixed = OutputEnsemble(base, ft, 0.5).generate(**prompts, **kwargs)
+    assert mixed.shape[0] == 2 and mixed.shape[1] <= prompts["input_ids"].shape[1] + 8
+
+
+def test_ensemble_refuses_alpha_outside_unit_interval(pair):
+    with pytest.raises(MergeError, match=r"alpha=-0.1: expected a number in \[0, 1\]"):
+        OutputEnsemble(*pair, -0.1)
+
+
+def test_alpha_sweep_in_memory_hits_both_ends_and_writes_nothing(saved, tokenizer, tmp_path):
+    base, ft = saved[0], saved[1]
+    model = make_model(tokenizer, 7).eval()
+    before = sorted(p.name for p in base.parent.iterdir())
+    base_w, ft_w = (Checkpoint(p) for p in (base, ft))
+
+    def evaluate(m):
+        state = m.state_dict()
+        name = "model.layers.0.mlp.up_proj.weight"
+        return {"is_base": torch.equal(state[name], base_w.read(name)), "is_ft": torch.equal(state[name], ft_w.read(name)),
+                "nats": code_length(m, tokenizer, TEXTS).nats_per_token}
+
+    curve = alpha_sweep(model, base, ft, [0.0, 0.5, 1.0], evaluate)
+    assert [p["alpha"] for p in curve] == [0.0, 0.5, 1.0]
+    assert [(p["is_base"], p["is_ft"]) for p in curve] == [(True, False), (False, False), (False, True)]
+    base_model = make_model(tokenizer, 0).eval()
+    assert curve[0]["nats"] == pytest.approx(code_length(base_model, tokenizer, TEXTS).nats_per_token, rel=1e-6)
+    assert sorted(p.name for p in base.parent.iterdir()) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_budget_picks_best_domain_score_within_forgetting():
+    curve = [
+        {"alpha": 0.0, "general_nats": 2.00, "exact_match": 0.10},
+        {"alpha": 0.5, "general_nats": 2.05, "exact_match": 0.40},
+        {"alpha": 0.75, "general_nats": 2.15, "exact_match": 0.55},
+        {"alpha": 1.0, "general_nats": 2.40, "exact_match": 0.50},
+    ]
+    choice = choose_alpha(curve, 0.2, "nats")
+    assert choice.chosen["alpha"] == 0.75
+    assert [p["within_budget"] for p in choice.curve] == [True, True, True, False]
+    assert choice.curve[3]["forgetting"] == pytest.approx(0.40)
+    # 5 % of 2.00 nats is 0.10 nats: only alpha 0 and 0.5 qualify.
+    percent = choose_alpha(curve, 5, "percent")
+    assert percent.chosen["alpha"] == 0.5
+    assert percent.curve[2]["forgetting"] == pytest.approx(7.5)
+    assert "alpha=0.5 meets the budget of 5 %" in percent.summary()
+
+
+def test_budget_says_plainly_when_no_alpha_meets_it():
+    curve = [{"alpha": 0.0, "general_nats": 2.0, "exact_match": 0.1},
+             {"alpha": 1.0, "general_nats": 1.9, "exact_match": 0.5}]
+    choice = choose_alpha(curve, -0.2, "nats")
+    assert choice.chosen is None
+    assert choice.summary().startswith("no alpha meets the budget of -0.2 nats/token")
+    with pytest.raises(MergeError, match="the curve needs alpha=0"):
+        choose_alpha(curve[1:], 0.1)
+    with pytest.raises(MergeError, match="budget=nan: expected a finite number"):
+        choose_alpha(curve, math.nan)
+
+
+def independent_loss(model, tokenizer, texts: list[str]) -> float:
+    """Mean next-token NLL per token, BOS + text + EOS, one text at a time."""
+    nats, tokens = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"],
+                                 tokenizer.eos_token_id]])
+            logits = model(input_ids=ids).logits[0, :-1]
+            nats += float(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            tokens += ids.size(1) - 1
+    return nats / tokens
+
+
+def test_cocktail_weights_are_softmax_of_independent_losses(saved, tokenizer, tmp_path):
+    rows = [{"prompt": t[:20], "completion": t[20:]} for t in TEXT[:7]]
+    examples = tmp_path / "target.jsonl"
+    examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = Cocktail(examples, finetuned=1, temperature=5.0, alpha=0.4, num_examples=5).coefficients(saved)
+    texts = [r["prompt"] + r["completion"] for r in rows[:5]]
+    losses = [independent_loss(make_model(tokenizer, seed).eval(), tokenizer, texts) for seed in (0, 1, 2)]
+    assert result.info["losses"] == pytest.approx(losses, rel=1e-5)
+    exps = [math.exp(-loss / 5.0) for loss in losses]
+    weights = [e / sum(exps) for e in exps]
+    assert result.info["cocktail_weights"] == pytest.approx(weights, rel=1e-6)
+    assert result.values == pytest.approx([0.6 * weights[0], 0.4 + 0.6 * weights[1], 0.6 * weights[2]])
+    assert sum(result.values) == pytest.approx(1.0)
+
+
+def test_cocktail_weights_and_refusals():
+    assert cocktail_weights([1.0, 1.0], 5.0) == pytest.approx([0.5, 0.5])
+    assert cocktail_weights([0.0, 5.0], 5.0) == pytest.approx([1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1))])
+    with pytest.raises(MergeError, match="temperature=0.0: expected a positive number"):
+        Cocktail(Path("x"), temperature=0.0, losses_fn=lambda m: [1.0, 1.0]).coefficients([Path("a"), Path("b")])
+    with pytest.raises(MergeError, match="finetuned=3: expected the index of a model, 0 to 1"):
+        Cocktail(Path("x"), finetuned=3, losses_fn=lambda m: [1.0, 1.0]).coefficients([Path("a"), Path("b")])
