@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     from forgetless.replay.cli import add_generate_parser
 
     add_generate_parser(sub)
+    from forgetless.study.cli import add_study_parser
+
+    add_study_parser(sub)
     from forgetless.merging.cli import add_merge_parser
 
     add_merge_parser(sub)

@@ -1,0 +1,160 @@
+"""The study config: one YAML that names the base model, the data, the methods and the sweeps.
+
+A study trains one model per method x learning rate x seed, evaluates every model
+(and every interpolation / ensemble point) on the same general and domain data, and
+writes a report. Everything here is validated before any work starts; errors name
+the key (``methods.2.learning_rates``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from forgetless.config import TrainConfig, build_config, load_yaml
+
+# Keys a method entry may set for its runs: everything in TrainConfig except what
+# the study itself decides (where data comes from, where models go, the lr and seed).
+_STUDY_OWNED = {"model", "data", "output", "learning_rate", "seed", "overwrite"}
+
+
+class DataConfig(BaseModel):
+    """The domain data (prompt/completion with answers) and the general evaluation text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: str = Field(description="Domain training data (any format `forgetless train` reads).")
+    validation: str | None = Field(None, description="Domain validation set: chooses alpha under the budget.")
+    test: str = Field(description="Domain test set: prompt/completion with 'answer' or a completion ending 'Answer: X'.")
+    general: str = Field(description="Held-out general text (JSONL with 'text'): forgetting is measured here.")
+
+
+class MethodConfig(BaseModel):
+    """One row of the comparison: a training method with its parameters and learning rates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Label in the report, unique in the study (e.g. 'talr', 'sft-lr1e-3').")
+    learning_rates: list[float] = Field(min_length=1, description="One run per learning rate (and per seed).")
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainConfig keys for this method (method, method_params, regularizers, lora, replay, ...).",
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _no_study_owned(cls, value: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(set(value) & _STUDY_OWNED)
+        if owned:
+            raise ValueError(f"{owned} are set by the study itself (base_model, data, learning_rates, seeds)")
+        return value
+
+
+class SweepConfig(BaseModel):
+    """Post-hoc combinations of each fine-tuned model with the base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interpolation: list[float] = Field(
+        default_factory=lambda: [0.25, 0.5, 0.75],
+        description="WiSE-FT alphas strictly between 0 and 1 (0 is the base, 1 the fine-tuned model, both measured anyway).",
+    )
+    ensemble: list[float] = Field(default_factory=lambda: [0.5], description="Output-ensemble alphas (two forward passes).")
+    methods: list[str] | None = Field(None, description="Sweep only these methods' models (default: all).")
+
+    @field_validator("interpolation", "ensemble")
+    @classmethod
+    def _open_interval(cls, value: list[float]) -> list[float]:
+        bad = [a for a in value if not 0.0 < a < 1.0]
+        if bad:
+            raise ValueError(f"alphas must lie strictly between 0 and 1, got {bad}")
+        return sorted(set(value))
+
+
+class PeerConfig(BaseModel):
+    """A peer-domain model for LM-Cocktail: trained by the study on its own data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    data: str = Field(description="Training data of the peer domain.")
+    learning_rate: float = Field(gt=0)
+
+
+class CocktailConfig(BaseModel):
+    """LM-Cocktail (arXiv 2311.13534): merge base, fine-tuned and peer models by their loss on a few target examples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peers: list[PeerConfig] = Field(default_factory=list)
+    examples: int = Field(5, gt=0, description="Target examples (from the domain validation set) that set the weights.")
+    temperature: float = Field(5.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the fine-tuned model against the mix.")
+    method: str | None = Field(None, description="Which method's model is the fine-tuned one (default: the first).")
+
+
+class EvalConfig(BaseModel):
+    """How much of the evaluation data every model sees."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain_limit: int | None = Field(None, gt=0, description="Score only the first N domain test examples.")
+    general_limit: int | None = Field(None, gt=0, description="Score only the first N general documents.")
+    bootstrap: int = Field(1000, gt=0, description="Bootstrap resamples for confidence intervals.")
+
+
+class StudyConfig(BaseModel):
+    """Everything that determines a study; see configs/quick.yaml for an annotated example."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("study", description="Title of the report.")
+    output: str = Field(description="Study directory: cells, results.jsonl, report.md, report.html.")
+    base_model: str = Field(description="Base model: a local directory, a hub id, or testbed:tiny / testbed:small.")
+    data: DataConfig
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig keys shared by every run (epochs, batch_size, ...)."
+    )
+    methods: list[MethodConfig] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    sweeps: SweepConfig = Field(default_factory=SweepConfig)
+    cocktail: CocktailConfig | None = None
+    budget: float = Field(
+        0.1, ge=0, description="Forgetting budget: held-out general loss may rise by at most this many nats/token."
+    )
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> StudyConfig:
+        names = [m.name for m in self.methods]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"methods: names must be unique, repeated: {dupes}")
+        if self.cocktail and self.cocktail.method and self.cocktail.method not in names:
+            raise ValueError(f"cocktail.method: {self.cocktail.method!r} is not one of the methods {names}")
+        return self
+
+    def train_config(self, method: MethodConfig, learning_rate: float, seed: int, output: str) -> TrainConfig:
+        """The TrainConfig of one run (study defaults, then the method's own keys)."""
+        values = {**self.training, **method.train, "model": self.base_model, "data": self.data.train,
+                  "output": output, "learning_rate": learning_rate, "seed": seed, "overwrite": True}
+        return build_config(TrainConfig, values, f"methods[{method.name}]")
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study YAML; relative data paths resolve against the YAML's directory.
+
+    Every method's TrainConfig is validated here too, so a typo in one method's
+    keys fails before any model is trained.
+
+    Raises:
+        ConfigError: naming the file and the key.
+    """
+    values = {**load_yaml(path), **(overrides or {})}
+    cfg: StudyConfig = build_config(StudyConfig, values, str(path))
+    for method in cfg.methods:
+        for lr in method.learning_rates:
+            cfg.train_config(method, lr, cfg.seeds[0], "unused")
+    return cfg

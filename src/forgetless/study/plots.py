@@ -1,0 +1,86 @@
+"""The study's pictures, drawn from result rows only: the frontier and the alpha curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from forgetless.study.frontier import pareto_front  # noqa: E402
+
+Row = dict[str, Any]
+_MARKERS = {"base": "*", "trained": "o", "interpolation": ".", "ensemble": "^", "cocktail": "D"}
+
+
+def _curve(rows: list[Row], base: Row, parent: Row, kind: str) -> list[Row]:
+    """Base, the sweep's interior points, then the fine-tuned model: one curve from alpha 0 to 1."""
+    inner = sorted((r for r in rows if r.get("parent") == parent["id"] and r["kind"] == kind), key=lambda r: r["alpha"])
+    return [{**base, "alpha": 0.0}, *inner, {**parent, "alpha": 1.0}]
+
+
+def plot_frontier(rows: list[Row], path: Path) -> Path:
+    """Gain against forgetting, one point per model, the Pareto front drawn, sweeps as curves."""
+    base = next(r for r in rows if r["kind"] == "base")
+    trained = [r for r in rows if r["kind"] == "trained"]
+    colors = {r["id"]: plt.cm.tab10(i % 10) for i, r in enumerate(trained)}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for parent in trained:
+        curve = _curve(rows, base, parent, "interpolation")
+        if len(curve) > 2:
+            ax.plot([r["forgetting"] for r in curve], [r["gain"] for r in curve], "-", color=colors[parent["id"]],
+                    alpha=0.45, linewidth=1.2)
+    for row in rows:
+        color = colors.get(row["id"], colors.get(row.get("parent"), "black"))
+        size = 90 if row["kind"] in ("trained", "base", "cocktail") else 35
+        ax.scatter(row["forgetting"], row["gain"], marker=_MARKERS.get(row["kind"], "o"), s=size, color=color,
+                   edgecolors="black" if row["kind"] in ("trained", "cocktail") else "none", zorder=3,
+                   label=row["label"] if row["kind"] in ("trained", "cocktail") else None)
+    front = pareto_front(rows)
+    ax.step([r["forgetting"] for r in front], [r["gain"] for r in front], where="post", color="black",
+            linestyle="--", linewidth=1, label="Pareto front", zorder=2)
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.axvline(0, color="grey", linewidth=0.6)
+    ax.set_xlabel("forgetting: held-out general loss minus base (nats/token)  ->  worse")
+    ax.set_ylabel("gain: domain exact match minus base  ->  better")
+    ax.set_title("Domain gain against general forgetting (up and to the left is better)")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.grid(alpha=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
+    """Domain accuracy and general loss against alpha for every interpolation (solid) and ensemble (dotted)."""
+    base = next(r for r in rows if r["kind"] == "base")
+    parents = [r for r in rows if r["kind"] == "trained" and any(x.get("parent") == r["id"] for x in rows)]
+    if not parents:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, parent in enumerate(parents):
+        color = plt.cm.tab10(i % 10)
+        for kind, style in (("interpolation", "-o"), ("ensemble", ":^")):
+            curve = _curve(rows, base, parent, kind)
+            if len(curve) <= 2 and kind == "ensemble":
+                continue
+            alphas = [r["alpha"] for r in curve]
+            label = parent["label"] + (" (ensemble)" if kind == "ensemble" else "")
+            left.plot(alphas, [r["domain_accuracy"] for r in curve], style, color=color, markersize=4, label=label)
+            right.plot(alphas, [r["general_nats_per_token"] for r in curve], style, color=color, markersize=4)
+    left.set_xlabel("alpha (0 = base, 1 = fine-tuned)")
+    left.set_ylabel("domain exact match")
+    right.set_xlabel("alpha (0 = base, 1 = fine-tuned)")
+    right.set_ylabel("held-out general loss (nats/token)")
+    left.legend(fontsize=7)
+    for ax in (left, right):
+        ax.grid(alpha=0.25)
+    fig.suptitle("Interpolating base and fine-tuned weights (WiSE-FT) and outputs (ensemble)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,130 @@
+"""The study runner end to end on the tiny fixtures: results, report, caching, resuming, validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forgetless.config import ConfigError
+from forgetless.study import runner
+from forgetless.study.config import load_study
+from forgetless.study.frontier import pareto_front, recommend
+from forgetless.study.measure import paired_interval
+from forgetless.study.runner import run_study
+from tests.conftest import write_jsonl
+
+
+@pytest.fixture
+def study_yaml(tmp_path: Path, tiny_model_dir: Path, pc_data: Path) -> Path:
+    test = write_jsonl(tmp_path / "test.jsonl", [{"prompt": f"Sum {a} and 1.\n", "answer": str(a + 1)} for a in range(6)])
+    general = write_jsonl(tmp_path / "general.jsonl", [{"text": f"The word was with the model {i}."} for i in range(5)])
+    cfg = {
+        "name": "fixture",
+        "output": str(tmp_path / "study"),
+        "base_model": str(tiny_model_dir),
+        "data": {"train": str(pc_data), "test": str(test), "general": str(general)},
+        "training": {"max_steps": 3, "batch_size": 4, "save_steps": 2, "logging_steps": 1},
+        "methods": [{"name": "sft", "learning_rates": [1e-3, 1e-2]}],
+        "sweeps": {"interpolation": [0.5], "ensemble": []},
+        "eval": {"bootstrap": 50},
+        "budget": 0.5,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_study_writes_results_and_report(study_yaml: Path) -> None:
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("base") == 1 and kinds.count("trained") == 2 and kinds.count("interpolation") == 2
+    base = rows[0]
+    assert base["forgetting"] == 0.0 and base["gain"] == 0.0
+    for row in rows:
+        lo, hi = row["forgetting_ci"]
+        assert lo <= row["forgetting"] + 1e-9 and row["forgetting"] - 1e-9 <= hi
+    html = (root / "report.html").read_text()
+    assert 'id="frontier"' in html and "data:image/png;base64," in html and "http" not in html.replace("https://", "")
+    assert "Recommendation" in (root / "report.md").read_text()
+
+
+def test_rerun_is_cached_and_identical(study_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_study(study_yaml)
+    root = run_study(cfg, print_fn=lambda _: None)
+    first = (root / "results.jsonl").read_text()
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(runner, "train", no_training)
+    run_study(cfg, print_fn=lambda _: None)
+    assert (root / "results.jsonl").read_text() == first
+
+
+def test_killed_study_resumes_to_the_same_results(study_yaml: Path) -> None:
+    cfg = load_study(study_yaml)
+    root = run_study(cfg, print_fn=lambda _: None)
+    first = (root / "results.jsonl").read_text()
+    # Simulate a kill after the first model was trained: drop every later cell.
+    cells = sorted((root / "cells").iterdir(), key=lambda p: (p / "result.json").stat().st_mtime)
+    for late in cells[3:]:
+        (late / "result.json").unlink()
+    run_study(cfg, print_fn=lambda _: None)
+    assert (root / "results.jsonl").read_text() == first
+
+
+def test_changing_one_method_reruns_only_its_cells(study_yaml: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"].append({"name": "other", "learning_rates": [1e-3], "train": {"weight_decay": 0.1}})
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    before = {p.name for p in (root / "cells").iterdir()}
+    values["methods"][1]["train"]["weight_decay"] = 0.2
+    study_yaml.write_text(yaml.safe_dump(values))
+    lines: list[str] = []
+    run_study(load_study(study_yaml), print_fn=lines.append)
+    running = [line for line in lines if "(running)" in line]
+    assert running and all("other" in line for line in running)
+    assert before <= {p.name for p in (root / "cells").iterdir()}
+
+
+def test_config_errors_name_the_key(study_yaml: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"][0]["train"] = {"learning_rate": 1.0}
+    study_yaml.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match=r"methods\.0\.train"):
+        load_study(study_yaml)
+    values["methods"][0]["train"] = {"epochz": 1}
+    study_yaml.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="epochz"):
+        load_study(study_yaml)
+    values["methods"][0]["train"] = {}
+    values["sweeps"] = {"interpolation": [0.0, 0.5]}
+    study_yaml.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match=r"sweeps\.interpolation"):
+        load_study(study_yaml)
+
+
+def test_pareto_front_and_budget() -> None:
+    rows = [
+        {"id": "a", "label": "a", "forgetting": 0.0, "gain": 0.0},
+        {"id": "b", "label": "b", "forgetting": 0.2, "gain": 0.5},
+        {"id": "c", "label": "c", "forgetting": 0.3, "gain": 0.4},  # dominated by b
+        {"id": "d", "label": "d", "forgetting": 1.0, "gain": 0.6},
+    ]
+    assert [r["id"] for r in pareto_front(rows)] == ["a", "b", "d"]
+    assert recommend(rows, 0.25)[0]["id"] == "b"
+    assert recommend(rows, 0.1)[0]["id"] == "a"
+    assert recommend(rows[1:], 0.1)[0] is None
+
+
+def test_paired_interval_of_identical_models_is_zero() -> None:
+    m = {"general_nats": [3.0, 5.0, 4.0], "general_tokens": [2, 3, 2], "domain_correct": [1, 0, 1]}
+    assert paired_interval(m, m, "forgetting", 100) == (0.0, 0.0)
+    shifted = {**m, "general_nats": [n + t * 0.5 for n, t in zip(m["general_nats"], m["general_tokens"])]}
+    lo, hi = paired_interval(shifted, m, "forgetting", 100)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
