@@ -227,3 +227,17 @@ def test_multiple_choice_picks_highest_likelihood(tokenizer) -> None:
         scores = [_reference_logprob(model, *encode_pair(tokenizer, item["context"], " " + c)) for c in item["choices"]]
         expected.append(int(int(np.argmax(scores)) == item["label"]))
     assert result["correct"] == expected and result["n"] == 6
+
+
+def test_shared_context_scoring_equals_reference(tokenizer) -> None:
+    model = make_model(tokenizer, seed=6)
+    rng = np.random.default_rng(2)
+    vocab = len(tokenizer)
+    contexts = [[tokenizer.bos_token_id, *rng.integers(5, vocab, size=int(n)).tolist()] for n in (0, 3, 9, 17, 4)]
+    pairs = [(c, rng.integers(5, vocab, size=int(rng.integers(1, 6))).tolist()) for c in contexts for _ in range(3)]
+    pairs.append((contexts[2], [7]))  # a one-token continuation next to longer ones
+    shared = score_pairs(model, pairs, batch_size=2, progress=False)
+    flat = score_pairs(model, pairs, batch_size=4, progress=False, share_prefix=False)
+    for s, f, (context, continuation) in zip(shared, flat, pairs):
+        assert s.logprob == pytest.approx(_reference_logprob(model, context, continuation), abs=1e-5)
+        assert s.logprob == pytest.approx(f.logprob, abs=1e-5) and s.greedy == f.greedy

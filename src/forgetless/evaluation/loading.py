@@ -32,7 +32,8 @@ def load_model(
     The tokenizer comes from the adapter directory when it has one, else from the base.
 
     Raises:
-        FileNotFoundError: ``spec`` looks like a path (contains a separator) but does not exist.
+        ValueError: ``spec`` looks like a local path but does not exist (a ValueError so the CLI
+            reports it in one line).
     """
     from forgetless.training.run import load_tokenizer, resolve_model
 
@@ -40,7 +41,7 @@ def load_model(
     path = Path(resolved)
     # A hub id ("org/name") may legitimately not exist locally; a filesystem path must.
     if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
-        raise FileNotFoundError(f"{spec}: no such model directory")
+        raise ValueError(f"{spec}: no such model directory")
     adapter_config = path / "adapter_config.json"
     if adapter_config.exists():
         from peft import PeftModel

@@ -13,7 +13,11 @@ Why it is faster than scoring every position of a padded batch:
 - when the model accepts ``logits_to_keep`` (every Hugging Face causal LM does),
   the output projection runs only from the first position any row of the batch
   scores, and the softmax normalizer is taken only at scored positions, never over
-  the whole ``[B, T, V]`` tensor.
+  the whole ``[B, T, V]`` tensor;
+- requests that share a context (the choices of a multiple-choice question) run the
+  context once: its KV cache is copied to every continuation of the group, so a
+  four-way question costs one context plus four short continuations instead of
+  four full sequences (models with a Hugging Face cache only).
 
 Any ``nn.Module`` whose ``forward(input_ids, attention_mask)`` returns an object with
 ``.logits [B, T, V]`` can be scored: a checkpoint, a PEFT model, an in-memory
@@ -91,6 +95,106 @@ def _check(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
             raise ValueError(f"request {i}: empty continuation; nothing to score")
 
 
+def _token_logprobs(selected: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p(target) [N], target is the argmax [N])`` from logits ``[N, V]`` (fp32 normalizer)."""
+    selected = selected.float()
+    log_p = selected.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(selected, dim=-1)
+    return log_p, selected.argmax(dim=-1) == targets
+
+
+def _collect(
+    rows: list[int], pairs: Sequence[tuple[Sequence[int], Sequence[int]]], owner: torch.Tensor,
+    log_p: torch.Tensor, hit: torch.Tensor, results: list[Score | None],
+) -> None:
+    """Sum token log-probabilities per request (``owner[k]`` = batch row of token k)."""
+    sums = torch.zeros(len(rows), dtype=torch.float64, device=log_p.device).index_add_(0, owner, log_p.double())
+    misses = torch.zeros(len(rows), device=log_p.device).index_add_(0, owner, (~hit).float())
+    for r, i in enumerate(rows):
+        results[i] = Score(logprob=float(sums[r]), greedy=bool(misses[r] == 0), tokens=len(pairs[i][1]))
+
+
+def _score_flat(
+    core: nn.Module, caps: Capabilities, device: torch.device, rows: list[int],
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], results: list[Score | None],
+) -> None:
+    """One right-padded forward pass over whole requests."""
+    # The last token is only ever a target, never an input.
+    inputs = [list(pairs[i][0]) + list(pairs[i][1])[:-1] for i in rows]
+    length = max(len(x) for x in inputs)
+    ids = torch.zeros((len(rows), length), dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for r, x in enumerate(inputs):
+        ids[r, : len(x)] = torch.tensor(x)
+        mask[r, : len(x)] = 1
+    # Position p predicts token p+1; row r scores positions c-1 .. c+m-2.
+    first = min(len(pairs[i][0]) - 1 for i in rows)
+    kwargs = {"logits_to_keep": length - first} if caps.logits_to_keep else {}
+    logits = core(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
+    offset = first if caps.logits_to_keep else 0
+    row_index, position, target = [], [], []
+    for r, i in enumerate(rows):
+        context, continuation = pairs[i]
+        for t, token in enumerate(continuation):
+            row_index.append(r)
+            position.append(len(context) - 1 + t - offset)
+            target.append(token)
+    dev = logits.device
+    owner = torch.tensor(row_index, device=dev)
+    log_p, hit = _token_logprobs(logits[owner, torch.tensor(position, device=dev)], torch.tensor(target, device=dev))
+    _collect(rows, pairs, owner, log_p, hit, results)
+
+
+def _score_shared(
+    core: nn.Module, device: torch.device, contexts: list[tuple[int, ...]], members: list[list[int]],
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]], results: list[Score | None],
+) -> None:
+    """Contexts once (left-padded, cached), then all their continuations on copies of the cache."""
+    from transformers import DynamicCache
+
+    length = max(len(c) for c in contexts)
+    ids = torch.zeros((len(contexts), length), dtype=torch.long)
+    mask = torch.zeros((len(contexts), length), dtype=torch.long)
+    for g, c in enumerate(contexts):
+        ids[g, length - len(c) :] = torch.tensor(c)
+        mask[g, length - len(c) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    out = core(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=DynamicCache(),
+               use_cache=True, logits_to_keep=1)
+    rows = [i for group in members for i in group]
+    group_of = torch.tensor([g for g, group in enumerate(members) for _ in group], device=device)
+    first_logits = out.logits[group_of, -1]  # [M, V]: predicts each continuation's first token
+    dev = first_logits.device
+    owner = [r for r, i in enumerate(rows) for _ in pairs[i][1]]
+    step = [t for i in rows for t in range(len(pairs[i][1]))]
+    target = torch.tensor([tok for i in rows for tok in pairs[i][1]], device=dev)
+    longest = max(len(pairs[i][1]) for i in rows)
+    selected = torch.empty((len(target), first_logits.shape[-1]), dtype=first_logits.dtype, device=dev)
+    first_rows = [k for k, t in enumerate(step) if t == 0]
+    selected[first_rows] = first_logits
+    if longest > 1:
+        cache = out.past_key_values
+        cache.batch_select_indices(group_of)  # one copy of its context's cache per continuation
+        cont = torch.zeros((len(rows), longest - 1), dtype=torch.long)
+        cont_mask = torch.zeros((len(rows), longest - 1), dtype=torch.long)
+        for r, i in enumerate(rows):
+            tail = list(pairs[i][1])[:-1]
+            if tail:
+                cont[r, : len(tail)] = torch.tensor(tail)
+                cont_mask[r, : len(tail)] = 1
+        cont, cont_mask = cont.to(device), cont_mask.to(device)
+        # Right padding after the context is harmless: padded positions come last and are never read.
+        full_mask = torch.cat([mask[group_of], torch.ones_like(cont_mask)], dim=1)
+        cont_positions = positions[group_of, -1:] + 1 + torch.arange(longest - 1, device=device)
+        logits = core(input_ids=cont, attention_mask=full_mask, position_ids=cont_positions, past_key_values=cache,
+                      use_cache=True).logits  # [M, longest-1, V]
+        later = [k for k, t in enumerate(step) if t > 0]
+        selected[later] = logits[torch.tensor([owner[k] for k in later], device=dev),
+                                 torch.tensor([step[k] - 1 for k in later], device=dev)]
+    log_p, hit = _token_logprobs(selected, target)
+    _collect(rows, pairs, torch.tensor(owner, device=dev), log_p, hit, results)
+
+
 @torch.no_grad()
 def score_pairs(
     model: nn.Module,
@@ -98,15 +202,18 @@ def score_pairs(
     batch_size: int = 32,
     desc: str = "scoring",
     progress: bool = True,
+    share_prefix: bool = True,
 ) -> list[Score]:
     """Log-likelihood of each continuation given its context, batched.
 
     Args:
         model: a causal LM (``forward(input_ids [B, T], attention_mask [B, T]).logits [B, T, V]``).
         pairs: ``(context_ids, continuation_ids)`` per request; both non-empty.
-        batch_size: requests per forward pass.
+        batch_size: requests per forward pass (distinct contexts per pass when they are shared).
         desc: progress-bar label.
         progress: show a progress bar.
+        share_prefix: run a context shared by several requests once (needs a model with
+            a Hugging Face KV cache; others always take the flat path).
 
     Returns:
         One ``Score`` per request, in the order of ``pairs``.
@@ -116,47 +223,28 @@ def score_pairs(
     core = core_model(model)
     caps = capabilities(model)
     device = model_device(model)
-    # Longest first: the first batch shows the peak memory, and neighbours have similar lengths.
-    order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
     results: list[Score | None] = [None] * len(pairs)
     bar = tqdm(total=len(pairs), desc=desc, unit="req", leave=False, disable=not progress)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        # The last token is only ever a target, never an input.
-        inputs = [list(pairs[i][0]) + list(pairs[i][1])[:-1] for i in rows]
-        length = max(len(x) for x in inputs)
-        ids = torch.zeros((len(rows), length), dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for r, x in enumerate(inputs):
-            ids[r, : len(x)] = torch.tensor(x)
-            mask[r, : len(x)] = 1
-        # Position p predicts token p+1; row r scores positions c-1 .. c+m-2.
-        first = min(len(pairs[i][0]) - 1 for i in rows)
-        kwargs = {"logits_to_keep": length - first} if caps.logits_to_keep else {}
-        logits = core(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs).logits
-        offset = first if caps.logits_to_keep else 0
-        row_index, position, target, owner = [], [], [], []
-        for r, i in enumerate(rows):
-            context, continuation = pairs[i]
-            for t, token in enumerate(continuation):
-                row_index.append(r)
-                position.append(len(context) - 1 + t - offset)
-                target.append(token)
-                owner.append(r)
-        selected = logits[torch.tensor(row_index, device=logits.device), torch.tensor(position, device=logits.device)]
-        selected = selected.float()  # [N, V]; fp32 normalizer whatever the model dtype
-        targets = torch.tensor(target, device=logits.device)
-        token_lp = selected.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(selected, dim=-1)
-        hit = (selected.argmax(dim=-1) == targets).float()
-        owners = torch.tensor(owner, device=logits.device)
-        sums = torch.zeros(len(rows), dtype=torch.float64, device=logits.device).index_add_(0, owners, token_lp.double())
-        misses = torch.zeros(len(rows), device=logits.device).index_add_(0, owners, 1.0 - hit)
-        for r, i in enumerate(rows):
-            results[i] = Score(logprob=float(sums[r]), greedy=bool(misses[r] == 0), tokens=len(pairs[i][1]))
-        bar.update(len(rows))
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (context, _) in enumerate(pairs):
+        groups.setdefault(tuple(context), []).append(i)
+    shared = share_prefix and caps.kv_cache and caps.position_ids and caps.logits_to_keep and len(groups) < len(pairs)
+    if shared:
+        # Longest context first; neighbours have similar lengths, so little left padding.
+        contexts = sorted(groups, key=lambda c: -len(c))
+        for start in range(0, len(contexts), batch_size):
+            chunk = contexts[start : start + batch_size]
+            _score_shared(core, device, list(chunk), [groups[c] for c in chunk], pairs, results)
+            bar.update(sum(len(groups[c]) for c in chunk))
+    else:
+        # Longest first: the first batch shows the peak memory, and neighbours have similar lengths.
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            _score_flat(core, caps, device, rows, pairs, results)
+            bar.update(len(rows))
     bar.close()
     return results  # type: ignore[return-value]
-
 
 def encode_pair(tokenizer: object, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Token ids of ``(context, continuation)`` as one text would be tokenized.
