@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -181,8 +182,6 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
     temperature, top_p = meta.get("settings", {}).get("temperature"), meta.get("settings", {}).get("top_p")
     if temperature != 1.0 or top_p != 1.0:
         # Not an error: the number is still a divergence, just not the unbiased KL estimate.
-        import warnings
-
         warnings.warn(f"{path}: samples drawn at temperature={temperature}, top_p={top_p}; the KL estimate is "
                       "unbiased only for temperature 1 and top_p 1", stacklevel=2)
     return samples
