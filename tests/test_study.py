@@ -30,6 +30,7 @@ def study_yaml(tmp_path: Path, tiny_model_dir: Path, pc_data: Path) -> Path:
         "methods": [{"name": "sft", "learning_rates": [1e-3, 1e-2]}],
         "sweeps": {"interpolation": [0.5], "ensemble": []},
         "eval": {"bootstrap": 50},
+        "context_free": {"replay_samples": 8, "kl_samples": 6, "max_new_tokens": 12},
         "budget": 0.5,
     }
     path = tmp_path / "study.yaml"
@@ -38,10 +39,20 @@ def study_yaml(tmp_path: Path, tiny_model_dir: Path, pc_data: Path) -> Path:
 
 
 def test_study_writes_results_and_report(study_yaml: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"].append({"name": "cf-replay", "learning_rates": [1e-3],
+                              "train": {"replay": {"data": "context-free", "ratio": 0.5}}})
+    values["sweeps"]["ensemble"] = [0.5]
+    study_yaml.write_text(yaml.safe_dump(values))
     root = run_study(load_study(study_yaml), print_fn=lambda _: None)
     rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
     kinds = [r["kind"] for r in rows]
-    assert kinds.count("base") == 1 and kinds.count("trained") == 2 and kinds.count("interpolation") == 2
+    assert kinds.count("base") == 1 and kinds.count("trained") == 3
+    assert kinds.count("interpolation") == 3 and kinds.count("ensemble") == 3
+    replayed = next(r for r in rows if r["label"].startswith("cf-replay"))
+    record = json.loads((Path(replayed["path"]) / "forgetless.json").read_text())
+    assert record["config"]["replay"]["data"].endswith("samples.jsonl") and not replayed["plain_sft"]
+    assert all(r["kl_estimate"] is not None for r in rows) and rows[0]["kl_estimate"] == 0.0
     base = rows[0]
     assert base["forgetting"] == 0.0 and base["gain"] == 0.0
     for row in rows:

@@ -17,7 +17,7 @@ from forgetless.config import TrainConfig, build_config, load_yaml
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
 # the study itself decides (where data comes from, where models go, the lr and seed).
-_STUDY_OWNED = {"model", "data", "output", "learning_rate", "seed", "overwrite"}
+_STUDY_OWNED = {"model", "data", "output", "learning_rate", "learning_rates", "seed", "overwrite"}
 
 
 class DataConfig(BaseModel):
@@ -95,6 +95,22 @@ class CocktailConfig(BaseModel):
     method: str | None = Field(None, description="Which method's model is the fine-tuned one (default: the first).")
 
 
+class ContextFreeConfig(BaseModel):
+    """Context-free samples from the base (arXiv 2505.13811): replay data and the KL estimate of forgetting.
+
+    A method whose ``replay.data`` is ``context-free`` trains on ``replay_samples``
+    sequences drawn once from the base; every model's KL(p_base || p_model) is
+    estimated on ``kl_samples`` other sequences (a different seed), drawn at T = 1.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    replay_samples: int = Field(1000, gt=0, description="Sequences drawn for context-free replay.")
+    kl_samples: int = Field(64, ge=0, description="Held-out sequences for the KL estimate (0 turns it off).")
+    max_new_tokens: int = Field(64, gt=0, description="Length limit of every drawn sequence.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the replay samples (KL samples use 1).")
+
+
 class EvalConfig(BaseModel):
     """How much of the evaluation data every model sees."""
 
@@ -121,6 +137,7 @@ class StudyConfig(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     sweeps: SweepConfig = Field(default_factory=SweepConfig)
     cocktail: CocktailConfig | None = None
+    context_free: ContextFreeConfig = Field(default_factory=ContextFreeConfig)
     budget: float = Field(
         0.1, ge=0, description="Forgetting budget: held-out general loss may rise by at most this many nats/token."
     )

@@ -15,40 +15,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from forgetless.data.collate import PadCollator
-from forgetless.evaluation.codelength import text_windows
+from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
-from forgetless.training.trainer import token_nll
-
-
-@torch.no_grad()
-def document_nats(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str], window: int = 256, batch_size: int = 16
-) -> tuple[list[float], list[int]]:
-    """Summed NLL (nats) and scored tokens of each text, batched over length-sorted windows.
-
-    Returns:
-        ``(nats, tokens)``, two lists aligned with ``texts``.
-    """
-    model.eval()
-    windows = []
-    for index, text in enumerate(texts):
-        for w in text_windows(tokenizer, [text], window):
-            windows.append((index, w))
-    windows.sort(key=lambda item: len(item[1]["input_ids"]))
-    collate = PadCollator(tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-    nats = [0.0] * len(texts)
-    tokens = [0] * len(texts)
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([w for _, w in chunk]).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, mask = token_nll(logits, batch["labels"])
-        for row, (index, _) in enumerate(chunk):
-            nats[index] += float(loss[row].sum())
-            tokens[index] += int(mask[row].sum())
-    return nats, tokens
 
 
 def measure(
@@ -57,22 +25,33 @@ def measure(
     general_texts: list[str],
     domain_test: str,
     domain_limit: int | None = None,
+    kl_samples: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Per-item general code length and domain correctness of one model.
+    """Per-item general code length, domain correctness and context-free sample NLL of one model.
+
+    Args:
+        kl_samples: held-out context-free samples of the base (``forgetless.replay``);
+            their per-sequence NLL under this model, minus the base's, estimates KL(p_base || p_model).
 
     Returns:
         ``{"general_nats": [...], "general_tokens": [...], "general_bytes": int,
-        "domain_correct": [0/1, ...], "examples": [first three predictions]}``.
+        "domain_correct": [0/1, ...], "kl_nll": [...] (when samples are given),
+        "examples": [first three predictions]}``.
     """
-    nats, tokens = document_nats(model, tokenizer, general_texts)
-    accuracy = domain_accuracy(model, tokenizer, domain_test, limit=domain_limit)
-    return {
-        "general_nats": nats,
-        "general_tokens": tokens,
-        "general_bytes": sum(len(t.encode("utf-8")) for t in general_texts),
+    lengths = text_code_lengths(model, tokenizer, general_texts, progress=False)
+    accuracy = domain_accuracy(model, tokenizer, domain_test, limit=domain_limit, progress=False)
+    result = {
+        "general_nats": [c.nats for c in lengths],
+        "general_tokens": [c.tokens for c in lengths],
+        "general_bytes": sum(c.bytes for c in lengths),
         "domain_correct": [int(p["correct"]) for p in accuracy["predictions"]],
         "examples": accuracy["predictions"][:3],
     }
+    if kl_samples:
+        from forgetless.replay.kl_estimate import sequence_nll
+
+        result["kl_nll"] = sequence_nll(model, kl_samples).tolist()
+    return result
 
 
 def nats_per_token(m: dict[str, Any]) -> float:

@@ -75,6 +75,7 @@ class Context:
     test_path: str
     eval_spec: dict[str, Any]
     progress: Progress
+    kl_samples: list[Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -92,7 +93,8 @@ def _evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[],
         result = unit.load()
     else:
         model = make()
-        unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit))
+        unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
+                          ctx.kl_samples))
         del model
         result = unit.load()  # exactly what a rerun will read back
     ctx.progress.end(1.0, cached)
@@ -118,14 +120,25 @@ def _row(ctx: Context, row_id: str, label: str, kind: str, m: dict[str, Any], **
         "examples": m.get("examples", [])[:2],
         **extra,
     }
+    if m.get("kl_nll") and base.get("kl_nll"):
+        from forgetless.replay.kl_estimate import estimate_from_nll
+
+        kl = estimate_from_nll(torch.tensor(m["kl_nll"]), torch.tensor(base["kl_nll"]),
+                               torch.tensor([len(s.token_ids) for s in ctx.kl_samples or []]))
+        row["kl_estimate"], row["kl_ci"] = kl.kl, [kl.ci_low, kl.ci_high]
     ctx.measurements[row_id] = m
     ctx.rows.append(row)
     return row
 
 
-def _train(ctx: Context, method: MethodConfig, lr: float, seed: int) -> tuple[Cell, str]:
-    """Train one model in its cell (resuming if a previous attempt was killed); return its directory."""
+def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
+    """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
+
+    ``data`` replaces the study's training data (peer domains of LM-Cocktail).
+    """
     probe = ctx.cfg.train_config(method, lr, seed, "unused")
+    if data is not None:
+        probe = probe.model_copy(update={"data": data})
     spec = {
         "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints"}),
         "base": model_fingerprint(ctx.base_path),
@@ -139,24 +152,51 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int) -> tuple[Ce
         model_dir = unit.dir / "model"
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
-            train(cfg.model_copy(update={"model": ctx.base_path, "data": resolve_data(cfg.data)}))
+            train(cfg.model_copy(update={"model": ctx.base_path, "data": resolve_data(data or cfg.data)}))
         record = json.loads((model_dir / "forgetless.json").read_text())
         unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds")})
     ctx.progress.end(6.0, cached)
     return unit, str(unit.dir / "model")
 
 
-@torch.no_grad()
-def interpolate_into(target: torch.nn.Module, base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
-                     alpha: float) -> None:
-    """Write θ_α = θ* + α(θ_ft − θ*) into ``target`` in place (WiSE-FT, arXiv 2109.01903).
+def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
+    """Draw context-free samples from the base once (a cached cell); return the JSONL path.
 
-    Floating-point tensors only; integer buffers keep the fine-tuned values.
+    Uses ``forgetless generate`` itself, so the file and its sidecar are what a user gets.
     """
-    state = target.state_dict()
-    for name, value in state.items():
-        if value.is_floating_point():
-            value.copy_(base[name] + alpha * (tuned[name] - base[name]))
+    from forgetless.replay.cli import add_generate_parser
+
+    cf = ctx.cfg.context_free
+    spec = {"base": model_fingerprint(ctx.base_path), "purpose": purpose, "n": num_samples,
+            "max_new_tokens": cf.max_new_tokens, "temperature": temperature, "seed": seed}
+    unit = cell(ctx.root / "cells", "samples", spec)
+    out = unit.dir / "samples.jsonl"
+    cached = unit.done()
+    ctx.progress.begin(f"draw {num_samples} context-free samples from the base ({purpose})", 1.0, cached)
+    if not cached:
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        add_generate_parser(parser.add_subparsers())
+        args = parser.parse_args(["generate", "--model", ctx.base_path, "--output", str(out),
+                                  "--num-samples", str(num_samples), "--max-new-tokens", str(cf.max_new_tokens),
+                                  "--temperature", str(temperature), "--seed", str(seed)])
+        args.func(args)
+        unit.save({"samples": str(out)})
+    ctx.progress.end(1.0, cached)
+    return str(out)
+
+
+def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
+    """Replace ``replay.data: context-free`` by the study's context-free samples file."""
+    replay = method.train.get("replay")
+    data = replay if isinstance(replay, str) else (replay or {}).get("data")
+    if data != "context-free":
+        return method
+    cf = ctx.cfg.context_free
+    path = _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
+    replay = {"data": path} if isinstance(replay, str) else {**replay, "data": path}
+    return method.model_copy(update={"train": {**method.train, "replay": replay}})
 
 
 def _plain_sft(method: MethodConfig) -> bool:
@@ -169,7 +209,7 @@ def _stage_weights(cfg: StudyConfig) -> float:
     runs = sum(len(m.learning_rates) for m in cfg.methods) * len(cfg.seeds)
     swept = runs if cfg.sweeps.methods is None else sum(
         len(m.learning_rates) for m in cfg.methods if m.name in cfg.sweeps.methods) * len(cfg.seeds)
-    total = 1.0 + runs * 7.0 + swept * (len(cfg.sweeps.interpolation) + 2 * len(cfg.sweeps.ensemble))
+    total = 3.0 + runs * 7.0 + swept * (len(cfg.sweeps.interpolation) + 2 * len(cfg.sweeps.ensemble))
     if cfg.cocktail:
         total += len(cfg.cocktail.peers) * 6.0 + 1.0
     return total
@@ -196,6 +236,12 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit},
         progress=Progress(_stage_weights(cfg), print_fn),
     )
+    if cfg.context_free.kl_samples:
+        from forgetless.replay.kl_estimate import load_samples
+
+        held_out = _context_free(ctx, "kl-estimate", cfg.context_free.kl_samples, 1.0, seed=10_000)
+        ctx.kl_samples = load_samples(held_out)
+        ctx.eval_spec["kl_samples"] = data_hash(held_out)
     base_spec = {"model": model_fingerprint(base_path)}
     _row(ctx, "base", "base", "base", _evaluate(ctx, base_spec, "base", lambda: _load(base_path)))
 
@@ -203,7 +249,7 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
     for method in cfg.methods:
         for lr in method.learning_rates:
             for seed in cfg.seeds:
-                unit, path = _train(ctx, method, lr, seed)
+                unit, path = _train(ctx, _with_replay_file(ctx, method), lr, seed)
                 row_id = f"{method.name}/lr={lr:g}/seed={seed}"
                 label = f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
                 m = _evaluate(ctx, {"model": unit.key}, label, lambda p=path: _load(p))
@@ -229,16 +275,18 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
 
 def _sweep(ctx: Context, row_id: str, path: str, method: MethodConfig, lr: float, seed: int) -> None:
     """The WiSE-FT interpolation curve and the output ensemble of one fine-tuned model with the base."""
+    from forgetless.merging.ensemble import OutputEnsemble
+    from forgetless.merging.sweep import Interpolator
+
     fingerprint = model_fingerprint(path)
-    holder: dict[str, Any] = {}
+    holder: dict[str, Interpolator] = {}
 
     def interpolated(alpha: float) -> torch.nn.Module:
-        if "model" not in holder:
-            holder["base"] = {k: v.clone() for k, v in _load(ctx.base_path).state_dict().items()}
-            holder["model"] = _load(path)
-            holder["tuned"] = {k: v.clone() for k, v in holder["model"].state_dict().items()}
-        interpolate_into(holder["model"], holder["base"], holder["tuned"], alpha)
-        return holder["model"]
+        # Loaded only when a point is not cached: θ_α is written into one model in memory.
+        if "interp" not in holder:
+            holder["interp"] = Interpolator(_load(path), ctx.base_path, path)
+        holder["interp"].set_alpha(alpha)
+        return holder["interp"].model
 
     name = row_id.split("/")[0]
     for alpha in ctx.cfg.sweeps.interpolation:
@@ -247,8 +295,6 @@ def _sweep(ctx: Context, row_id: str, path: str, method: MethodConfig, lr: float
         _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", "interpolation", m,
              method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id)
     for alpha in ctx.cfg.sweeps.ensemble:
-        from forgetless.study.ensemble import OutputEnsemble
-
         m = _evaluate(ctx, {"ensemble": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
                       f"{name} lr={lr:g} ensemble a={alpha:g}",
                       lambda a=alpha: OutputEnsemble(_load(ctx.base_path), _load(path), a))
