@@ -13,7 +13,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     options: dict[str, Any] = {
         "general_limit": args.general_limit, "choices": args.choices, "cloze": not args.no_cloze,
-        "cloze_items": args.cloze_items, "batch_size": args.batch_size, "window": args.window,
+        "cloze_items": args.cloze_items, "kl_samples": args.kl_samples, "kl_limit": args.kl_limit, "batch_size": args.batch_size, "window": args.window,
         "max_new_tokens": args.max_new_tokens, "resamples": args.resamples, "confidence": args.confidence,
         "seed": args.seed, "progress": not args.no_progress,
     }
@@ -37,6 +37,9 @@ def add_eval_parser(subparsers: Any) -> None:
     p.add_argument("--choices", help="multiple-choice JSONL ({context, choices, label}) instead of the built cloze")
     p.add_argument("--no-cloze", action="store_true", help="do not build the cloze task from --general")
     p.add_argument("--cloze-items", type=int, default=200, help="cloze items built from --general (default 200)")
+    p.add_argument("--kl-samples", help="context-free samples of the base (forgetless generate, T=1): with --base, "
+                   "forgetting of cf_nll estimates KL(p_base || p_model)")
+    p.add_argument("--kl-limit", type=int, help="use only the first N context-free samples")
     p.add_argument("--domain", help="domain test set (prompt/completion JSONL with 'answer' or 'Answer:')")
     p.add_argument("--limit", type=int, help="evaluate only the first N domain examples")
     p.add_argument("--batch-size", type=int, default=32, help="requests per forward pass / prompts decoded together")

@@ -15,13 +15,19 @@ nats_per_token      general   lower             text: sum nats / sum tokens
 bits_per_byte       general   lower             text: sum nats / ln 2 / sum bytes
 mc_accuracy         general   higher            item: picked the labelled choice
 mc_accuracy_norm    general   higher            item: same, log-likelihood per char
+cf_nll              general   lower             sample: NLL of a base model's context-free sample
+cf_nll_per_token    general   lower             sample: sum nats / sum sampled tokens
 exact_match         domain    higher            record: extracted answer == gold
 completion_loss     domain    lower             record: sum nats / sum tokens
 ==================  ========  ================  ===================================
 
 Forgetting = general metric (model) − general metric (base); gain = domain metric
 (model) − domain metric (base); signs are raw differences, so for a "lower is better"
-metric a positive forgetting is a loss of ability.
+metric a positive forgetting is a loss of ability. With ``kl_samples`` (context-free
+samples drawn from the base at temperature 1 by ``forgetless generate``), forgetting of
+``cf_nll`` is mean NLL_model − mean NLL_base on them: the Monte Carlo estimate of
+KL(p_base ‖ p_model) of arXiv 2505.13811 (``forgetless.replay.kl_estimate``), here with
+the same paired bootstrap interval as every other metric.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from forgetless.evaluation.bootstrap import (
 from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, read_choice_items
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import completion_loss, domain_accuracy
+from forgetless.evaluation.scoring import score_pairs
 
 SCHEMA_VERSION = 1
 # metric -> (group, higher_is_better)
@@ -54,6 +61,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "bits_per_byte": ("general", False),
     "mc_accuracy": ("general", True),
     "mc_accuracy_norm": ("general", True),
+    "cf_nll": ("general", False),
+    "cf_nll_per_token": ("general", False),
     "exact_match": ("domain", True),
     "completion_loss": ("domain", False),
 }
@@ -92,6 +101,8 @@ class EvalSettings:
     choices: str | None = None
     cloze: bool = True
     cloze_items: int = 200
+    kl_samples: str | None = None
+    kl_limit: int | None = None
     domain: str | None = None
     limit: int | None = None
     window: int = 256
@@ -145,6 +156,22 @@ def evaluate(
         result.units["mc_accuracy"] = ([float(c) for c in mc["correct"]], None)
         result.units["mc_accuracy_norm"] = ([float(c) for c in mc["correct_norm"]], None)
         for metric in ("mc_accuracy", "mc_accuracy_norm"):
+            _with_ci(block, metric, result.units[metric], s)
+    if s.kl_samples:
+        from forgetless.replay.kl_estimate import load_samples
+
+        samples = load_samples(s.kl_samples, s.kl_limit)
+        empty = [i for i, sample in enumerate(samples) if not sample.token_ids or not sample.prompt_ids]
+        if empty:
+            raise ValueError(f"{s.kl_samples}: sample {empty[0]} has no prompt or no generated tokens")
+        scores = score_pairs(model, [(x.prompt_ids, x.token_ids) for x in samples], s.batch_size,
+                             desc="context-free NLL", progress=s.progress)
+        nll, tokens = [-x.logprob for x in scores], [float(x.tokens) for x in scores]
+        block = result.summary.setdefault("general", {})
+        block.update({"cf_file": str(s.kl_samples), "cf_n": len(samples), "cf_tokens": int(sum(tokens))})
+        result.units["cf_nll"] = (nll, None)
+        result.units["cf_nll_per_token"] = (nll, tokens)
+        for metric in ("cf_nll", "cf_nll_per_token"):
             _with_ci(block, metric, result.units[metric], s)
     if s.domain:
         accuracy = domain_accuracy(model, tokenizer, s.domain, s.max_new_tokens, s.batch_size, s.limit, s.progress)
