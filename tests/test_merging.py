@@ -111,6 +111,22 @@ def test_integer_tensors_are_copied_from_the_config_source(tmp_path):
     assert torch.equal(out["w"], torch.full((3,), 0.5))
 
 
+def test_float_buffers_are_copied_not_averaged(trio, tmp_path):
+    # inv_freq is a buffer of the Llama architecture (not a parameter): it must not be averaged.
+    dirs = []
+    for k, src in enumerate(trio[:2]):
+        path = Path(shutil.copytree(src, tmp_path / f"b{k}"))
+        tensors = load_file(str(path / "model.safetensors"))
+        tensors["model.rotary_emb.inv_freq"] = torch.full((4,), float(k + 1))
+        save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+        dirs.append(path)
+    out = load_file(str(merge_checkpoints(dirs, [0.5, 0.5], tmp_path / "o", config_from=1,
+                                          progress=False) / "model.safetensors"))
+    assert torch.equal(out["model.rotary_emb.inv_freq"], torch.full((4,), 2.0))
+    a, b = weights(trio[0]), weights(trio[1])
+    torch.testing.assert_close(out["model.norm.weight"], 0.5 * a["model.norm.weight"] + 0.5 * b["model.norm.weight"])
+
+
 def test_task_arithmetic_is_base_plus_scaled_task_vectors(trio, tmp_path):
     coefficients = TaskArithmetic([0.5, 0.25]).coefficients(trio).values
     assert coefficients == pytest.approx([0.25, 0.5, 0.25])

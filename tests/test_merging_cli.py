@@ -53,15 +53,15 @@ def test_merge_refusals_exit_2_with_message(models, tmp_path, capsys):
 
 def test_budget_prints_curve_and_writes_the_chosen_alpha(models, tmp_path, capsys):
     general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in TEXT[:4]])
-    domain = write_jsonl(tmp_path / "val.jsonl", [{"prompt": "Sum 1 and 2.\n", "completion": " Answer: 3"}] * 2)
+    domain = write_jsonl(tmp_path / "val.jsonl", [{"prompt": "Sum 1 and 2.\n", "completion": " Answer: 3"}])
     out = tmp_path / "chosen"
-    code = main(["merge", "--models", str(models[0]), str(models[1]), "--alphas", "0.5", "1", "--general",
+    code = main(["merge", "--models", str(models[0]), str(models[1]), "--alphas", "1", "--general",
                  str(general), "--domain", str(domain), "--budget", "1000", "--output", str(out), "--curve",
                  str(tmp_path / "curve.json")])
     assert code == 0
     printed = capsys.readouterr().out
     curve = json.loads((tmp_path / "curve.json").read_text())
-    assert [p["alpha"] for p in curve["curve"]] == [0.0, 0.5, 1.0]  # alpha 0 added: the reference
+    assert [p["alpha"] for p in curve["curve"]] == [0.0, 1.0]  # alpha 0 added: the reference
     chosen = curve["chosen"]["alpha"]
     assert f"alpha={chosen:g} meets the budget of 1000 nats/token" in printed
     record = json.loads((out / "forgetless-merge.json").read_text())

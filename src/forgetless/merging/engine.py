@@ -83,11 +83,13 @@ def buffer_names(config_dir: Path) -> set[str]:
 def resolve_inputs(models: Sequence[str | Path], stack: ExitStack, adapter_base: str | None = None,
                    trust_remote_code: bool = False) -> list[Checkpoint]:
     """Open every input as a ``Checkpoint``; LoRA adapter directories are merged into their base first."""
-    from forgetless.training.run import resolve_model
-
     checkpoints = []
     for spec in models:
-        path = Path(resolve_model(str(spec)))
+        path = Path(spec)
+        if str(spec).startswith("testbed:"):  # imported only then: the training stack is heavy to import
+            from forgetless.training.run import resolve_model
+
+            path = Path(resolve_model(str(spec)))
         if is_adapter(path):
             path = materialize_adapter(path, stack, adapter_base, trust_remote_code)
         checkpoints.append(Checkpoint(path))
@@ -154,7 +156,13 @@ def merge_checkpoints(
         checkpoints = resolve_inputs(models, stack, adapter_base, trust_remote_code)
         check_compatible(checkpoints)
         source = checkpoints[config_from]
-        buffers = buffer_names(source.path)
+        # Parameters are named *.weight / *.bias in transformers models; only when a float
+        # tensor is named otherwise can it be a persistent buffer, and only then is the
+        # architecture instantiated (on the meta device) to ask, since importing the
+        # model code costs more than merging a small model.
+        unusual = [n for n, i in source.tensors.items()
+                   if i.dtype in FLOAT_DTYPES and not n.endswith((".weight", ".bias"))]
+        buffers = buffer_names(source.path) if unusual else set()
         copied = {name for name, info in source.tensors.items() if info.dtype not in FLOAT_DTYPES or name in buffers}
         bar = tqdm(total=len(source.tensors), desc="merging", unit="tensor", leave=False, disable=not progress)
 
