@@ -188,15 +188,20 @@ def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: flo
 
 
 def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
-    """Replace ``replay.data: context-free`` by the study's context-free samples file."""
-    replay = method.train.get("replay")
-    data = replay if isinstance(replay, str) else (replay or {}).get("data")
-    if data != "context-free":
+    """Replace ``context-free`` in ``replay.data`` or ``regularizers.kl.data`` by the study's samples file."""
+    train = dict(method.train)
+    replay = train.get("replay")
+    kl = (train.get("regularizers") or {}).get("kl") or {}
+    replay_data = replay if isinstance(replay, str) else (replay or {}).get("data")
+    if "context-free" not in (replay_data, kl.get("data")):
         return method
     cf = ctx.cfg.context_free
     path = _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
-    replay = {"data": path} if isinstance(replay, str) else {**replay, "data": path}
-    return method.model_copy(update={"train": {**method.train, "replay": replay}})
+    if replay_data == "context-free":
+        train["replay"] = {"data": path} if isinstance(replay, str) else {**replay, "data": path}
+    if kl.get("data") == "context-free":
+        train["regularizers"] = {**train["regularizers"], "kl": {**kl, "data": path}}
+    return method.model_copy(update={"train": train})
 
 
 def _plain_sft(method: MethodConfig) -> bool:
