@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,7 +21,7 @@ from tests.conftest import make_model
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def one_thread() -> Iterator[None]:
     """Tiny models run fastest single-threaded; on a shared, busy CPU two OpenMP threads
     spin-wait for each other and make each 32-dim forward pass ~50x slower."""
     threads = torch.get_num_threads()
