@@ -11,4 +11,10 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# Headless Chromium (Debian's package) renders the study report in a test.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium (Debian) for the report rendering test..."
+  (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }) \
+    || echo "warning: could not install chromium; the report rendering test will be skipped" >&2
+fi
 .venv/bin/python -c "import torch, transformers, forgetless; print(f'forgetless {forgetless.__version__}: torch {torch.__version__}, transformers {transformers.__version__}')"

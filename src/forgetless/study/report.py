@@ -79,8 +79,8 @@ def recommendation(rows: list[Row], budget: float) -> str:
         if pick is not None and pick["kind"] != "base":
             d_acc = pick["domain_accuracy"] - best_sft["domain_accuracy"]
             d_forget = pick["forgetting"] - best_sft["forgetting"]
-            lines.append(f"The recommended model is {d_acc:+.1%} on the domain and {d_forget:+.3f} nats/token on "
-                         "general text relative to that SFT model.")
+            lines.append(f"Against that SFT model, the recommended one is {d_acc * 100:+.1f} points on the domain "
+                         f"and {d_forget:+.3f} nats/token on general text.")
     return " ".join(lines)
 
 
