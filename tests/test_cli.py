@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from forgetless.cli import main
@@ -49,11 +48,3 @@ def test_bad_data_through_the_cli(tiny_model_dir: Path, tmp_path: Path, capsys) 
     assert main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
     assert f"{data}, line 1: expected a JSON object" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-
-
-@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.joinpath("configs").rglob("*.yaml")))
-def test_shipped_train_configs_validate(path: Path) -> None:
-    from forgetless.config import TrainConfig, build_config, load_yaml
-
-    values = {"model": "m", "data": "d", "output": "o", **load_yaml(path)}
-    build_config(TrainConfig, values, str(path))
