@@ -73,3 +73,18 @@ def test_budget_prints_curve_and_writes_the_chosen_alpha(models, tmp_path, capsy
     printed = capsys.readouterr().out
     assert "no alpha meets the budget of -50 nats/token" in printed
     assert not (tmp_path / "none").exists()
+
+
+def test_sweep_of_weights_and_of_output_ensemble_agree_at_the_ends(models, tmp_path, capsys):
+    general = write_jsonl(tmp_path / "general.jsonl", [{"text": t} for t in TEXT[:4]])
+    curves = {}
+    for mode in ("--no-ensemble", "--ensemble"):
+        curve = tmp_path / f"curve{mode}.json"
+        assert main(["merge", "--sweep", mode, "--models", str(models[0]), str(models[1]), "--alphas", "0", "1",
+                     "--general", str(general), "--curve", str(curve)]) == 0
+        curves[mode] = json.loads(curve.read_text())["curve"]
+    for weights_point, ensemble_point in zip(curves["--no-ensemble"], curves["--ensemble"]):
+        assert weights_point["general_nats"] == pytest.approx(ensemble_point["general_nats"], rel=1e-5)
+    assert curves["--ensemble"][0]["general_nats"] != pytest.approx(curves["--ensemble"][1]["general_nats"])
+    assert "output ensemble of" in capsys.readouterr().out
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # a sweep writes no model
