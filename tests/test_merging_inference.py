@@ -121,6 +121,8 @@ def test_budget_picks_best_domain_score_within_forgetting():
     assert percent.chosen["alpha"] == 0.5
     assert percent.curve[2]["forgetting"] == pytest.approx(7.5)
     assert "alpha=0.5 meets the budget of 5 %" in percent.summary()
+    assert "+0.3000 over the base" in percent.summary()
+    assert "no domain gain over the base is possible" in choose_alpha(curve, 0.01).summary()
 
 
 def test_budget_says_plainly_when_no_alpha_meets_it():

@@ -35,8 +35,13 @@ class BudgetChoice:
             return (f"no alpha meets the budget of {self.budget:g} {unit}: the least forgetting on the curve is "
                     f"{least['forgetting']:.4g} at alpha={least['alpha']:g}")
         c = self.chosen
+        base = next(p for p in self.curve if p["alpha"] == 0)
+        gain = c["exact_match"] - base["exact_match"]
+        verdict = (f"{gain:+.4f} over the base" if gain > 0
+                   else "no domain gain over the base is possible within this budget")
         return (f"alpha={c['alpha']:g} meets the budget of {self.budget:g} {unit} with forgetting "
-                f"{c['forgetting']:.4g} and the best domain exact match among those that do: {c['exact_match']:.4f}")
+                f"{c['forgetting']:.4g} and the best domain exact match among those that do: {c['exact_match']:.4f} "
+                f"({verdict})")
 
 
 def choose_alpha(curve: list[dict[str, Any]], budget: float, unit: Unit = "nats") -> BudgetChoice:

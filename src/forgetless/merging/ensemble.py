@@ -124,6 +124,10 @@ class OutputEnsemble(nn.Module):
         Returns:
             [B, T + N] prompts followed by the generated tokens (N ≤ max_new_tokens).
         """
+        unsupported = sorted(k for k, v in kwargs.items() if v is not None and k not in ("use_cache",))
+        if unsupported:
+            raise ValueError(f"OutputEnsemble.generate: unsupported argument(s) {', '.join(unsupported)}; it decodes "
+                             "greedily or samples at a temperature")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or [])
