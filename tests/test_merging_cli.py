@@ -88,3 +88,14 @@ def test_sweep_of_weights_and_of_output_ensemble_agree_at_the_ends(models, tmp_p
     assert curves["--ensemble"][0]["general_nats"] != pytest.approx(curves["--ensemble"][1]["general_nats"])
     assert "output ensemble of" in capsys.readouterr().out
     assert not any(p.is_dir() for p in tmp_path.iterdir())  # a sweep writes no model
+
+
+def test_greedy_soup_from_the_command_line(models, tmp_path, capsys):
+    validation = write_jsonl(tmp_path / "val.jsonl", [{"text": t} for t in TEXT[:3]])
+    out = tmp_path / "greedy"
+    assert main(["merge", "--rule", "greedy_soup", "--models", *map(str, models), "--validation", str(validation),
+                 "--output", str(out)]) == 0
+    record = json.loads((out / "forgetless-merge.json").read_text())
+    kept = [c for c in record["coefficients"] if c > 0]
+    assert kept and all(c == pytest.approx(1 / len(kept)) for c in kept)
+    assert len(record["individual_scores"]) == 3 and len(record["trials"]) == 2
