@@ -127,6 +127,15 @@ def test_float_buffers_are_copied_not_averaged(trio, tmp_path):
     torch.testing.assert_close(out["model.norm.weight"], 0.5 * a["model.norm.weight"] + 0.5 * b["model.norm.weight"])
 
 
+def test_half_precision_is_combined_in_float32_and_kept_in_its_dtype(tmp_path):
+    a_w, b_w = torch.randn(64, generator=torch.Generator().manual_seed(0)), torch.randn(64)
+    a = raw_checkpoint(tmp_path / "a", {"w": a_w.bfloat16()})
+    b = raw_checkpoint(tmp_path / "b", {"w": b_w.bfloat16()})
+    out = load_file(str(merge_checkpoints([a, b], [0.3, 0.7], tmp_path / "o", progress=False) / "model.safetensors"))
+    assert out["w"].dtype == torch.bfloat16
+    assert torch.equal(out["w"], (0.3 * a_w.bfloat16().float() + 0.7 * b_w.bfloat16().float()).bfloat16())
+
+
 def test_task_arithmetic_is_base_plus_scaled_task_vectors(trio, tmp_path):
     coefficients = TaskArithmetic([0.5, 0.25]).coefficients(trio).values
     assert coefficients == pytest.approx([0.25, 0.5, 0.25])
