@@ -8,13 +8,12 @@ from the base: the same documents and examples, resampled together.
 
 from __future__ import annotations
 
-import math
-import random
 from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from forgetless.evaluation.bootstrap import bootstrap_difference
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
 
@@ -65,30 +64,19 @@ def accuracy(m: dict[str, Any]) -> float:
 
 
 def paired_interval(
-    after: dict[str, Any], before: dict[str, Any], metric: str, resamples: int = 1000, seed: int = 0, level: float = 0.95
+    after: dict[str, Any], before: dict[str, Any], metric: str, resamples: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric(after) - metric(before)``, resampling items in pairs.
+    """95% paired bootstrap interval of ``metric(after) - metric(before)`` (``forgetless.evaluation.bootstrap``).
 
     Args:
-        metric: ``"forgetting"`` (nats/token on general documents; a ratio of sums
-            per resample) or ``"gain"`` (exact-match accuracy on domain examples).
+        metric: ``"forgetting"`` (nats/token over general documents, a ratio of sums
+            per resample) or ``"gain"`` (exact-match accuracy over domain examples).
     """
-    rng = random.Random(seed)
-    deltas = []
     if metric == "forgetting":
-        a_n, b_n, toks = after["general_nats"], before["general_nats"], before["general_tokens"]
-        n = len(toks)
-        for _ in range(resamples):
-            idx = [rng.randrange(n) for _ in range(n)]
-            total = sum(toks[i] for i in idx)
-            deltas.append((sum(a_n[i] for i in idx) - sum(b_n[i] for i in idx)) / total)
+        interval = bootstrap_difference((after["general_nats"], after["general_tokens"]),
+                                        (before["general_nats"], before["general_tokens"]), resamples=resamples,
+                                        seed=seed)
     else:
-        a, b = after["domain_correct"], before["domain_correct"]
-        n = len(a)
-        for _ in range(resamples):
-            idx = [rng.randrange(n) for _ in range(n)]
-            deltas.append(sum(a[i] - b[i] for i in idx) / n)
-    deltas.sort()
-    lo = deltas[math.floor((1 - level) / 2 * (resamples - 1))]
-    hi = deltas[math.ceil((1 + level) / 2 * (resamples - 1))]
-    return lo, hi
+        interval = bootstrap_difference((after["domain_correct"], None), (before["domain_correct"], None),
+                                        resamples=resamples, seed=seed)
+    return interval.low, interval.high
