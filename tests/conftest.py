@@ -17,6 +17,10 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from forgetless.testbed.tokenizer import train_tokenizer
 
+# The fixtures' 32-dim models gain nothing from a second thread, and on a busy
+# 2-core machine thread spin-waiting made forward passes many times slower.
+torch.set_num_threads(1)
+
 TEXT = [
     "In the beginning was the word, and the word was with the model.",
     "The quick brown fox jumps over the lazy dog 0123456789 times.",
