@@ -172,3 +172,23 @@ def test_cocktail_weights_and_refusals():
         Cocktail(Path("x"), temperature=0.0, losses_fn=lambda m: [1.0, 1.0]).coefficients([Path("a"), Path("b")])
     with pytest.raises(MergeError, match="finetuned=3: expected the index of a model, 0 to 1"):
         Cocktail(Path("x"), finetuned=3, losses_fn=lambda m: [1.0, 1.0]).coefficients([Path("a"), Path("b")])
+
+
+def test_ensemble_decodes_with_its_caches_as_without(pair, tokenizer):
+    from forgetless.evaluation.generate import greedy_decode
+    from forgetless.evaluation.scoring import capabilities
+
+    base, ft = pair
+    ensemble = OutputEnsemble(base, ft, 0.5)
+    assert capabilities(ensemble).kv_cache
+    prompts = [tokenizer("In the beginning")["input_ids"], tokenizer("The quick brown fox jumps over")["input_ids"]]
+    cached = greedy_decode(ensemble, prompts, 10, tokenizer.eos_token_id, tokenizer.pad_token_id, progress=False)
+
+    class NoCache(torch.nn.Module):  # the same mixture through the whole-prefix path
+        def forward(self, input_ids, attention_mask=None, **kwargs):
+            return ensemble(input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=(attention_mask.cumsum(1) - 1).clamp(min=0))
+
+    slow = NoCache()
+    slow.base = base  # a parameter-holding child, so the decoder finds a device
+    assert cached == greedy_decode(slow, prompts, 10, tokenizer.eos_token_id, tokenizer.pad_token_id, progress=False)

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from forgetless.merging.interpolate import check_alpha
 
@@ -45,6 +45,20 @@ def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that skip left padding, as ``generate`` computes them."""
     positions = attention_mask.long().cumsum(-1) - 1
     return positions.clamp(min=0)
+
+
+class EnsembleCache:
+    """One KV cache per ensemble member, selected together when sequences leave a batch."""
+
+    def __init__(self, members: int) -> None:
+        self.caches = [DynamicCache() for _ in range(members)]
+
+    def get_seq_length(self) -> int:
+        return self.caches[0].get_seq_length()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        for cache in self.caches:
+            cache.batch_select_indices(indices)
 
 
 class OutputEnsemble(nn.Module):
@@ -85,25 +99,48 @@ class OutputEnsemble(nn.Module):
         return mix_log_probs(outputs[0], outputs[1], self.alpha)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs: object) -> CausalLMOutput:
-        """Mixture log-probabilities for every position.
+                labels: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                past_key_values: object | None = None, use_cache: bool | None = None,
+                logits_to_keep: int = 0, **kwargs: object) -> CausalLMOutputWithPast:
+        """Mixture log-probabilities for every position (or the last ``logits_to_keep``).
 
         Args:
             input_ids: [B, T] token ids.
             attention_mask: [B, T], 1 for real tokens.
             labels: optional [B, T] targets (−100 ignored); if given, ``loss`` is the mean NLL
                 of the next token under the mixture.
+            position_ids: [B, T], passed to both models (left-padded decoding).
+            past_key_values: ``None``, an empty ``DynamicCache`` (start decoding with a
+                cache: it is replaced by one cache per model), or the ``EnsembleCache``
+                a previous call returned. Incremental decoders (``forgetless.evaluation``)
+                then cost one token per model per step instead of the whole prefix.
+            use_cache: keep the per-model caches.
+            logits_to_keep: compute only the last N positions' logits (0: all).
 
         Returns:
-            ``CausalLMOutput`` with ``logits`` [B, T, V] = log p_mix and ``loss`` if labels were given.
+            ``CausalLMOutputWithPast`` with ``logits`` [B, T', V] = log p_mix, ``loss`` if labels
+            were given, and the ``EnsembleCache`` when caching.
         """
-        outputs = [m(input_ids=input_ids, attention_mask=attention_mask).logits for m, _ in self._members()]
+        members = self._members()
+        if past_key_values is not None and not isinstance(past_key_values, EnsembleCache):
+            if past_key_values.get_seq_length() != 0:
+                raise ValueError("OutputEnsemble: pass an empty cache to start, then the EnsembleCache it returns")
+            past_key_values = EnsembleCache(len(members))
+        extra: dict[str, object] = {}
+        if position_ids is not None:
+            extra["position_ids"] = position_ids
+        if logits_to_keep:
+            extra["logits_to_keep"] = logits_to_keep
+        caches = past_key_values.caches if past_key_values is not None else [None] * len(members)
+        outputs = [m(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                     use_cache=use_cache if cache is not None else False, **extra).logits
+                   for (m, _), cache in zip(members, caches)]
         log_probs = self._mix(outputs)
         loss = None
         if labels is not None:
             loss = nn.functional.nll_loss(log_probs[:, :-1].reshape(-1, log_probs.size(-1)),
                                           labels[:, 1:].reshape(-1), ignore_index=-100)
-        return CausalLMOutput(loss=loss, logits=log_probs)
+        return CausalLMOutputWithPast(loss=loss, logits=log_probs, past_key_values=past_key_values)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
