@@ -55,6 +55,7 @@ def test_study_writes_results_and_report(study_yaml: Path) -> None:
     assert all(r["kl_estimate"] is not None for r in rows) and rows[0]["kl_estimate"] == 0.0
     base = rows[0]
     assert base["forgetting"] == 0.0 and base["gain"] == 0.0
+    assert base["majority_accuracy"] == pytest.approx(1 / 6)  # six test answers, all different
     for row in rows:
         lo, hi = row["forgetting_ci"]
         assert lo <= row["forgetting"] + 1e-9 and row["forgetting"] - 1e-9 <= hi

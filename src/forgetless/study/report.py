@@ -84,6 +84,21 @@ def recommendation(rows: list[Row], budget: float) -> str:
     return " ".join(lines)
 
 
+def _majority_note(rows: list[Row]) -> str:
+    """What always answering the most frequent test answer scores: a gain below it computes nothing."""
+    base = next((r for r in rows if r["kind"] == "base" and "majority_accuracy" in r), None)
+    if base is None:
+        return ""
+    at_floor = [r["label"] for r in rows if r["kind"] in ("trained", "cocktail")
+                and r["domain_accuracy"] <= base["majority_accuracy"]]
+    note = (f" Always answering the most frequent test answer (`{base['majority_answer']}`) scores "
+            f"{base['majority_accuracy']:.1%}")
+    if at_floor:
+        note += (f"; {len(at_floor)} of the trained models do not beat it, so their domain score reflects the "
+                 "answer format and prior rather than the calculation")
+    return note + "."
+
+
 def _markdown_table(table: list[list[str]]) -> str:
     head, *body = table
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -98,7 +113,7 @@ def _sections(rows: list[Row], budget: float) -> list[tuple[str, str, str | None
     sections.append(("Trade-off table", _markdown_table(headline_table(rows)) +
                      "\n\nGain: domain exact match minus the base's. Forgetting: held-out general loss minus the "
                      "base's (nats/token; positive means worse). Intervals: paired bootstrap over test examples "
-                     "and general documents.", None))
+                     "and general documents." + _majority_note(rows), None))
     front = pareto_front(rows)
     sections.append(("Frontier", "Each point is a model: up is more domain gain, right is more forgetting. The "
                      "dashed line is the Pareto front (" + ", ".join(f"`{r['label']}`" for r in front) + "); faint "

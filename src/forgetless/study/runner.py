@@ -204,6 +204,22 @@ def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
     return method.model_copy(update={"train": train})
 
 
+def majority_baseline(test: str, limit: int | None) -> dict[str, Any]:
+    """The score of always giving the test set's most frequent answer: the floor a real gain must clear.
+
+    A model that only learns the answer format and its prior reaches this without
+    computing anything, so the report states it next to every gain.
+    """
+    from collections import Counter
+
+    from forgetless.data.records import read_records
+    from forgetless.evaluation.domain import gold_answer
+
+    golds = [gold_answer(r.fields, test, r.where) for r in read_records(test)[:limit]]
+    answer, count = Counter(golds).most_common(1)[0]
+    return {"majority_answer": answer, "majority_accuracy": count / len(golds)}
+
+
 def _plain_sft(method: MethodConfig) -> bool:
     """Plain SFT: the nll objective with no regularizer, adapter or replay (the baseline of the report)."""
     extras = {k for k, v in method.train.items() if k in {"regularizers", "lora", "replay"} and v}
@@ -248,7 +264,8 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
         ctx.kl_samples = load_samples(held_out)
         ctx.eval_spec["kl_samples"] = data_hash(held_out)
     base_spec = {"model": model_fingerprint(base_path)}
-    _row(ctx, "base", "base", "base", _evaluate(ctx, base_spec, "base", lambda: _load(base_path)))
+    _row(ctx, "base", "base", "base", _evaluate(ctx, base_spec, "base", lambda: _load(base_path)),
+         **majority_baseline(test, cfg.eval.domain_limit))
 
     trained: list[tuple[str, str, MethodConfig, float, int]] = []
     for method in cfg.methods:
