@@ -27,14 +27,15 @@ def plot_frontier(rows: list[Row], path: Path) -> Path:
     base = next(r for r in rows if r["kind"] == "base")
     trained = [r for r in rows if r["kind"] == "trained"]
     colors = {r["id"]: plt.cm.tab10(i % 10) for i, r in enumerate(trained)}
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     for parent in trained:
         curve = _curve(rows, base, parent, "interpolation")
         if len(curve) > 2:
             ax.plot([r["forgetting"] for r in curve], [r["gain"] for r in curve], "-", color=colors[parent["id"]],
                     alpha=0.45, linewidth=1.2)
     for row in rows:
-        color = colors.get(row["id"], colors.get(row.get("parent"), "black"))
+        # Sweeps share their fine-tuned model's colour; merges of several models are black.
+        color = "black" if row["kind"] == "cocktail" else colors.get(row["id"], colors.get(row.get("parent"), "black"))
         size = 90 if row["kind"] in ("trained", "base", "cocktail") else 35
         ax.scatter(row["forgetting"], row["gain"], marker=_MARKERS.get(row["kind"], "o"), s=size, color=color,
                    edgecolors="black" if row["kind"] in ("trained", "cocktail") else "none", zorder=3,
@@ -47,7 +48,10 @@ def plot_frontier(rows: list[Row], path: Path) -> Path:
     ax.set_xlabel("forgetting: held-out general loss minus base (nats/token)  ->  worse")
     ax.set_ylabel("gain: domain exact match minus base  ->  better")
     ax.set_title("Domain gain against general forgetting (up and to the left is better)")
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    for kind, text in (("interpolation", "WiSE-FT point"), ("ensemble", "output ensemble")):
+        if any(r["kind"] == kind for r in rows):
+            ax.scatter([], [], marker=_MARKERS[kind], color="grey", label=text)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
