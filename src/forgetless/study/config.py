@@ -161,7 +161,9 @@ class StudyConfig(BaseModel):
 
 
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read and validate a study YAML; relative data paths resolve against the YAML's directory.
+    """Read and validate a study YAML (``overrides`` replace top-level keys, e.g. ``output``).
+
+    Data paths are files, or ``testbed:PRESET/relative/path`` into the built testbed.
 
     Every method's TrainConfig is validated here too, so a typo in one method's
     keys fails before any model is trained.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from forgetless.atomic import write_jsonl
 from forgetless.data import data_hash
 from forgetless.evaluation.report import read_texts
-from forgetless.study.cells import Cell, cell, content_key, model_fingerprint
+from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
 from forgetless.training.run import load_tokenizer, resolve_model, train
@@ -322,14 +322,3 @@ def _sweep(ctx: Context, row_id: str, path: str, method: MethodConfig, lr: float
                       lambda a=alpha: OutputEnsemble(_load(ctx.base_path), _load(path), a))
         _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", "ensemble", m,
              method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id)
-
-
-def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Read ``results.jsonl``."""
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
-__all__ = ["content_key", "iter_rows", "resolve_data", "run_study"]
