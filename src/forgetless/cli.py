@@ -9,31 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, get_args, get_origin
+from typing import Any
 
 from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
 from forgetless.data.errors import DataError
-
-
-def _add_model_flags(parser: argparse.ArgumentParser, schema: type, required: set[str]) -> None:
-    """One ``--flag`` per schema field, typed and documented from the field itself."""
-    for name, field in schema.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        help_text = field.description or ""
-        annotation = field.annotation
-        if annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif get_origin(annotation) is dict:
-            parser.add_argument(flag, dest=name, type=json.loads, default=None, help=help_text + " (JSON)")
-        elif get_origin(annotation) is list:
-            item = get_args(annotation)[0]
-            parser.add_argument(flag, dest=name, type=item, nargs="+", default=None, help=help_text)
-        elif get_args(annotation) and all(isinstance(a, str) for a in get_args(annotation)):
-            parser.add_argument(flag, dest=name, choices=get_args(annotation), default=None, help=help_text)
-        else:
-            kind = annotation if annotation in (int, float, str) else str
-            parser.add_argument(flag, dest=name, type=kind, default=None,
-                                help=help_text + (" (required, here or in --config)" if name in required else ""))
+from forgetless.schema_flags import add_schema_flags
 
 
 def _merged_config(schema: type, args: argparse.Namespace) -> Any:
@@ -83,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
     train.add_argument("--config", help="YAML file with TrainConfig keys; flags override it")
-    _add_model_flags(train, TrainConfig, {"model", "data", "output"})
+    add_schema_flags(train, TrainConfig, {"model", "data", "output"})
     train.set_defaults(func=cmd_train)
 
     testbed = sub.add_parser("testbed", help="The embedded testbed: tokenizer, base model, domain tasks")

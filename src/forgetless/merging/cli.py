@@ -7,31 +7,13 @@ same keys (flags override it), so the two cannot drift apart.
 from __future__ import annotations
 
 import argparse
-import types
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 from forgetless.merging.checkpoint import MergeError
 from forgetless.merging.config import MergeConfig
-
-
-def _add_schema_flags(parser: argparse.ArgumentParser, schema: type[MergeConfig]) -> None:
-    """One ``--flag`` per schema field, typed, with the field's description."""
-    for name, field in schema.model_fields.items():
-        annotation = field.annotation
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
-        if get_origin(annotation) in (Union, types.UnionType):  # X | None: the flag takes X
-            annotation = next(a for a in get_args(annotation) if a is not type(None))
-        if annotation is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif get_origin(annotation) is Literal:
-            kwargs["choices"] = get_args(annotation)
-        elif get_origin(annotation) is list:
-            kwargs.update(type=get_args(annotation)[0], nargs="+")
-        else:
-            kwargs["type"] = annotation
-        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+from forgetless.schema_flags import add_schema_flags
 
 
 def _config(args: argparse.Namespace) -> MergeConfig:
@@ -227,5 +209,5 @@ def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``merge`` to the ``forgetless`` command."""
     parser = subparsers.add_parser("merge", help=cmd_merge.__doc__.splitlines()[0], description=cmd_merge.__doc__)
     parser.add_argument("--config", help="YAML file with merge keys (the flags below, with underscores); flags override it")
-    _add_schema_flags(parser, MergeConfig)
+    add_schema_flags(parser, MergeConfig)
     parser.set_defaults(func=cmd_merge)

@@ -8,32 +8,16 @@ Each command writes ``<name>.png`` and ``<name>.json`` into ``--output`` (defaul
 from __future__ import annotations
 
 import argparse
-import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from forgetless.atomic import write_json
+from forgetless.schema_flags import add_schema_flags
 from forgetless.theory.overadaptation import OveradaptationParams, run_overadaptation
 from forgetless.theory.tilting import TiltingParams, run_tilting
-
-
-def _add_schema_flags(parser: argparse.ArgumentParser, schema: type[BaseModel]) -> None:
-    """One ``--flag`` per schema field, typed, with the field's description and default."""
-    for name, field in schema.model_fields.items():
-        annotation = field.annotation
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"{field.description} (default: {field.default})"}
-        if get_origin(annotation) in (Union, types.UnionType):  # X | None: the flag takes X
-            annotation = next(a for a in get_args(annotation) if a is not type(None))
-        if get_origin(annotation) is Literal:
-            kwargs["choices"] = get_args(annotation)
-        elif get_origin(annotation) is tuple:
-            kwargs.update(type=get_args(annotation)[0], nargs="+")
-        else:
-            kwargs["type"] = annotation
-        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
 def _params(schema: type[BaseModel], args: argparse.Namespace) -> Any:
@@ -106,6 +90,6 @@ def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
         ("tilting", cmd_tilting, TiltingParams),
     ):
         parser = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        _add_schema_flags(parser, schema)
+        add_schema_flags(parser, schema, show_defaults=True)
         parser.add_argument("--output", help=f"output directory (default: runs/theory/{name})")
         parser.set_defaults(func=func)
