@@ -10,6 +10,7 @@ cells each time, so every figure in the report comes from the results file.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ def _row(ctx: Context, row_id: str, label: str, kind: str, m: dict[str, Any], **
         "label": label,
         "kind": kind,
         "general_nats_per_token": nats_per_token(m),
-        "general_bits_per_byte": sum(m["general_nats"]) / 0.6931471805599453 / m["general_bytes"],
+        "general_bits_per_byte": sum(m["general_nats"]) / math.log(2) / m["general_bytes"],
         "domain_accuracy": accuracy(m),
         "domain_n": len(m["domain_correct"]),
         "forgetting": nats_per_token(m) - nats_per_token(base),
