@@ -48,3 +48,19 @@ def test_bad_data_through_the_cli(tiny_model_dir: Path, tmp_path: Path, capsys) 
     assert main(["train", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(tmp_path / "o")]) == 2
     assert f"{data}, line 1: expected a JSON object" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_start_up_imports_stay_light() -> None:
+    # `forgetless --help` and the merge command must not pay for transformers (about a
+    # second); the merge benchmark holds the command to 3x the disk's read+write time.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, forgetless.cli, forgetless.merging.cli, forgetless.merging.engine; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "['torch']"  # the engine computes in torch; transformers is never needed
+    code = "import sys, forgetless.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False False"

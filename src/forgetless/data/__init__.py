@@ -1,9 +1,30 @@
-"""Reading, validating, encoding and batching training data."""
+"""Reading, validating, encoding and batching training data.
 
-from forgetless.data.collate import PadCollator, pack
-from forgetless.data.errors import DataError
-from forgetless.data.formats import IGNORE, encode_prompt
-from forgetless.data.loading import load_examples
-from forgetless.data.records import data_hash, read_records
+Names are imported on first use (PEP 562): ``from forgetless.data.errors import
+DataError`` is what the command line needs at start-up, and it should not pay for
+importing torch and transformers, which ``collate`` and ``formats`` need.
+"""
 
-__all__ = ["IGNORE", "DataError", "PadCollator", "data_hash", "encode_prompt", "load_examples", "pack", "read_records"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "PadCollator": "collate",
+    "pack": "collate",
+    "DataError": "errors",
+    "IGNORE": "formats",
+    "encode_prompt": "formats",
+    "load_examples": "loading",
+    "data_hash": "records",
+    "read_records": "records",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'forgetless.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"forgetless.data.{_HOMES[name]}"), name)

@@ -10,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel
 
 from forgetless.merging.base import Coefficients, MergeRule
 from forgetless.merging.checkpoint import Checkpoint, MergeError
 
-Score = Callable[[PreTrainedModel], float]
+if TYPE_CHECKING:  # transformers costs a second at start-up; the merge command never needs it
+    from transformers import PreTrainedModel
+
+Score = Callable[["PreTrainedModel"], float]
 
 
 def float_state(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
