@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from forgetless.cli import main
 from forgetless.testbed.build import build_testbed
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def all_cores():  # noqa: ANN201
+    # The claims are for the whole 2-core machine; conftest pins the unit tests to one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
