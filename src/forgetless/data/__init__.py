@@ -1,16 +1,13 @@
 """Reading, validating, encoding and batching training data.
 
-Names are imported on first use (PEP 562): ``from forgetless.data.errors import
-DataError`` is what the command line needs at start-up, and it should not pay for
-importing torch and transformers, which ``collate`` and ``formats`` need.
+Names are imported on first use (``forgetless.lazy``): ``from forgetless.data.errors
+import DataError`` is what the command line needs at start-up, and it should not pay
+for torch and transformers, which ``collate`` and ``formats`` import.
 """
 
-from __future__ import annotations
+from forgetless.lazy import lazy_getattr
 
-import importlib
-from typing import Any
-
-_HOMES = {
+_EXPORTS = {
     "PadCollator": "collate",
     "pack": "collate",
     "DataError": "errors",
@@ -21,10 +18,5 @@ _HOMES = {
     "read_records": "records",
 }
 
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'forgetless.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"forgetless.data.{_HOMES[name]}"), name)
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

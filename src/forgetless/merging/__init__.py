@@ -2,29 +2,21 @@
 engine, one file per coefficient rule, an output ensemble, in-memory α sweeps and a
 forgetting budget.
 
-Names are imported on first use, so ``import forgetless.merging`` stays light: the merge
-engine needs torch and safetensors only, not transformers' model code.
+Names are imported on first use (``forgetless.lazy``), so ``import forgetless.merging``
+stays light: the merge engine needs torch and safetensors only, not transformers.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from forgetless.lazy import lazy_getattr
 
 _EXPORTS = {
-    "Checkpoint": "forgetless.merging.checkpoint",
-    "MergeError": "forgetless.merging.checkpoint",
-    "Coefficients": "forgetless.merging.base",
-    "MergeRule": "forgetless.merging.base",
-    "merge_checkpoints": "forgetless.merging.engine",
-    "OutputEnsemble": "forgetless.merging.ensemble",
-    "RULES": "forgetless.merging.registry",
+    "Checkpoint": "checkpoint",
+    "MergeError": "checkpoint",
+    "Coefficients": "base",
+    "MergeRule": "base",
+    "merge_checkpoints": "engine",
+    "OutputEnsemble": "ensemble",
+    "RULES": "registry",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'forgetless.merging' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
