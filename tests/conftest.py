@@ -66,3 +66,15 @@ def pc_data(tmp_path: Path) -> Path:
     """A small prompt/completion training file."""
     rows = [{"prompt": f"Sum {a} and {b}.\n", "completion": f" Answer: {a + b}"} for a in range(4) for b in range(4)]
     return write_jsonl(tmp_path / "train.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def saved_models(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerFast) -> list[Path]:
+    """Three tiny checkpoints (seeds 0, 1, 2) saved with the fixture tokenizer; read-only."""
+    root = tmp_path_factory.mktemp("saved-models")
+    paths = []
+    for seed in (0, 1, 2):
+        make_model(tokenizer, seed).save_pretrained(root / f"m{seed}")
+        tokenizer.save_pretrained(root / f"m{seed}")
+        paths.append(root / f"m{seed}")
+    return paths

@@ -13,15 +13,9 @@ from forgetless.merging.checkpoint import Checkpoint
 from tests.conftest import TEXT, make_model, write_jsonl
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tokenizer) -> list[Path]:
-    root = tmp_path_factory.mktemp("cli-models")
-    paths = []
-    for seed in (0, 1, 2):
-        make_model(tokenizer, seed).save_pretrained(root / f"m{seed}")
-        tokenizer.save_pretrained(root / f"m{seed}")
-        paths.append(root / f"m{seed}")
-    return paths
+@pytest.fixture
+def models(saved_models: list[Path]) -> list[Path]:
+    return saved_models
 
 
 def tensor(path: Path, name: str = "model.norm.weight") -> torch.Tensor:

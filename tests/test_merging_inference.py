@@ -25,17 +25,6 @@ def pair(tokenizer):
     return make_model(tokenizer, 0).eval(), make_model(tokenizer, 1).eval()
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory, tokenizer) -> list[Path]:
-    root = tmp_path_factory.mktemp("saved")
-    paths = []
-    for seed in (0, 1, 2):
-        make_model(tokenizer, seed).save_pretrained(root / f"m{seed}")
-        tokenizer.save_pretrained(root / f"m{seed}")
-        paths.append(root / f"m{seed}")
-    return paths
-
-
 def batch(tokenizer):
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
     return encoded["input_ids"], encoded["attention_mask"]
@@ -84,8 +73,8 @@ def test_ensemble_refuses_alpha_outside_unit_interval(pair):
         OutputEnsemble(*pair, -0.1)
 
 
-def test_alpha_sweep_in_memory_hits_both_ends_and_writes_nothing(saved, tokenizer, tmp_path):
-    base, ft = saved[0], saved[1]
+def test_alpha_sweep_in_memory_hits_both_ends_and_writes_nothing(saved_models, tokenizer, tmp_path):
+    base, ft = saved_models[0], saved_models[1]
     model = make_model(tokenizer, 7).eval()
     before = sorted(p.name for p in base.parent.iterdir())
     base_w, ft_w = (Checkpoint(p) for p in (base, ft))
@@ -150,11 +139,11 @@ def independent_loss(model, tokenizer, texts: list[str]) -> float:
     return nats / tokens
 
 
-def test_cocktail_weights_are_softmax_of_independent_losses(saved, tokenizer, tmp_path):
+def test_cocktail_weights_are_softmax_of_independent_losses(saved_models, tokenizer, tmp_path):
     rows = [{"prompt": t[:20], "completion": t[20:]} for t in TEXT[:7]]
     examples = tmp_path / "target.jsonl"
     examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = Cocktail(examples, finetuned=1, temperature=5.0, alpha=0.4, num_examples=5).coefficients(saved)
+    result = Cocktail(examples, finetuned=1, temperature=5.0, alpha=0.4, num_examples=5).coefficients(saved_models)
     texts = [r["prompt"] + r["completion"] for r in rows[:5]]
     losses = [independent_loss(make_model(tokenizer, seed).eval(), tokenizer, texts) for seed in (0, 1, 2)]
     assert result.info["losses"] == pytest.approx(losses, rel=1e-5)
