@@ -92,7 +92,10 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
 
 
 def _encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> Example:
-    ids = _with_bos(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    # verbose=False: a text longer than model_max_length is expected here (packing or
+    # truncation to max_length follows), so transformers' length warning is noise.
+    ids = _with_bos(tokenizer, tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    ids = ids + [tokenizer.eos_token_id]
     return {"input_ids": ids, "labels": [IGNORE, *ids[1:]]}
 
 

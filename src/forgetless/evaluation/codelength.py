@@ -47,7 +47,10 @@ def text_windows(tokenizer: PreTrainedTokenizerBase, texts: list[str], window: i
         raise ValueError(f"window={window}: expected at least 2 tokens (one context, one scored)")
     windows = []
     for index, text in enumerate(texts):
-        ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+        # verbose=False: long texts are expected (they are windowed below), so the
+        # tokenizer's "longer than model_max_length" warning would only be noise.
+        ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"],
+               tokenizer.eos_token_id]
         for start in range(0, len(ids) - 1, window - 1):
             chunk = ids[start : start + window]
             windows.append({"input_ids": chunk, "labels": [IGNORE, *chunk[1:]], "text": index})
