@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from forgetless.data.formats import IGNORE
 from forgetless.evaluation.scoring import score_pairs
+from forgetless.positions import position_limit
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def text_code_lengths(
     Returns:
         One ``CodeLength`` per text, in order.
     """
-    windows = text_windows(tokenizer, texts, window)
+    limit = position_limit(model)
+    windows = text_windows(tokenizer, texts, min(window, limit) if limit else window)
     scores = score_pairs(model, [(w["input_ids"][:1], w["input_ids"][1:]) for w in windows], batch_size,
                          desc="code length", progress=progress)
     nats = [0.0] * len(texts)

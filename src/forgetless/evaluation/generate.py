@@ -23,6 +23,7 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.scoring import capabilities, core_model, model_device
+from forgetless.positions import fit_new_tokens
 
 
 def _left_pad(prompts: list[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +122,8 @@ def greedy_decode(
     bar = tqdm(total=len(prompts), desc="generating", unit="seq", leave=False, disable=not progress)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        for i, tokens in zip(rows, _decode_batch(model, [prompts[i] for i in rows], max_new_tokens,
+        budget = fit_new_tokens(model, max(len(prompts[i]) for i in rows), max_new_tokens)  # within its positions
+        for i, tokens in zip(rows, _decode_batch(model, [prompts[i] for i in rows], budget,
                                                  eos_token_id, pad_token_id)):
             outputs[i] = tokens
         bar.update(len(rows))

@@ -69,19 +69,10 @@ class ForgetlessLM(LM):
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """``(log p(continuation | context), is_greedy)`` per request."""
-        pairs = [self._fit(*encode_pair(self.tokenizer, *r.args)) for r in requests]
+        pairs = [encode_pair(self.tokenizer, *r.args) for r in requests]  # score_pairs fits them to the model
         scores = score_pairs(self.model, pairs, self.batch_size, desc="lm-eval loglikelihood",
                              progress=self.progress and not disable_tqdm)
         return [(s.logprob, s.greedy) for s in scores]
-
-    def _fit(self, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
-        """Cut the context from the left (as HFLM does) so the request fits the model's positions."""
-        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
-        if limit and len(context) + len(continuation) - 1 > limit:
-            if len(continuation) >= limit:
-                raise ValueError(f"a continuation of {len(continuation)} tokens does not fit the model's {limit} positions")
-            context = context[-(limit + 1 - len(continuation)) :]
-        return context, continuation
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of each whole string after BOS (no EOS), in windows of ``window`` tokens."""

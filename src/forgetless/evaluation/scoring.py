@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from forgetless.positions import fit_pair
+
 
 @dataclass(frozen=True)
 class Score:
@@ -219,6 +221,7 @@ def score_pairs(
         One ``Score`` per request, in the order of ``pairs``.
     """
     _check(pairs)
+    pairs = [fit_pair(model, list(c), list(k)) for c, k in pairs]  # within the model's positions
     model.eval()
     core = core_model(model)
     caps = capabilities(model)

@@ -22,6 +22,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from forgetless.positions import fit_new_tokens
+
 PromptMode = Literal["bos", "chat"]
 
 
@@ -208,8 +210,10 @@ def sample_sequences(
     bar = tqdm(total=len(prompts), desc="sampling", unit="seq", disable=not progress, leave=False)
     for start in range(0, len(prompts), settings.batch_size):
         chunk = prompts[start : start + settings.batch_size]
+        # Within the model's positions: a 128-position GPT-2 cannot sample 128 tokens after BOS.
+        max_new_tokens = fit_new_tokens(model, max(len(p) for p in chunk), settings.max_new_tokens)
         samples.extend(
-            sample_batch(model, chunk, settings.max_new_tokens, eos_token_id, pad_token_id, generator,
+            sample_batch(model, chunk, max_new_tokens, eos_token_id, pad_token_id, generator,
                          settings.temperature, settings.top_p)
         )
         bar.update(len(chunk))

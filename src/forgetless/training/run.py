@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import transformers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -33,6 +34,7 @@ from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.objectives import build_objective
+from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer
@@ -191,13 +193,15 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
-    examples = load_examples(
-        cfg.data, tokenizer, cfg.format, cfg.max_length, cfg.completion_only_loss, cfg.packing
-    )
+    # Examples are truncated to the model's positions too: a GPT-2-style model fails
+    # with an index error one token past them.
+    limit = position_limit(AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code))
+    max_length = min(cfg.max_length, limit) if limit else cfg.max_length
+    examples = load_examples(cfg.data, tokenizer, cfg.format, max_length, cfg.completion_only_loss, cfg.packing)
     if cfg.replay is not None:  # replay samples mixed in, weighted by λ (forgetless.replay.mixing)
         from forgetless.replay.mixing import add_replay
 
-        examples = add_replay(examples, cfg.replay, tokenizer, cfg.max_length, cfg.completion_only_loss, cfg.seed)
+        examples = add_replay(examples, cfg.replay, tokenizer, max_length, cfg.completion_only_loss, cfg.seed)
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
     _check_resumable(cfg, checkpoints.parent)
     # Weights load in fp32: mixed precision is autocast's job, and fp32 master
@@ -232,6 +236,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                     "config": cfg.model_dump(),
                     "resolved": {
                         "model": model_path,
+                        "max_length": max_length,
                         "precision": resolve_precision(cfg.precision),
                         "world_size": trainer.args.world_size,
                         "resumed_from": last,
