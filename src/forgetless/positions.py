@@ -41,7 +41,7 @@ def fit_pair(model: Any, context: list[int], continuation: list[int]) -> tuple[l
     """
     limit = position_limit(model)
     if limit and len(context) + len(continuation) - 1 > limit:
-        if len(continuation) >= limit:
+        if len(continuation) > limit:  # it needs one context token plus all but its last token
             raise ValueError(f"a continuation of {len(continuation)} tokens does not fit the model's {limit} positions")
         context = context[-(limit + 1 - len(continuation)) :]
     return context, continuation
