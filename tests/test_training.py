@@ -136,3 +136,28 @@ def test_resuming_with_a_different_config_is_refused(tiny_model_dir: Path, pc_da
         train(_cfg(tiny_model_dir, pc_data, tmp_path / "run"), callbacks=[_Crash(3)])
     with pytest.raises(ValueError, match=r"different config \(changed: learning_rate\)"):
         train(_cfg(tiny_model_dir, pc_data, tmp_path / "run", learning_rate=0.5))
+
+
+def test_logits_only_from_the_first_supervised_position_give_the_same_loss_and_gradients(tokenizer, tmp_path: Path) -> None:
+    # Prompts of 3+ tokens in every row: the trainer skips those positions' logits.
+    from forgetless.training.run import training_arguments
+
+    rows = [{"prompt": f"Question number {i}:\n", "completion": " word" * (1 + i)} for i in range(4)]
+    batch = PadCollator(tokenizer.pad_token_id)(load_examples(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer))
+    model = make_model(tokenizer).train()
+    cfg = TrainConfig(model="x", data="x", output="x")
+    trainer = ForgetlessTrainer(model=model, args=training_arguments(cfg, tmp_path / "t", save_strategy="no"),
+                                objective=build_objective("nll"))
+    start = trainer._first_supervised_position(model, batch["labels"])
+    assert start == int((batch["labels"][:, 1:] != -100).any(0).nonzero()[0]) and start >= 3
+    trimmed = trainer.compute_loss(model, batch, num_items_in_batch=None)
+    trimmed.backward()
+    trimmed_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    loss, mask = token_nll(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                           batch["labels"])
+    full = loss.sum() / mask.sum()
+    full.backward()
+    torch.testing.assert_close(trimmed, full, rtol=1e-6, atol=1e-6)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(trimmed_grads[name], param.grad, rtol=1e-5, atol=1e-7, msg=name)

@@ -21,6 +21,15 @@ class Regularizer(ABC):
 
     name: str = ""
 
+    @property
+    def reads_batch_logits(self) -> bool:
+        """Whether ``penalty`` reads ``outputs.logits`` at every position of the batch.
+
+        When no regularizer does, the trainer asks the model for logits only from the
+        first supervised position on (``logits_to_keep``), skipping the shared prompt prefix.
+        """
+        return False
+
     def prepare(self, trainer: Any) -> None:
         """Hook run once before training (e.g. keep a frozen copy of θ*). Default: nothing."""
 

@@ -119,6 +119,11 @@ class KLRegularizer(Regularizer):
         assert self._base is not None
         return self._base(input_ids=ids, attention_mask=attention).logits
 
+    @property
+    def reads_batch_logits(self) -> bool:
+        """Without replay data the KL is taken on the training batch's own logits."""
+        return self.data is None
+
     def penalty(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], outputs: Any) -> torch.Tensor:
         """β · mean KL(p_θ* ‖ p_θ) over the positions that predict a real next token."""
         if not self._prepared:

@@ -7,6 +7,7 @@ only replaces the loss.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ class ForgetlessTrainer(Trainer):
         # Trainer must count num_items_in_batch for us.
         self.loss_is_scaled_for_ga = True
         self.model_accepts_loss_kwargs = True
+        self._accepts_logits_to_keep: bool | None = None  # found on the first step
 
     def compute_loss(
         self,
@@ -83,8 +85,14 @@ class ForgetlessTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         """Objective-weighted NLL; see the class docstring for the normalization."""
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
-        token_loss, mask = token_nll(outputs.logits, inputs["labels"])
+        labels = inputs["labels"]
+        start = self._first_supervised_position(model, labels)
+        kwargs = {"logits_to_keep": labels.shape[1] - start} if start else {}
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), **kwargs)
+        token_loss, mask = token_nll(outputs.logits, labels[:, start:])
+        if start:  # back to [B, T-1]: positions before `start` predict no supervised token
+            token_loss = F.pad(token_loss, (start, 0))
+            mask = F.pad(mask, (start, 0))
         with torch.no_grad():
             scope = self.objective.statistic_scope
             if scope == "micro_batch" or (scope == "global" and (self._step_is_one_micro_batch() or not model.training)):
@@ -106,6 +114,24 @@ class ForgetlessTrainer(Trainer):
             for regularizer in self.regularizers:
                 loss = loss + regularizer.penalty(model, inputs, outputs) / steps
         return (loss, outputs) if return_outputs else loss
+
+    def _first_supervised_position(self, model: torch.nn.Module, labels: torch.Tensor) -> int:
+        """The first position whose next token is supervised in any row, or 0 to keep every logit.
+
+        The output head and the cross-entropy over the vocabulary are a large share of a
+        step (40% of the tiny testbed model's FLOPs), and prompt positions need neither.
+        Only while training, only for models whose ``forward`` takes ``logits_to_keep``,
+        and only when no regularizer reads the batch's logits.
+        """
+        if not model.training or any(r.reads_batch_logits for r in self.regularizers):
+            return 0
+        if self._accepts_logits_to_keep is None:
+            core = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
+            self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(core.forward).parameters
+        if not self._accepts_logits_to_keep:
+            return 0
+        supervised = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
+        return int(supervised[0]) if len(supervised) else 0
 
     def _step_is_one_micro_batch(self) -> bool:
         """True when the micro-batch in hand is the whole global batch of the step."""
