@@ -80,11 +80,11 @@ def test_fitting_to_positions_by_hand() -> None:
 
     model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8))
     # Scoring feeds context + continuation[:-1]: 6 + 3 - 1 = 8 fits; 7 + 3 - 1 = 9 loses the oldest token.
-    assert fit_pair(model, list(range(6)), [10, 11, 12]) == (list(range(6)), [10, 11, 12])
-    assert fit_pair(model, list(range(7)), [10, 11, 12]) == (list(range(1, 7)), [10, 11, 12])
-    assert fit_pair(model, [0, 1], list(range(8))) == ([1], list(range(8)))  # one context token is enough
+    assert fit_pair(8, list(range(6)), [10, 11, 12]) == (list(range(6)), [10, 11, 12])
+    assert fit_pair(8, list(range(7)), [10, 11, 12]) == (list(range(1, 7)), [10, 11, 12])
+    assert fit_pair(8, [0, 1], list(range(8))) == ([1], list(range(8)))  # one context token is enough
     with pytest.raises(ValueError, match="continuation of 9 tokens does not fit the model's 8 positions"):
-        fit_pair(model, [0], list(range(9)))
+        fit_pair(8, [0], list(range(9)))
     assert fit_new_tokens(model, 5, 100) == 3 and fit_new_tokens(model, 5, 2) == 2
     with pytest.raises(ValueError, match="prompt of 8 tokens leaves no room"):
         fit_new_tokens(model, 8, 1)

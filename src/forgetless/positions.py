@@ -30,16 +30,15 @@ def fit_new_tokens(model: Any, prompt_length: int, max_new_tokens: int) -> int:
     return min(max_new_tokens, limit - prompt_length)
 
 
-def fit_pair(model: Any, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
-    """Cut ``context`` from the left (as lm-eval's HFLM does) so that scoring the pair fits the model.
+def fit_pair(limit: int | None, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
+    """Cut ``context`` from the left (as lm-eval's HFLM does) so that scoring the pair fits ``limit`` positions.
 
     Scoring feeds ``context + continuation[:-1]``, so the pair fits when that is at most
-    the model's positions.
+    ``limit`` (``position_limit(model)``; None: no limit).
 
     Raises:
         ValueError: the continuation alone does not fit.
     """
-    limit = position_limit(model)
     if limit and len(context) + len(continuation) - 1 > limit:
         if len(continuation) > limit:  # it needs one context token plus all but its last token
             raise ValueError(f"a continuation of {len(continuation)} tokens does not fit the model's {limit} positions")

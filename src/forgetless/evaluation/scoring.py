@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from forgetless.positions import fit_pair
+from forgetless.positions import fit_pair, position_limit
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,8 @@ def score_pairs(
         One ``Score`` per request, in the order of ``pairs``.
     """
     _check(pairs)
-    pairs = [fit_pair(model, list(c), list(k)) for c, k in pairs]  # within the model's positions
+    limit = position_limit(model)
+    pairs = [fit_pair(limit, list(c), list(k)) for c, k in pairs]  # within the model's positions
     model.eval()
     core = core_model(model)
     caps = capabilities(model)

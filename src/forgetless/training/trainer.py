@@ -7,7 +7,6 @@ only replaces the loss.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from transformers import Trainer
 
 from forgetless.data.formats import IGNORE
+from forgetless.evaluation.scoring import capabilities
 from forgetless.objectives.base import Objective
 from forgetless.regularizers.base import Regularizer
 
@@ -125,9 +125,8 @@ class ForgetlessTrainer(Trainer):
         """
         if not model.training or any(r.reads_batch_logits for r in self.regularizers):
             return 0
-        if self._accepts_logits_to_keep is None:
-            core = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
-            self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(core.forward).parameters
+        if self._accepts_logits_to_keep is None:  # DDP's wrapper forwards keyword arguments to its module
+            self._accepts_logits_to_keep = capabilities(getattr(model, "module", model)).logits_to_keep
         if not self._accepts_logits_to_keep:
             return 0
         supervised = (labels[:, 1:] != IGNORE).any(dim=0).nonzero()
