@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
+
+import pytest
+import torch
 
 from forgetless.evaluation.exact_match import extract_answer
 from forgetless.testbed.corpus import load_documents, split_documents
@@ -90,3 +94,37 @@ def test_presets_are_ordered_by_size() -> None:
     assert tiny.vocab_size == small.vocab_size == 8192
     assert small.hidden_size * small.num_layers > tiny.hidden_size * tiny.num_layers
     assert random.Random(0).random() == random.Random(0).random()
+
+
+def test_the_tiny_recipe_is_pinned_with_its_precision() -> None:
+    """`testbed:tiny` names the same model on every machine: its recipe, precision included, is fixed.
+
+    The hash below is the recipe's; if this fails, the recipe changed, which builds a
+    new testbed everywhere and invalidates every cached study: update it on purpose.
+    """
+    from dataclasses import replace
+
+    from forgetless.testbed.presets import get_preset
+
+    tiny = get_preset("tiny")
+    assert tiny.precision == "fp32" and tiny.recipe()["precision"] == "fp32"
+    assert tiny.recipe_hash() == "23d85456652c"
+    assert replace(tiny, precision="bf16").recipe_hash() != tiny.recipe_hash()
+
+
+def test_pretraining_runs_in_the_recipes_precision(monkeypatch) -> None:  # noqa: ANN001
+    """The build hands the recipe's precision to the trainer, never `auto`."""
+    from forgetless.testbed import build
+
+    seen = {}
+
+    def fake_make_trainer(cfg, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["precision"] = cfg.precision
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("forgetless.training.run.make_trainer", fake_make_trainer)
+    monkeypatch.setattr(build, "load_examples", lambda *a, **k: [])
+    monkeypatch.setattr(build, "build_base_model", lambda preset, tok: torch.nn.Linear(1, 1))
+    with pytest.raises(RuntimeError, match="stop"):
+        build._pretrain(build.get_preset("tiny"), None, Path("corpus.jsonl"), Path("work"))
+    assert seen["precision"] == "fp32"

@@ -19,8 +19,9 @@ from tests.conftest import make_model, write_jsonl
 
 
 def _cfg(model_dir: Path, data: Path, output: Path, **kw) -> TrainConfig:
+    # fp32 pinned: resuming and seeding are checked bit for bit, whatever `auto` picks here.
     values = dict(model=str(model_dir), data=str(data), output=str(output), learning_rate=1e-2, max_steps=6,
-                  batch_size=4, save_steps=3, logging_steps=1, lr_scheduler="constant")
+                  batch_size=4, save_steps=3, logging_steps=1, lr_scheduler="constant", precision="fp32")
     values.update(kw)
     return TrainConfig(**values)
 
@@ -103,7 +104,7 @@ def _grads(tokenizer, examples, micro: int, accum: int, tmp_path: Path) -> dict[
 
     model = make_model(tokenizer)
     cfg = TrainConfig(model="x", data="x", output="x", batch_size=micro, grad_accum=accum, max_steps=1,
-                      learning_rate=1.0, max_grad_norm=0.0)
+                      learning_rate=1.0, max_grad_norm=0.0, precision="fp32")  # an exactness test: fp32 pinned
     captured: dict[str, torch.Tensor] = {}
 
     class Capture(TrainerCallback):
@@ -145,7 +146,7 @@ def test_logits_only_from_the_first_supervised_position_give_the_same_loss_and_g
     rows = [{"prompt": f"Question number {i}:\n", "completion": " word" * (1 + i)} for i in range(4)]
     batch = PadCollator(tokenizer.pad_token_id)(load_examples(write_jsonl(tmp_path / "d.jsonl", rows), tokenizer))
     model = make_model(tokenizer).train()
-    cfg = TrainConfig(model="x", data="x", output="x")
+    cfg = TrainConfig(model="x", data="x", output="x", precision="fp32")
     trainer = ForgetlessTrainer(model=model, args=training_arguments(cfg, tmp_path / "t", save_strategy="no"),
                                 objective=build_objective("nll"))
     start = trainer._first_supervised_position(model, batch["labels"])

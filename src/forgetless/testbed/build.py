@@ -115,6 +115,7 @@ def _pretrain(preset: Preset, tokenizer: PreTrainedTokenizerBase, corpus: Path, 
         batch_size=preset.batch_size,
         weight_decay=0.1,
         seed=preset.seed,
+        precision=preset.precision,  # fixed by the recipe, never `auto` (see Preset.precision)
         logging_steps=20,
         save_steps=10**9,  # the build is short; a crash rebuilds from scratch
     )

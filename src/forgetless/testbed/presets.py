@@ -6,6 +6,8 @@ changing any of them builds a new testbed instead of reusing a stale one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 
 # Bump when the testbed code changes what a recipe produces.
@@ -31,11 +33,20 @@ class Preset:
     learning_rate: float = 3e-3
     warmup_steps: int = 20
     seed: int = 0
+    # Pretraining runs in this precision on every machine, whatever `precision: auto`
+    # would pick there: with bf16 autocast on CPUs that have native bf16 and fp32 on
+    # the others, `testbed:tiny` named two different models (issue 13). It is part of
+    # the recipe, so changing it builds a new testbed under a new hash.
+    precision: str = "fp32"
     task_sizes: dict[str, int] = field(default_factory=lambda: {"train": 4000, "validation": 200, "test": 200})
 
     def recipe(self) -> dict:
         """The recipe as a plain dict (for hashing and the manifest)."""
         return {"testbed_version": TESTBED_VERSION, **asdict(self)}
+
+    def recipe_hash(self) -> str:
+        """SHA-256 (12 hex digits) of the recipe alone; the cache key adds the corpus."""
+        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 PRESETS: dict[str, Preset] = {
