@@ -62,6 +62,14 @@ def test_study_writes_results_and_report(study_yaml: Path) -> None:
     html = (root / "report.html").read_text()
     assert 'id="frontier"' in html and "data:image/png;base64," in html and "http" not in html.replace("https://", "")
     assert "Recommendation" in (root / "report.md").read_text()
+    # Every figure says where it was measured: per row, in summary.json and in the report.
+    from forgetless.machine import machine_stamp
+
+    here = machine_stamp()
+    assert all(r["measured_on"] == here["summary"] for r in rows) and replayed["trained_on"] == here["summary"]
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["machines"] == {here["summary"]: len(rows)} and summary["report_written_on"]["cpu"] == here["cpu"]
+    assert f"Measured on {here['summary']}" in (root / "report.md").read_text()
 
 
 def test_rerun_is_cached_and_identical(study_yaml: Path, monkeypatch: pytest.MonkeyPatch) -> None:

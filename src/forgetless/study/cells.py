@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.atomic import write_json
+from forgetless.machine import machine_stamp
 
 
 def content_key(value: Any) -> str:
@@ -66,7 +67,12 @@ class Cell:
         return json.loads(self.result_path.read_text())
 
     def save(self, result: dict[str, Any]) -> dict[str, Any]:
-        """Record the result atomically, marking the cell finished."""
+        """Record the result atomically, marking the cell finished, with the machine that computed it.
+
+        A cached cell keeps the stamp of the machine it ran on, so a study resumed or
+        rerun elsewhere still says where each figure was measured.
+        """
+        result = {**result, "machine": machine_stamp()["summary"]}
         write_json(self.result_path, result)
         return result
 

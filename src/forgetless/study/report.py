@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.atomic import write_json
+from forgetless.machine import machine_stamp
 from forgetless.study.frontier import overadaptation, pareto_front, recommend
 from forgetless.study.plots import plot_alpha_curves, plot_frontier
 
@@ -206,7 +207,7 @@ def write_report(root: Path, cfg: Any) -> Path:
     title = f"forgetless study: {cfg.name}"
     intro = (f"Base model `{cfg.base_model}`; domain data `{cfg.data.train}`; general text `{cfg.data.general}`; "
              f"forgetting budget {cfg.budget:g} nats/token; {sum(r['kind'] == 'trained' for r in rows)} trained "
-             f"models, {len(rows)} evaluated in all.")
+             f"models, {len(rows)} evaluated in all. Measured on {machines_sentence(rows)}.")
     md = [f"# {title}", "", intro, ""]
     body_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>"]
     for heading, body, image in _sections(rows, cfg.budget):
@@ -223,8 +224,28 @@ def write_report(root: Path, cfg: Any) -> Path:
     _write_text(root / "report.html", page)
     pick, reason = recommend(rows, cfg.budget)
     write_json(root / "summary.json", {"recommended": pick["id"] if pick else None, "reason": reason,
-                                       "pareto_front": [r["id"] for r in pareto_front(rows)]})
+                                       "pareto_front": [r["id"] for r in pareto_front(rows)],
+                                       "machines": machines(rows), "report_written_on": machine_stamp()})
     return root / "report.html"
+
+
+def machines(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows' measurements (and trainings) each machine made: ``{stamp summary: count}``."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        for stamp in {row.get("measured_on"), row.get("trained_on")} - {None}:
+            seen[stamp] = seen.get(stamp, 0) + 1
+    return seen
+
+
+def machines_sentence(rows: list[dict[str, Any]]) -> str:
+    """Where the rows were measured, for the report's first paragraph."""
+    seen = machines(rows)
+    if not seen:
+        return "an unrecorded machine (cells from before forgetless recorded machines)"
+    if len(seen) == 1:
+        return next(iter(seen))
+    return "several machines: " + "; ".join(f"{stamp} ({count} rows)" for stamp, count in seen.items())
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -119,6 +119,7 @@ def _row(ctx: Context, row_id: str, label: str, kind: str, m: dict[str, Any], **
         "gain": accuracy(m) - accuracy(base),
         "gain_ci": list(paired_interval(m, base, "gain", boot)),
         "examples": m.get("examples", [])[:2],
+        "measured_on": m.get("machine"),
         **extra,
     }
     if m.get("kl_nll") and base.get("kl_nll"):
@@ -277,7 +278,8 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
                 label = f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
                 m = _evaluate(ctx, {"model": unit.key}, label, lambda p=path: _load(p))
                 _row(ctx, row_id, label, "trained", m, method=method.name, learning_rate=lr, seed=seed,
-                     train_seconds=unit.load().get("seconds"), path=path, plain_sft=_plain_sft(method))
+                     train_seconds=unit.load().get("seconds"), trained_on=unit.load().get("machine"), path=path,
+                     plain_sft=_plain_sft(method))
                 trained.append((row_id, path, method, lr, seed))
 
     for row_id, path, method, lr, seed in trained:
