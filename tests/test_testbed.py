@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,35 @@ def test_medcalc_answers_match_an_independent_computation() -> None:
     assert {r["prompt"].split(":")[0] for r in rows} == {"qSOFA", "CURB-65"}
     for row in rows:
         assert int(row["answer"]) == _recompute(row["prompt"]), row
+
+
+def _gcs_points() -> dict[str, int]:
+    """Every GCS finding's points, from the scale itself (Teasdale & Jennett), not from the generator."""
+    table = {
+        "eyes": {4: "spontaneous|open|eyes open", 3: "to voice|to speech|to command",
+                 2: "to pain|to pressure|to pinch", 1: "none|closed|no opening"},
+        "verbal": {5: "oriented|normal|converses", 4: "confused|disoriented|confused speech",
+                   3: "words|inappropriate words|random words", 2: "sounds|moans|groans", 1: "none|silent|no speech"},
+        "motor": {6: "obeys|follows commands|obeys commands", 5: "localizes|localizes pain|purposeful",
+                  4: "withdraws|withdrawal|pulls away", 3: "flexion|decorticate|abnormal flexion",
+                  2: "extension|decerebrate|extensor", 1: "flaccid|no movement|no motor"},
+    }
+    return {f"{part} {word}": points for part, rows in table.items() for points, words in rows.items()
+            for word in words.split("|")}
+
+
+def test_gcs_answers_match_the_scale_and_no_total_is_overrepresented() -> None:
+    points = _gcs_points()
+    splits = generate_family(FAMILIES["gcs_cot"], {"train": 1300, "validation": 130, "test": 200}, seed=0)
+    for rows in splits.values():
+        for row in rows:
+            findings = row["prompt"].removeprefix("GCS: ").rstrip(".\n").split(", ")[1:]
+            assert int(row["answer"]) == sum(points[f] for f in findings), row
+        counts = Counter(row["answer"] for row in rows)
+        assert set(counts) == {str(t) for t in range(3, 16)}
+        assert max(counts.values()) == -(-len(rows) // 13)  # no total more often than an even share allows
+    # The constant-answer floor: 16 of 200 test problems, the least 13 totals allow.
+    assert max(Counter(r["answer"] for r in splits["test"]).values()) / 200 == 0.08
 
 
 def test_peer_answers_are_right() -> None:

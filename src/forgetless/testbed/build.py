@@ -28,7 +28,7 @@ from forgetless.evaluation.codelength import code_length
 from forgetless.evaluation.domain import domain_accuracy
 from forgetless.testbed.corpus import corpus_fingerprint, load_documents, split_documents
 from forgetless.testbed.presets import Preset, get_preset
-from forgetless.testbed.tasks import FAMILIES, generate_family
+from forgetless.testbed.tasks import FAMILIES, constant_answer_floor, generate_family
 from forgetless.testbed.tokenizer import train_tokenizer
 
 
@@ -151,9 +151,13 @@ def build_testbed(preset_name: str = "tiny", force: bool = False) -> Testbed:
              f"({', '.join(d.name for d in heldout_docs)})")
         tokenizer = train_tokenizer([p for d in train_docs for p in d.paragraphs], preset.vocab_size, tmp / "tokenizer")
         _log(f"tokenizer: byte-level BPE, {len(tokenizer)} tokens")
+        floors: dict[str, dict[str, Any]] = {}
         for family in FAMILIES.values():
             for split, rows in generate_family(family, preset.task_sizes, preset.seed).items():
                 write_jsonl(tmp / "tasks" / family.name / f"{split}.jsonl", rows)
+                if split == "test":
+                    answer, share = constant_answer_floor(rows)
+                    floors[family.name] = {"answer": answer, "exact_match": share}
         _log(f"tasks: {', '.join(FAMILIES)} ({preset.task_sizes})")
         t0 = time.time()
         model = _pretrain(preset, tokenizer, tmp / "general" / "pretrain.jsonl", tmp / "pretrain")
@@ -172,6 +176,8 @@ def build_testbed(preset_name: str = "tiny", force: bool = False) -> Testbed:
             "uniform_nats_per_token": math.log(len(tokenizer)),
             "heldout_tokens": general.tokens,
             "test_exact_match": accuracy,
+            # What always giving the most frequent test answer scores: the floor a gain must clear.
+            "test_constant_answer_floor": floors,
             "pretrain_seconds": pretrain_seconds,
             "build_seconds": time.time() - start,
         }

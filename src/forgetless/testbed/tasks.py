@@ -9,6 +9,13 @@ Families (each written as prompt/completion JSONL with train/validation/test spl
   same questions in two supervision styles: chain-of-thought (each finding, its
   points and the running total) and label-only (the answer alone). The wording is
   terse on purpose: every token costs training time on a CPU.
+- ``gcs_cot``: the Glasgow Coma Scale from the three findings of a neurological
+  exam (eye opening 1-4, verbal response 1-5, motor response 1-6), with
+  chain-of-thought. The total (3-15) is balanced in every split, so always giving
+  one answer scores at most 1/13 rounded up (8% of 200): a model must read the
+  findings to score. Each finding is a word to look up, not a number to copy, which
+  the tiny model learns in a few hundred steps (``medcalc_cot`` needs about 1,000,
+  and always answering "2" scores 40.5% there). The demo's domain.
 - ``sorting``: sort a list of two-digit numbers ascending (a peer domain for merging).
 - ``recall``: key-value lookup in a short record (a peer domain for merging).
 
@@ -19,6 +26,7 @@ No prompt appears in two splits of a family.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,6 +82,32 @@ def _medcalc(rng: random.Random) -> Sample:
     return rng.choice([_qsofa, _curb65])(rng)
 
 
+# Glasgow Coma Scale (Teasdale & Jennett 1974): each component's findings by points,
+# in three wordings each as charts write them, so prompts are many and a model must
+# read the words rather than memorize a handful of exams.
+_GCS_EYES = {4: ("spontaneous", "open", "eyes open"), 3: ("to voice", "to speech", "to command"),
+             2: ("to pain", "to pressure", "to pinch"), 1: ("none", "closed", "no opening")}
+_GCS_VERBAL = {5: ("oriented", "normal", "converses"), 4: ("confused", "disoriented", "confused speech"),
+               3: ("words", "inappropriate words", "random words"), 2: ("sounds", "moans", "groans"),
+               1: ("none", "silent", "no speech")}
+_GCS_MOTOR = {6: ("obeys", "follows commands", "obeys commands"), 5: ("localizes", "localizes pain", "purposeful"),
+              4: ("withdraws", "withdrawal", "pulls away"), 3: ("flexion", "decorticate", "abnormal flexion"),
+              2: ("extension", "decerebrate", "extensor"), 1: ("flaccid", "no movement", "no motor")}
+GCS_TOTALS = tuple(range(3, 16))
+
+
+def _gcs(rng: random.Random) -> Sample:
+    # The total is drawn first and uniformly, then findings that add up to it:
+    # drawing findings uniformly would make totals near 9 five times likelier than 3 or 15.
+    total = rng.choice(GCS_TOTALS)
+    ways = [(e, v, total - e - v) for e in _GCS_EYES for v in _GCS_VERBAL if 1 <= total - e - v <= 6]
+    eyes, verbal, motor = rng.choice(ways)
+    words = rng.choice(_GCS_EYES[eyes]), rng.choice(_GCS_VERBAL[verbal]), rng.choice(_GCS_MOTOR[motor])
+    age = rng.randint(18, 95)  # charted with the exam; it does not enter the score
+    cot, answer = _worked([(f"eyes {words[0]}", eyes), (f"verbal {words[1]}", verbal), (f"motor {words[2]}", motor)])
+    return f"GCS: age {age}, eyes {words[0]}, verbal {words[1]}, motor {words[2]}.", cot, answer
+
+
 _KEYS = ("fig", "oak", "ash", "elm", "yew", "ivy", "rye", "bay", "asp", "cod", "eel", "jay", "owl", "ram", "yak", "gnu")
 
 
@@ -99,6 +133,9 @@ class Family:
     sample: Callable[[random.Random], Sample]
     chain_of_thought: bool
     description: str
+    # When set, every split holds each answer equally often (up to one), so the
+    # constant-answer floor is as low as the answer space allows.
+    balanced_answers: tuple[str, ...] | None = None
 
 
 FAMILIES: dict[str, Family] = {
@@ -106,10 +143,18 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family("medcalc_cot", _medcalc, True, "clinical scores (qSOFA, CURB-65), chain-of-thought"),
         Family("medcalc_label", _medcalc, False, "the same clinical calculators, label-only answers"),
+        Family("gcs_cot", _gcs, True, "Glasgow Coma Scale from exam findings, chain-of-thought, balanced totals",
+               balanced_answers=tuple(map(str, GCS_TOTALS))),
         Family("sorting", _sorting, False, "sort a list of two-digit numbers (peer domain)"),
         Family("recall", _recall, False, "key-value lookup in a record (peer domain)"),
     )
 }
+
+
+def constant_answer_floor(rows: list[dict[str, str]]) -> tuple[str, float]:
+    """The most frequent answer of ``rows`` and the share of rows it answers: what a constant answer scores."""
+    answer, count = Counter(row["answer"] for row in rows).most_common(1)[0]
+    return answer, count / len(rows)
 
 
 def completion_text(cot: str, answer: str, chain_of_thought: bool) -> str:
@@ -139,14 +184,17 @@ def generate_family(family: Family, sizes: dict[str, int], seed: int) -> dict[st
     for split in sorted(sizes, key=lambda s: s == "train"):
         rows: list[dict[str, str]] = []
         attempts = 0
+        per_answer: dict[str, int] = {}
+        cap = -(-sizes[split] // len(family.balanced_answers)) if family.balanced_answers else None
         while len(rows) < sizes[split]:
             attempts += 1
             if attempts > 50 * sizes[split] + 1000:
                 raise ValueError(f"{family.name}: cannot draw {sizes[split]} distinct {split} examples")
             prompt, cot, answer = family.sample(rng)
-            if prompt in seen:
+            if prompt in seen or (cap is not None and per_answer.get(answer, 0) >= cap):
                 continue
             seen.add(prompt)
+            per_answer[answer] = per_answer.get(answer, 0) + 1
             rows.append(
                 {
                     "prompt": prompt + "\n",
