@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 # Bump when the testbed code changes what a recipe produces.
-TESTBED_VERSION = 4
+# 5: gcs_cot added, pretraining precision fixed by the recipe (issues 13, 14).
+TESTBED_VERSION = 5
 
 
 @dataclass(frozen=True)
