@@ -27,8 +27,8 @@ from forgetless.study.cells import cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 
 Row = dict[str, Any]
-# The α of the headline table: lm-cocktail's README mixes at 0.5 as its first example
-# of base + fine-tuned merges with equal weights, and it is forgetless's merge default.
+# The α of the headline table: `forgetless merge --rule cocktail`'s default, the midpoint
+# between the fine-tuned model and the mix (the whole curve is in the LM-Cocktail section).
 HEADLINE_ALPHA = 0.5
 
 
