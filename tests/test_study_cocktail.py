@@ -86,3 +86,16 @@ def test_cocktail_alpha_in_the_config_is_refused_with_the_reason(study_yaml: Pat
     study_yaml.write_text(yaml.safe_dump(values))
     with pytest.raises(ConfigError, match="sweeps LM-Cocktail's alpha over sweeps.interpolation"):
         load_study(study_yaml)
+
+
+def test_candidates_all_puts_the_finetuned_model_in_the_softmax_too(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
+    path = with_cocktail(study_yaml, tmp_path, peers=True)
+    values = yaml.safe_load(path.read_text())
+    values["cocktail"]["candidates"] = "all"
+    path.write_text(yaml.safe_dump(values))
+    rows = rows_of(run_study(load_study(path), print_fn=lambda _: None))
+    ft = next(r for r in rows if r["kind"] == "trained")
+    for row in (r for r in rows if r["kind"] == "cocktail"):
+        a, w = row["alpha"], row["weights"]
+        assert set(w) == {"base", ft["id"], "sorting"} and sum(w.values()) == pytest.approx(1.0)
+        assert row["coefficients"][ft["id"]] == pytest.approx(a + (1 - a) * w[ft["id"]], rel=1e-12)
