@@ -17,6 +17,10 @@ main_site="$("$main_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_p
 "$main_venv/bin/python" -m venv "$venv"
 bench_site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$main_site" > "$bench_site/_forgetless_main_venv.pth"
+# Pin torch to the shared build (e.g. 2.13.0+cpu -> torch==2.13.0): pip then treats it as
+# installed and never pulls another torch (a CUDA wheel from PyPI) for mergekit or
+# sentence-transformers.
+torch_version="$("$main_venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
 # lm-cocktail 0.0.4 imports sentence_transformers at import time without declaring it.
-"$venv/bin/pip" install -q "mergekit==0.1.5" "lm-cocktail==0.0.4" sentence-transformers
+"$venv/bin/pip" install -q "torch==$torch_version" "mergekit==0.1.5" "lm-cocktail==0.0.4" sentence-transformers
 "$venv/bin/python" -c "import mergekit, LM_Cocktail, torch; print('bench venv ready: torch', torch.__version__)"

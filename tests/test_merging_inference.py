@@ -143,7 +143,9 @@ def test_cocktail_weights_are_softmax_of_independent_losses(saved_models, tokeni
     rows = [{"prompt": t[:20], "completion": t[20:]} for t in TEXT[:7]]
     examples = tmp_path / "target.jsonl"
     examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = Cocktail(examples, finetuned=1, temperature=5.0, alpha=0.4, num_examples=5).coefficients(saved_models)
+    # candidates="all": forgetless's earlier form, the fine-tuned model inside the softmax too.
+    result = Cocktail(examples, finetuned=1, temperature=5.0, alpha=0.4, num_examples=5,
+                      candidates="all").coefficients(saved_models)
     texts = [r["prompt"] + r["completion"] for r in rows[:5]]
     losses = [independent_loss(make_model(tokenizer, seed).eval(), tokenizer, texts) for seed in (0, 1, 2)]
     assert result.info["losses"] == pytest.approx(losses, rel=1e-5)
@@ -158,9 +160,9 @@ def test_cocktail_weights_and_refusals():
     assert cocktail_weights([1.0, 1.0], 5.0) == pytest.approx([0.5, 0.5])
     assert cocktail_weights([0.0, 5.0], 5.0) == pytest.approx([1 / (1 + math.exp(-1)), math.exp(-1) / (1 + math.exp(-1))])
     with pytest.raises(MergeError, match="temperature=0.0: expected a positive number"):
-        Cocktail(Path("x"), temperature=0.0, losses_fn=lambda m: [1.0, 1.0]).coefficients([Path("a"), Path("b")])
+        Cocktail(Path("x"), temperature=0.0, losses_fn=lambda m: [1.0] * len(m)).coefficients([Path("a"), Path("b")])
     with pytest.raises(MergeError, match="finetuned=3: expected the index of a model, 0 to 1"):
-        Cocktail(Path("x"), finetuned=3, losses_fn=lambda m: [1.0, 1.0]).coefficients([Path("a"), Path("b")])
+        Cocktail(Path("x"), finetuned=3, losses_fn=lambda m: [1.0] * len(m)).coefficients([Path("a"), Path("b")])
 
 
 def test_ensemble_decodes_with_its_caches_as_without(pair, tokenizer):

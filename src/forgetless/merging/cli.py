@@ -44,10 +44,11 @@ def build_rule(cfg: MergeConfig) -> Any:
             raise MergeError("task_arithmetic needs --lambdas")
         return rule(lambdas=cfg.lambdas)
     if cfg.rule == "cocktail":
-        if not cfg.examples:
-            raise MergeError("cocktail needs --examples: a few target-domain examples to compute the losses on")
-        return rule(examples=Path(cfg.examples), finetuned=cfg.finetuned, temperature=cfg.temperature,
-                    alpha=0.5 if cfg.alpha is None else cfg.alpha, num_examples=cfg.num_examples)
+        # The rule asks for --examples only when more than one model is in the softmax
+        # (mono-specialist and a paper merge of base + fine-tuned need none).
+        return rule(examples=Path(cfg.examples) if cfg.examples else None, finetuned=cfg.finetuned,
+                    temperature=cfg.temperature, alpha=cfg.alpha, num_examples=cfg.num_examples,
+                    variant=cfg.variant, candidates=cfg.candidates, loss=cfg.cocktail_loss)
     if not cfg.validation:
         raise MergeError("greedy_soup needs --validation: held-out examples to score each soup on")
     return rule(score=_loss_score(cfg))
@@ -66,9 +67,13 @@ def _loss_score(cfg: MergeConfig) -> Any:
 def _print_weights(models: list[str], values: list[float], info: dict[str, Any]) -> None:
     losses = info.get("losses")
     cocktail = info.get("cocktail_weights")
-    print(f"{'model':<48} {'coefficient':>12}" + (f" {'loss':>9} {'softmax(-L/T)':>14}" if losses else ""))
+
+    def cell(x: float | None, width: int) -> str:  # "-": not in the softmax, or its loss was not needed
+        return f"{'-':>{width}}" if x is None else f"{x:>{width}.4f}"
+
+    print(f"{'model':<48} {'coefficient':>12}" + (f" {'loss':>9} {'softmax(-L/T)':>14}" if cocktail else ""))
     for k, (model, value) in enumerate(zip(models, values)):
-        extra = f" {losses[k]:>9.4f} {cocktail[k]:>14.4f}" if losses and cocktail else ""
+        extra = f" {cell(losses[k] if losses else None, 9)} {cell(cocktail[k], 14)}" if cocktail else ""
         print(f"{model:<48} {value:>12.6f}{extra}")
 
 

@@ -1,9 +1,25 @@
 """LM-Cocktail (Xiao et al., arXiv 2311.13534): weights from loss on a few target examples.
 
-Each candidate k (base, fine-tuned, peers from other domains) gets L_k, its mean loss
-per token on about five examples of the target domain; the mix is
-θ_mix = Σ_k softmax(−L/T)_k θ_k with temperature T (5 by default), and the result
-α θ_ft + (1 − α) θ_mix keeps a share α of the fine-tuned model.
+The paper's recipe (and lm-cocktail 0.0.4's two calls, ``mix_models_with_data`` then
+``mix_models``) has two steps. The *other* models i (the base and peer-domain
+specialists) are weighted by w = softmax(−L/T), L_i being model i's loss on about five
+examples of the target domain and T a temperature (5); the fine-tuned model then enters
+only through α:
+
+    θ = α θ_ft + (1 − α) Σ_i w_i θ_i                       (variant ``paper``, the default)
+
+Named variants:
+
+- ``mono-specialist``: no peers, no examples: θ = α θ_ft + (1 − α) θ_base (the paper's
+  LM-Cocktail_mono; numerically the WiSE-FT interpolation).
+- ``without-finetuning``: only few-shot examples and existing models, no fine-tuned
+  model at all: θ = Σ_i w_i θ_i over every given model, no α.
+- ``candidates="all"`` (forgetless's earlier form, *not* the paper's): the fine-tuned
+  model also enters the softmax, θ = α θ_ft + (1 − α) Σ_k w_k θ_k over every model.
+  Having by far the lowest target loss, it takes most of the softmax and then α on top.
+
+How L is averaged is set by ``loss`` (``forgetless.merging.cocktail_loss``): forgetless's
+pooled per-token code length, or lm-cocktail's per-batch convention.
 """
 
 from __future__ import annotations
@@ -12,19 +28,25 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from forgetless.merging.base import Coefficients, MergeRule
 from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.cocktail_loss import LossConvention
 from forgetless.merging.interpolate import check_alpha
+
+Variant = Literal["paper", "mono-specialist", "without-finetuning"]
+Candidates = Literal["others", "all"]
+DEFAULT_ALPHA = 0.5
 
 
 def cocktail_weights(losses: list[float], temperature: float) -> list[float]:
     """softmax(−L/T) over candidates: lower loss on the target examples, larger weight.
 
     Args:
-        losses: L_k, mean loss per token of each candidate, shape [K].
+        losses: L_k, the loss of each candidate on the target examples, shape [K].
         temperature: T > 0; large T flattens the weights toward uniform.
     """
     if not math.isfinite(temperature) or temperature <= 0:
@@ -32,50 +54,137 @@ def cocktail_weights(losses: list[float], temperature: float) -> list[float]:
     return torch.softmax(-torch.tensor(losses, dtype=torch.float64) / temperature, dim=0).tolist()
 
 
-def model_losses(models: list[Path], examples: Path, num_examples: int, trust_remote_code: bool = False) -> list[float]:
-    """L_k: each model's mean loss per token on the first ``num_examples`` target examples,
-    loading one model at a time."""
+def mix_coefficients(n_models: int, candidates: list[int], weights: list[float], finetuned: int | None,
+                     alpha: float) -> list[float]:
+    """c_k of θ = α θ_ft + (1 − α) Σ_i w_i θ_i, one per model.
+
+    A model that is neither a candidate nor the fine-tuned one gets exactly 0; at α = 1
+    every candidate's term is exactly 0 and the fine-tuned one's exactly 1, so the
+    engine returns the fine-tuned tensors bit for bit.
+
+    Args:
+        n_models: how many models are merged.
+        candidates: indices of the models in the softmax, shape [K].
+        weights: w_i of those candidates, shape [K].
+        finetuned: index of the fine-tuned model, or None (no α term).
+        alpha: share of the fine-tuned model (ignored when ``finetuned`` is None).
+    """
+    share = 1.0 if finetuned is None else 1.0 - alpha
+    values = [0.0] * n_models
+    for index, weight in zip(candidates, weights):
+        values[index] = share * weight
+    if finetuned is not None:
+        values[finetuned] += alpha
+    return values
+
+
+def model_losses(models: list[Path], examples: Path, num_examples: int, loss: LossConvention = "tokens",
+                 trust_remote_code: bool = False) -> list[float]:
+    """L_k: each model's loss on the first ``num_examples`` target examples, loading one
+    model at a time, with the tokenizer of the first model (as lm-cocktail does)."""
+    from forgetless.merging.cocktail_loss import example_pairs, reference_batches, reference_loss
     from forgetless.merging.scoring import example_texts, load_model, mean_loss
     from forgetless.training.run import load_tokenizer
 
-    texts = example_texts(examples, num_examples)
     tokenizer = load_tokenizer(str(models[0]), trust_remote_code)
+    if loss == "lm-cocktail":
+        batches = reference_batches(tokenizer, example_pairs(examples, num_examples))
+    else:
+        texts = example_texts(examples, num_examples)
     losses = []
     for path in models:
         model = load_model(path, trust_remote_code)
-        losses.append(mean_loss(model, tokenizer, texts))
+        losses.append(reference_loss(model, batches) if loss == "lm-cocktail" else mean_loss(model, tokenizer, texts))
         del model
     return losses
 
 
 @dataclass
 class Cocktail(MergeRule):
-    """Candidates are all models; ``finetuned`` is the index of the fine-tuned one among them."""
+    """LM-Cocktail coefficients over ``models``: the base, the fine-tuned model (at index
+    ``finetuned``) and peers, in any order.
 
-    examples: Path
+    Args:
+        examples: target-domain examples (JSONL); needed whenever more than one model is in the softmax.
+        finetuned: index of the fine-tuned model (unused by ``without-finetuning``).
+        temperature: T of softmax(−L/T).
+        alpha: share of the fine-tuned model, in [0, 1] (default 0.5); refused by ``without-finetuning``.
+        num_examples: how many examples (from the top of the file) the losses use.
+        variant: ``paper``, ``mono-specialist`` or ``without-finetuning`` (module docstring).
+        candidates: ``others`` (the paper: every model but the fine-tuned one) or ``all``
+            (the fine-tuned one too; a variant, not the method).
+        loss: ``tokens`` or ``lm-cocktail`` (``forgetless.merging.cocktail_loss``).
+        losses_fn: computes the candidates' losses from their paths instead (tests, the study).
+    """
+
+    examples: Path | None = None
     finetuned: int = 1
     temperature: float = 5.0
-    alpha: float = 0.5
+    alpha: float | None = None
     num_examples: int = 5
+    variant: Variant = "paper"
+    candidates: Candidates = "others"
+    loss: LossConvention = "tokens"
     losses_fn: Callable[[list[Path]], list[float]] | None = field(default=None, repr=False)
     name = "cocktail"
 
-    def coefficients(self, models: list[Path]) -> Coefficients:
-        if len(models) < 2:
-            raise MergeError(f"cocktail needs at least 2 candidate models, got {len(models)}")
-        if not 0 <= self.finetuned < len(models):
-            raise MergeError(f"finetuned={self.finetuned}: expected the index of a model, 0 to {len(models) - 1}")
-        if self.num_examples < 1:
-            raise MergeError(f"num_examples={self.num_examples}: expected at least 1")
-        alpha = check_alpha(self.alpha)
+    def _check(self, n_models: int) -> tuple[int | None, float, list[int]]:
+        """(fine-tuned index or None, α, candidate indices), or a one-line MergeError."""
+        if self.variant not in ("paper", "mono-specialist", "without-finetuning"):
+            raise MergeError(f"variant={self.variant!r}: expected paper, mono-specialist or without-finetuning")
+        if self.candidates not in ("others", "all"):
+            raise MergeError(f"candidates={self.candidates!r}: expected others (the paper) or all")
+        if self.loss not in ("tokens", "lm-cocktail"):
+            raise MergeError(f"loss={self.loss!r}: expected tokens or lm-cocktail")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise MergeError(f"temperature={self.temperature}: expected a positive number (LM-Cocktail uses 5)")
-        if self.losses_fn is not None:
-            losses = self.losses_fn(models)
+        if self.num_examples < 1:
+            raise MergeError(f"num_examples={self.num_examples}: expected at least 1")
+        if self.variant == "without-finetuning":
+            if self.alpha is not None:
+                raise MergeError("cocktail without-finetuning has no fine-tuned model: alpha does not apply")
+            if n_models < 2:
+                raise MergeError(f"cocktail without-finetuning needs at least 2 models to mix, got {n_models}")
+            return None, 0.0, list(range(n_models))
+        alpha = check_alpha(DEFAULT_ALPHA if self.alpha is None else self.alpha)
+        if self.variant == "mono-specialist":
+            if n_models != 2:
+                raise MergeError(f"cocktail mono-specialist takes exactly 2 models (base, fine-tuned), got {n_models}")
+            if self.candidates == "all":
+                raise MergeError("cocktail mono-specialist mixes the fine-tuned model with the base alone: "
+                                 "candidates=all does not apply")
+        elif n_models < 2:
+            raise MergeError(f"cocktail needs at least 2 models (base, fine-tuned, peers), got {n_models}")
+        if not 0 <= self.finetuned < n_models:
+            raise MergeError(f"finetuned={self.finetuned}: expected the index of a model, 0 to {n_models - 1}")
+        others = [k for k in range(n_models) if k != self.finetuned or self.candidates == "all"]
+        return self.finetuned, alpha, others
+
+    def coefficients(self, models: list[Path]) -> Coefficients:
+        finetuned, alpha, candidates = self._check(len(models))
+        chosen = [models[k] for k in candidates]
+        losses: list[float] | None = None
+        if len(candidates) == 1:
+            weights = [1.0]  # softmax over one model: no loss to compute, no examples needed
         else:
-            losses = model_losses(models, Path(self.examples), self.num_examples)
-        weights = cocktail_weights(losses, self.temperature)
-        values = [(1 - alpha) * w for w in weights]
-        values[self.finetuned] += alpha
-        return Coefficients(values, {"losses": losses, "cocktail_weights": weights, "temperature": self.temperature,
-                                     "alpha": alpha, "finetuned": self.finetuned})
+            if self.losses_fn is not None:
+                losses = [float(x) for x in self.losses_fn(chosen)]
+            elif self.examples is None:
+                raise MergeError(f"cocktail weighting {len(candidates)} models needs examples: a few "
+                                 "target-domain examples to compute their losses on")
+            else:
+                losses = model_losses(chosen, Path(self.examples), self.num_examples, self.loss)
+            if len(losses) != len(candidates):
+                raise MergeError(f"{len(losses)} losses for {len(candidates)} candidate models")
+            weights = cocktail_weights(losses, self.temperature)
+        values = mix_coefficients(len(models), candidates, weights, finetuned, alpha)
+        per_model_loss: list[float | None] = [None] * len(models)
+        per_model_weight: list[float | None] = [None] * len(models)
+        for i, k in enumerate(candidates):
+            per_model_weight[k] = weights[i]
+            per_model_loss[k] = losses[i] if losses is not None else None
+        return Coefficients(values, {
+            "variant": self.variant, "candidates": candidates, "losses": per_model_loss,
+            "cocktail_weights": per_model_weight, "temperature": self.temperature, "loss": self.loss,
+            "alpha": None if finetuned is None else alpha, "finetuned": finetuned,
+        })

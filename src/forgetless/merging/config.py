@@ -16,7 +16,8 @@ class MergeConfig(BaseModel):
 
     models: list[str] = Field(description="Input models: directories (safetensors), LoRA adapter directories, "
                                           "or testbed:tiny. interpolate/sweep/budget: BASE FINETUNED; "
-                                          "task_arithmetic: BASE then task models.")
+                                          "task_arithmetic: BASE then task models; cocktail: any order, "
+                                          "--finetuned gives the fine-tuned one's index.")
     output: str | None = Field(None, description="Merged model directory (written atomically). A sweep writes "
                                                  "nothing; with --budget it writes the chosen alpha here.")
     rule: Literal["interpolate", "average", "greedy_soup", "task_arithmetic", "cocktail"] = Field(
@@ -27,9 +28,21 @@ class MergeConfig(BaseModel):
                                                           "uniform when omitted.")
     lambdas: list[float] | None = Field(None, description="task_arithmetic: one scale for every task vector, or one each.")
     finetuned: int = Field(1, ge=0, description="cocktail: index in --models of the fine-tuned model.")
-    examples: str | None = Field(None, description="cocktail: target-domain examples (JSONL: text, or prompt+completion).")
+    examples: str | None = Field(None, description="cocktail: target-domain examples (JSONL: text, or prompt+completion; "
+                                                   "input+output or prompt+completion with --cocktail-loss lm-cocktail).")
     num_examples: int = Field(5, ge=1, description="cocktail: how many target examples the losses use.")
     temperature: float = Field(5.0, description="cocktail: softmax temperature T of the weights softmax(-L/T).")
+    variant: Literal["paper", "mono-specialist", "without-finetuning"] = Field(
+        "paper", description="cocktail: paper = alpha*FT + (1-alpha)*sum_i w_i*model_i over the other models (base, "
+                             "peers), w = softmax(-L/T); mono-specialist = alpha*FT + (1-alpha)*BASE (2 models, no "
+                             "examples); without-finetuning = sum_i w_i*model_i over all --models, no alpha.")
+    candidates: Literal["others", "all"] = Field(
+        "others", description="cocktail: models in the softmax: others (the paper: all but the fine-tuned one) or all "
+                              "(the fine-tuned one too; a variant, not the paper's method).")
+    cocktail_loss: Literal["tokens", "lm-cocktail"] = Field(
+        "tokens", description="cocktail: loss L_k: tokens = mean NLL per token of BOS+text+EOS pooled over the "
+                              "examples; lm-cocktail = lm-cocktail 0.0.4's (output tokens + EOS only, mean per "
+                              "batch of 2 examples, then over batches).")
     validation: str | None = Field(None, description="greedy_soup: held-out examples; a model is kept if the soup's "
                                                      "loss on them does not rise.")
     sweep: bool = Field(False, description="Evaluate the interpolation of BASE and FINETUNED at every --alphas point "

@@ -9,7 +9,7 @@ the key (``methods.2.learning_rates``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -84,15 +84,28 @@ class PeerConfig(BaseModel):
 
 
 class CocktailConfig(BaseModel):
-    """LM-Cocktail (arXiv 2311.13534): merge base, fine-tuned and peer models by their loss on a few target examples."""
+    """LM-Cocktail (arXiv 2311.13534): α θ_ft + (1 − α) Σ_i w_i θ_i, w = softmax(−L/T) of the base's and
+    the peers' loss on a few target examples; α runs over the WiSE-FT grid (``sweeps.interpolation``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     peers: list[PeerConfig] = Field(default_factory=list)
     examples: int = Field(5, gt=0, description="Target examples (from the domain validation set) that set the weights.")
     temperature: float = Field(5.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1, description="Weight of the fine-tuned model against the mix.")
     method: str | None = Field(None, description="Which method's model is the fine-tuned one (default: the first).")
+    candidates: Literal["others", "all"] = Field(
+        "others", description="Models in the softmax: others (the paper: base and peers) or all (the fine-tuned "
+                              "model too; forgetless's earlier form, a variant).")
+    loss: Literal["tokens", "lm-cocktail"] = Field(
+        "tokens", description="How L is averaged: tokens (per token, pooled) or lm-cocktail (lm-cocktail 0.0.4's).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alpha_is_swept(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "alpha" in values:
+            raise ValueError("alpha: the study sweeps LM-Cocktail's alpha over sweeps.interpolation (like WiSE-FT); "
+                             "remove cocktail.alpha")
+        return values
 
 
 class ContextFreeConfig(BaseModel):

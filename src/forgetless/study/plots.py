@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from forgetless.study.cocktail import cocktail_curve  # noqa: E402
 from forgetless.study.frontier import pareto_front  # noqa: E402
 
 Row = dict[str, Any]
@@ -33,13 +34,19 @@ def plot_frontier(rows: list[Row], path: Path) -> Path:
         if len(curve) > 2:
             ax.plot([r["forgetting"] for r in curve], [r["gain"] for r in curve], "-", color=colors[parent["id"]],
                     alpha=0.45, linewidth=1.2)
+        # LM-Cocktail's alpha curve beside WiSE-FT's: from the mix (alpha 0) to the fine-tuned model.
+        cocktail = cocktail_curve(rows, base, parent)
+        if cocktail:
+            ax.plot([r["forgetting"] for r in cocktail], [r["gain"] for r in cocktail], "-.",
+                    color=colors[parent["id"]], linewidth=1.2, zorder=2,
+                    label=f"LM-Cocktail alpha curve ({parent['label']})")
     for row in rows:
         # Sweeps share their fine-tuned model's colour; merges of several models are black.
         color = "black" if row["kind"] == "cocktail" else colors.get(row["id"], colors.get(row.get("parent"), "black"))
         size = 90 if row["kind"] in ("trained", "base", "cocktail") else 35
         ax.scatter(row["forgetting"], row["gain"], marker=_MARKERS.get(row["kind"], "o"), s=size, color=color,
                    edgecolors="black" if row["kind"] in ("trained", "cocktail") else "none", zorder=3,
-                   label=row["label"] if row["kind"] in ("trained", "cocktail") else None)
+                   label=row["label"] if row["kind"] == "trained" else None)
     front = pareto_front(rows)
     ax.step([r["forgetting"] for r in front], [r["gain"] for r in front], where="post", color="black",
             linestyle="--", linewidth=1, label="Pareto front", zorder=2)
@@ -48,7 +55,8 @@ def plot_frontier(rows: list[Row], path: Path) -> Path:
     ax.set_xlabel("forgetting: held-out general loss minus base (nats/token)  ->  worse")
     ax.set_ylabel("gain: domain exact match minus base  ->  better")
     ax.set_title("Domain gain against general forgetting (up and to the left is better)")
-    for kind, text in (("interpolation", "WiSE-FT point"), ("ensemble", "output ensemble")):
+    for kind, text in (("interpolation", "WiSE-FT point"), ("ensemble", "output ensemble"),
+                       ("cocktail", "LM-Cocktail point")):
         if any(r["kind"] == kind for r in rows):
             ax.scatter([], [], marker=_MARKERS[kind], color="grey", label=text)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -60,7 +68,8 @@ def plot_frontier(rows: list[Row], path: Path) -> Path:
 
 
 def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
-    """Domain accuracy and general loss against alpha for every interpolation (solid) and ensemble (dotted)."""
+    """Domain accuracy and general loss against alpha for every interpolation (solid), ensemble (dotted)
+    and LM-Cocktail sweep (dashed; its alpha 0 is the mix of base and peers, not the base)."""
     base = next(r for r in rows if r["kind"] == "base")
     parents = [r for r in rows if r["kind"] == "trained" and any(x.get("parent") == r["id"] for x in rows)]
     if not parents:
@@ -76,14 +85,23 @@ def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
             label = parent["label"] + (" (ensemble)" if kind == "ensemble" else "")
             left.plot(alphas, [r["domain_accuracy"] for r in curve], style, color=color, markersize=4, label=label)
             right.plot(alphas, [r["general_nats_per_token"] for r in curve], style, color=color, markersize=4)
-    left.set_xlabel("alpha (0 = base, 1 = fine-tuned)")
+        cocktail = cocktail_curve(rows, base, parent)  # LM-Cocktail, same alpha axis (0 = the mix of base and peers)
+        if cocktail:
+            alphas = [r["alpha"] for r in cocktail]
+            left.plot(alphas, [r["domain_accuracy"] for r in cocktail], "--D", color=color, markersize=4,
+                      label=parent["label"] + " (LM-Cocktail)")
+            right.plot(alphas, [r["general_nats_per_token"] for r in cocktail], "--D", color=color, markersize=4)
+    xlabel = "alpha (0 = base" + (" or LM-Cocktail's mix" if any(r["kind"] == "cocktail" for r in rows) else "") \
+        + ", 1 = fine-tuned)"
+    left.set_xlabel(xlabel)
     left.set_ylabel("domain exact match")
-    right.set_xlabel("alpha (0 = base, 1 = fine-tuned)")
+    right.set_xlabel(xlabel)
     right.set_ylabel("held-out general loss (nats/token)")
     left.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(alpha=0.25)
-    fig.suptitle("Interpolating base and fine-tuned weights (WiSE-FT) and outputs (ensemble)")
+    fig.suptitle("Interpolating base and fine-tuned weights (WiSE-FT) and outputs (ensemble)"
+                 + ("; LM-Cocktail dashed" if any(r["kind"] == "cocktail" for r in rows) else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -15,6 +15,7 @@ from typing import Any
 
 from forgetless.atomic import write_json
 from forgetless.machine import machine_stamp
+from forgetless.study.cocktail import cocktail_sections, headline_cocktails
 from forgetless.study.frontier import overadaptation, pareto_front, recommend
 from forgetless.study.plots import plot_alpha_curves, plot_frontier
 
@@ -36,7 +37,7 @@ def _is_plain_sft(row: Row) -> bool:
 
 def headline_table(rows: list[Row]) -> list[list[str]]:
     """The trade-off table of the papers: one row per trained model, best domain and general score in bold."""
-    trained = [r for r in rows if r["kind"] in ("base", "trained", "cocktail")]
+    trained = [r for r in rows if r["kind"] in ("base", "trained")] + headline_cocktails(rows)
     best_domain = max(r["domain_accuracy"] for r in trained)
     best_general = min(r["general_nats_per_token"] for r in trained if r["kind"] != "base")
     table = [["model", "lr", "domain EM", "general nats/tok", "gain [95% CI]", "forgetting [95% CI]"]]
@@ -90,8 +91,8 @@ def _majority_note(rows: list[Row]) -> str:
     base = next((r for r in rows if r["kind"] == "base" and "majority_accuracy" in r), None)
     if base is None:
         return ""
-    at_floor = [r["label"] for r in rows if r["kind"] in ("trained", "cocktail")
-                and r["domain_accuracy"] <= base["majority_accuracy"]]
+    at_floor = [r["label"] for r in [*(r for r in rows if r["kind"] == "trained"), *headline_cocktails(rows)]
+                if r["domain_accuracy"] <= base["majority_accuracy"]]
     note = (f" Always answering the most frequent test answer (`{base['majority_answer']}`) scores "
             f"{base['majority_accuracy']:.1%}")
     if at_floor:
@@ -132,13 +133,7 @@ def _sections(rows: list[Row], budget: float) -> list[tuple[str, str, str | None
         sections.append(("Interpolation (WiSE-FT) and output ensembles",
                          "Does an alpha strictly between 0 and 1 beat the fine-tuned model on its own domain "
                          "(the over-adaptation of arXiv 2506.01901)?\n\n" + "\n".join(lines), "alpha_curves.png"))
-    cocktails = [r for r in rows if r["kind"] == "cocktail"]
-    for r in cocktails:
-        weights = ", ".join(f"{k} {v:.3f}" for k, v in r.get("weights", {}).items())
-        losses = ", ".join(f"{k} {v:.3f}" for k, v in r.get("losses", {}).items())
-        sections.append(("LM-Cocktail", f"`{r['label']}`: weights softmax(-L/T): {weights} (losses on the target "
-                         f"examples: {losses}); mixed with the fine-tuned model at alpha {r.get('alpha', 0):g}: "
-                         f"domain {r['domain_accuracy']:.1%}, forgetting {r['forgetting']:+.3f} nats/token.", None))
+    sections += cocktail_sections(rows)  # LM-Cocktail's weights and alpha curve beside WiSE-FT's
     kl = [r for r in rows if r.get("kl_estimate") is not None]
     if kl:
         body = "\n".join(f"- `{r['label']}`: {_ci(r['kl_estimate'], r['kl_ci'], '.3f')} nats/sequence" for r in kl)

@@ -234,7 +234,9 @@ def _stage_weights(cfg: StudyConfig) -> float:
         len(m.learning_rates) for m in cfg.methods if m.name in cfg.sweeps.methods) * len(cfg.seeds)
     total = 3.0 + runs * 7.0 + swept * (len(cfg.sweeps.interpolation) + 2 * len(cfg.sweeps.ensemble))
     if cfg.cocktail:
-        total += len(cfg.cocktail.peers) * 6.0 + 1.0
+        from forgetless.study.cocktail import cocktail_stage_weight
+
+        total += cocktail_stage_weight(cfg)
     return total
 
 
