@@ -2,7 +2,7 @@
 
 What ``precision: auto`` should pick on a CPU is decided from this run
 (``forgetless.training.precision`` keeps the figures). Two parts, both on the
-embedded testbed's ``tiny`` base and its ``medcalc_cot`` task with the shipped
+embedded testbed's ``tiny`` base and a task family (default ``gcs_cot``) with the shipped
 recipe (``configs/testbed_tiny_sft.yaml``: batch 8, lr 2e-3, cosine):
 
 1. **Step time**: fp32 and bf16 runs interleaved over several rounds of a few
@@ -66,10 +66,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--timed-steps", type=int, default=8, help="steps per timing round")
     parser.add_argument("--warmup", type=int, default=2, help="steps per round left out of the timing")
+    parser.add_argument("--task", default="gcs_cot", help="testbed task family to train and score on")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     testbed = build_testbed("tiny")
-    data, test = testbed.task("medcalc_cot", "train"), testbed.task("medcalc_cot", "test")
+    data, test = testbed.task(args.task, "train"), testbed.task(args.task, "test")
     heldout = read_texts(testbed.general_heldout)
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     quality: dict[str, dict[str, float]] = {}
