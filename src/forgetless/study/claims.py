@@ -57,10 +57,12 @@ def _matched(reference: Group, points: list[Group]) -> Group:
     return min(points, key=lambda g: (abs((g.validation_accuracy or 0.0) - target), g.mean("forgetting")))
 
 
-def retention(better: Group, other: Group, resamples: int) -> tuple[Verdict, str]:
+def retention(better: Group, other: Group, base: Group, resamples: int) -> tuple[Verdict, str]:
     """Does ``better`` forget less than ``other`` without gaining less on the domain?
 
-    Reproduced: the forgetting difference (other - better) lies above 0 and the gain
+    Matching gains means something only where there is a gain: when neither model
+    gains over the base (its test interval above 0), the comparison is inconclusive
+    whatever the forgetting. Otherwise: reproduced: the forgetting difference (other - better) lies above 0 and the gain
     difference (better - other) does not lie below 0. Not reproduced: ``other``
     forgets significantly less and ``better`` does not gain significantly more.
     Anything else (an interval through 0, or a trade of gain for retention) is
@@ -70,6 +72,8 @@ def retention(better: Group, other: Group, resamples: int) -> tuple[Verdict, str
     gain = difference(better, other, "test", resamples)  # > 0: `better` gains more
     text = (f"`{better.label}` vs `{other.label}`: general loss {forget.text('+.3f')} nats/token lower, "
             f"domain EM {gain.text('+.1%')}")
+    if all(difference(g, base, "test", resamples).verdict != "win" for g in (better, other)):
+        return "inconclusive", text + " (neither gains on the domain over the base: no gain to match)"
     if forget.low > 0 and gain.high >= 0:
         return "reproduced", text
     if forget.high < 0 and gain.low <= 0:
@@ -104,7 +108,7 @@ def _smaller_lr(rows: list[Row], resamples: int) -> Claim:
     small = best_on_validation([g for g in sft if float(g.get("learning_rate")) < rates[-1]])
     if small is None:
         return _missing(claim, "validation scores")
-    verdict, text = retention(small, high, resamples)
+    verdict, text = retention(small, high, base_group(rows), resamples)
     return Claim(claim, verdict, text)
 
 
@@ -120,7 +124,7 @@ def _retains_more(rows: list[Row], claim: str, family: str, others: dict[str, li
         elif not points:
             out.append(_missing(text, f"{name} model"))
         else:
-            verdict, evidence = retention(reference, _matched(reference, points), resamples)
+            verdict, evidence = retention(reference, _matched(reference, points), base_group(rows), resamples)
             out.append(Claim(text, verdict, evidence))
     return out
 
@@ -152,7 +156,7 @@ def _cocktail(rows: list[Row], resamples: int) -> Claim:
     parent = parents.get(group_id(str(cocktail.get("parent", ""))))
     if parent is None:
         return _missing(claim, "fine-tuned model under the LM-Cocktail")
-    verdict, text = retention(cocktail, parent, resamples)
+    verdict, text = retention(cocktail, parent, base_group(rows), resamples)
     return Claim(claim, verdict, text)
 
 

@@ -6,8 +6,9 @@ unbiased estimate of the chosen model. Choosing on the test set and reporting
 the test score of the choice would overstate it (the maximum of noisy scores is
 biased upwards; Cawley and Talbot, JMLR 11, 2010).
 
-Ties in validation score go to less forgetting, then to the order of the config
-(the base, evaluated first, wins a tie it is part of).
+Ties in validation score go to the base (a fine-tuned model that scores no
+higher on validation is not worth its forgetting), then to less forgetting, then
+to the order of the config.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ class Choice:
     reason: str
 
 
-def _key(group: Group) -> tuple[float, float]:
-    return (group.validation_accuracy or 0.0, -group.mean("forgetting"))
+def _key(group: Group) -> tuple[float, bool, float]:
+    return (group.validation_accuracy or 0.0, group.kind == RowKind.BASE, -group.mean("forgetting"))
 
 
 def best_on_validation(candidates: list[Group]) -> Group | None:
-    """The candidate with the highest mean validation exact match (ties: less forgetting, then first)."""
+    """The candidate with the highest mean validation exact match (ties: the base, less forgetting, then first)."""
     scored = [g for g in candidates if g.validation_accuracy is not None]
     if not scored:
         return None
