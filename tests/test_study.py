@@ -188,3 +188,24 @@ def test_given_validation_set_is_used_as_is(study_yaml: Path, tmp_path: Path) ->
     assert not (root / "data").exists() and rows[0]["validation_source"] == f"`{validation}`"
     assert [r["validation_n"] for r in rows] == [4, 4]
     assert rows[0]["duplicate_prompts"] == {"validation": 4, "test": 4}  # "Sum 0..3 and 2." are training prompts
+
+
+def test_learning_curves_start_at_the_base_and_end_at_the_model(study_yaml: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"][0]["learning_rates"] = [1e-2]
+    values["sweeps"] = {"interpolation": [], "ensemble": []}
+    values["training"]["precision"] = "fp32"  # curve points are measured at the training precision
+    values["methods"].append({"name": "lora", "learning_rates": [1e-2], "train": {"lora": True, "lora_r": 4}})
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    base, model, lora = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in lora["curve"]] == [0, 1, 2, 3]  # measured through the PEFT wrapper too
+    # 3 steps, 4 planned points: steps round(3k/4) = 1, 2, 2, 3, plus the starting model.
+    assert [p["step"] for p in model["curve"]] == [0, 1, 2, 3]
+    # Same validation examples (all 3) and the same 5 documents as the full evaluation, so the first
+    # point is the base's score and the last is the finished model's.
+    first, last = model["curve"][0], model["curve"][-1]
+    assert first["validation_accuracy"] == base["validation_accuracy"]
+    assert first["general_nats_per_token"] == pytest.approx(base["general_nats_per_token"], rel=1e-5)
+    assert last["general_nats_per_token"] == pytest.approx(model["general_nats_per_token"], rel=1e-5)
+    assert (root / "learning_curves.png").is_file() and "## Learning curves" in (root / "report.md").read_text()

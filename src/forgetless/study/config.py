@@ -141,6 +141,11 @@ class EvalConfig(BaseModel):
     )
     general_limit: int | None = Field(None, gt=0, description="Score only the first N general documents.")
     bootstrap: int = Field(1000, gt=0, description="Bootstrap resamples for confidence intervals.")
+    curve_points: int = Field(
+        4, ge=0, description="Points of each trained model's learning curve after step 0 (0 turns curves off)."
+    )
+    curve_examples: int = Field(32, gt=0, description="Validation examples scored at each learning-curve point.")
+    curve_documents: int = Field(8, gt=0, description="General documents scored at each learning-curve point.")
 
 
 class StudyConfig(BaseModel):

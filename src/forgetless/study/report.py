@@ -17,10 +17,10 @@ from forgetless.atomic import write_json
 from forgetless.study.claims import seed_claims
 from forgetless.study.frontier import pareto_front
 from forgetless.study.paired import difference
-from forgetless.study.plots import plot_alpha_curves, plot_frontier
+from forgetless.study.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
 from forgetless.study.rows import Group, Row, RowKind, groups
 from forgetless.study.selection import best_on_validation, choose_alpha, choose_learning_rates
-from forgetless.study.verdicts import compare, decide
+from forgetless.study.verdicts import compare, curve_note, decide
 
 
 def read_rows(root: Path) -> list[Row]:
@@ -172,6 +172,12 @@ def _sections(rows: list[Row], budget: float, resamples: int = 1000) -> list[tup
                      "exact match minus the base's. Forgetting: held-out general loss minus the base's (nats/token; "
                      "positive means worse). Intervals: paired bootstrap over test examples and general documents.",
                      None))
+    curves = [g for g in groups(rows, RowKind.TRAINED) if len(g.get("curve") or []) > 1]
+    if curves:
+        sections.append(("Learning curves", "Validation exact match (on a small slice) and held-out general loss "
+                         "while training; a score still rising at the last step says the budget, not the method, "
+                         "was the limit.\n\n" + "\n".join(f"- `{g.label}`{curve_note(g)}".replace("`; its", "`: its")
+                                                            for g in curves), "learning_curves.png"))
     sections.append(("Seed claims", _markdown_table(claims_table(rows, resamples)) +
                      "\n\nReproduced / not reproduced: the interval lies on the claim's side of 0 / the other side. "
                      "Inconclusive: an interval includes 0, or the models trade gain for retention (not at matched "
@@ -266,7 +272,8 @@ def write_report(root: Path, cfg: Any) -> Path:
     """
     rows = read_rows(root)
     images = {"frontier.png": plot_frontier(rows, root / "frontier.png"),
-              "alpha_curves.png": plot_alpha_curves(rows, root / "alpha_curves.png")}
+              "alpha_curves.png": plot_alpha_curves(rows, root / "alpha_curves.png"),
+              "learning_curves.png": plot_learning_curves(rows, root / "learning_curves.png")}
     title = f"forgetless study: {cfg.name}"
     intro = (f"Base model `{cfg.base_model}`; domain data `{cfg.data.train}`; general text `{cfg.data.general}`; "
              f"forgetting budget {cfg.budget:g} nats/token; {sum(r['kind'] == 'trained' for r in rows)} trained "

@@ -25,6 +25,7 @@ from forgetless.data import data_hash
 from forgetless.evaluation.report import read_texts
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
+from forgetless.study.curves import LearningCurve, curve_from_log
 from forgetless.study.data_checks import carve_validation, check_answers, constant_floor, duplicate_prompts
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
 from forgetless.study.rows import RowKind, family_of
@@ -157,6 +158,10 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
         "base": model_fingerprint(ctx.base_path),
         "data": data_hash(resolve_data(used)),
     }
+    curve = _curve_callback(ctx) if data is None else None  # a peer domain's curve on this validation set means nothing
+    if curve is not None:
+        spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
+                         "documents": len(curve.texts), "general": ctx.eval_spec["general"]}
     unit = cell(ctx.root / "cells", "train", spec)
     label = f"{method.name} lr={lr:g} seed={seed}"
     cached = unit.done()
@@ -166,11 +171,22 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
             train(cfg.model_copy(update={"model": ctx.base_path,
-                                         "data": resolve_data(data or ctx.train_data or cfg.data)}))
+                                         "data": resolve_data(data or ctx.train_data or cfg.data)}),
+                  callbacks=[curve] if curve is not None else None)
         record = json.loads((model_dir / "forgetless.json").read_text())
-        unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds")})
+        unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds"),
+                   "curve": curve_from_log(record.get("log_history", []))})
     ctx.progress.end(6.0, cached)
     return unit, str(unit.dir / "model")
+
+
+def _curve_callback(ctx: Context) -> LearningCurve | None:
+    """The learning-curve callback of a domain model, or None when curves are off."""
+    ev = ctx.cfg.eval
+    if ev.curve_points == 0 or ctx.validation_path is None:
+        return None
+    return LearningCurve(ctx.tokenizer, ctx.validation_path, ev.curve_examples,
+                         ctx.general_texts[: ev.curve_documents], ev.curve_points)
 
 
 def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
@@ -309,7 +325,8 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
                 label = f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
                 m = _evaluate(ctx, {"model": unit.key}, label, lambda p=path: _load(p))
                 _row(ctx, row_id, label, RowKind.TRAINED, m, method=method.name, learning_rate=lr, seed=seed,
-                     train_seconds=unit.load().get("seconds"), path=path, plain_sft=_plain_sft(method),
+                     train_seconds=unit.load().get("seconds"), curve=unit.load().get("curve") or [],
+                     path=path, plain_sft=_plain_sft(method),
                      family=method.family or family_of(method.train))
                 trained.append((row_id, path, method, lr, seed))
 
