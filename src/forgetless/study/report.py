@@ -66,11 +66,14 @@ def recommendation(rows: list[Row], budget: float, resamples: int = 1000) -> str
                 "validation or checked with a paired interval; rerun the study.")
     decision = decide(rows, budget, resamples)
     pick = decision.ship
-    if pick is None:
+    if pick is None or decision.gain is None:
         return " ".join(["**No trained model demonstrably gains.**", *(r for r in decision.reasons if r)])
-    assert decision.gain is not None  # set whenever a model ships
-    lines = [f"**Ship `{pick.label}`** ({pick.kind}), chosen on validation: {decision.choice.reason}. On the test set "
-             f"it scores {pick.mean('domain_accuracy'):.1%}: gain over the base {decision.gain.text('+.1%')}"
+    seed = ""
+    if len(pick.rows) > 1:  # the configuration was chosen on its mean; ship its best seed on validation
+        best = max(pick.rows, key=lambda r: r.get("validation_accuracy") or 0.0)
+        seed = f" (over {len(pick.rows)} seeds; ship seed {best.get('seed')}, the best on validation)"
+    lines = [f"**Ship `{pick.label}`** ({pick.kind}){seed}, chosen on validation: {decision.choice.reason}. On the "
+             f"test set it scores {pick.mean('domain_accuracy'):.1%}: gain over the base {decision.gain.text('+.1%')}"
              + (f", over the constant-answer floor {decision.floor.text('+.1%')}" if decision.floor else "")
              + f"; its general loss is {pick.mean('forgetting'):+.3f} nats/token against the base."]
     sft = best_on_validation([g for g in groups(rows, RowKind.TRAINED) if _plain_sft(g)])
