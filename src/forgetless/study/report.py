@@ -95,7 +95,10 @@ def _plain_sft(group: Group) -> bool:
 
 
 def methods_table(rows: list[Row], resamples: int = 1000) -> list[list[str]] | None:
-    """Each method at its validation-chosen learning rate against plain SFT at its own: win only when the interval excludes 0."""
+    """Each method at its validation-chosen learning rate against plain SFT at its own.
+
+    A difference is a win (or loss) only when its paired interval excludes 0.
+    """
     chosen = choose_learning_rates(rows)
     sft = best_on_validation([g for g in chosen.values() if _plain_sft(g)])
     if sft is None or len(chosen) < 2:
