@@ -5,6 +5,13 @@ it, so a rerun skips finished cells and a killed study resumes where it stopped:
 a half-trained model resumes from its last Trainer checkpoint, finished
 evaluations are read back. ``results.jsonl`` and the report are rebuilt from the
 cells each time, so every figure in the report comes from the results file.
+
+Every model is scored on the validation set as well as the test set, and every
+row keeps its per-item scores: the choices (``forgetless.study.selection``), the
+recommendation (``forgetless.study.verdicts``) and the seed claims
+(``forgetless.study.claims``) are pure functions of the rows. A trained model's
+learning curve is measured while it trains and is part of its training cell, so
+changing the validation set or the curve settings retrains.
 """
 
 from __future__ import annotations
