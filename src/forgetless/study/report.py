@@ -103,7 +103,7 @@ def methods_table(rows: list[Row], resamples: int = 1000) -> list[list[str]] | N
     sft = best_on_validation([g for g in chosen.values() if _plain_sft(g)])
     if sft is None or len(chosen) < 2:
         return None
-    table = [["method (chosen lr)", "domain EM vs SFT [95% CI]", "", "general loss vs SFT [95% CI]", ""]]
+    table = [["method (chosen lr)", "domain EM vs SFT [95% CI]", "domain", "general loss vs SFT [95% CI]", "general"]]
     for name, group in chosen.items():
         if group.id == sft.id:
             continue

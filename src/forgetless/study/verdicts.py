@@ -92,7 +92,7 @@ def decide(rows: list[Row], budget: float, resamples: int = 1000) -> Decision:
         return Decision(choice, None, reasons=[choice.reason + ".", _diagnose(rows, floor, budget, resamples)])
     if pick.kind == RowKind.BASE:
         return Decision(choice, None, reasons=[
-            f"No fine-tuned model within the budget scores above the base on validation ({choice.reason}).",
+            f"No fine-tuned model within the budget scores above the base on validation (the choice: {choice.reason}).",
             _diagnose(rows, floor, budget, resamples)])
     gain = difference(pick, base_group(rows), "test", resamples)
     margin = over_floor(pick, floor[2], resamples) if floor else None
