@@ -11,7 +11,7 @@ import yaml
 from forgetless.config import ConfigError
 from forgetless.study import runner
 from forgetless.study.config import load_study
-from forgetless.study.frontier import pareto_front, recommend
+from forgetless.study.frontier import pareto_front
 from forgetless.study.measure import paired_interval
 from forgetless.study.runner import run_study
 from tests.conftest import write_jsonl
@@ -61,7 +61,10 @@ def test_study_writes_results_and_report(study_yaml: Path) -> None:
         assert lo <= row["forgetting"] + 1e-9 and row["forgetting"] - 1e-9 <= hi
     html = (root / "report.html").read_text()
     assert 'id="frontier"' in html and "data:image/png;base64," in html and "http" not in html.replace("https://", "")
-    assert "Recommendation" in (root / "report.md").read_text()
+    report = (root / "report.md").read_text()
+    # Three steps teach the tiny model nothing: the report must not recommend shipping anything.
+    assert "**No trained model demonstrably gains.**" in report and "Ship" not in report
+    assert "## Seed claims" in report and "| SFT at a high learning rate forgets |" in report
     # Every figure says where it was measured: per row, in summary.json and in the report.
     from forgetless.machine import machine_stamp
 
@@ -129,7 +132,7 @@ def test_config_errors_name_the_key(study_yaml: Path) -> None:
         load_study(study_yaml)
 
 
-def test_pareto_front_and_budget() -> None:
+def test_pareto_front() -> None:
     rows = [
         {"id": "a", "label": "a", "forgetting": 0.0, "gain": 0.0},
         {"id": "b", "label": "b", "forgetting": 0.2, "gain": 0.5},
@@ -137,9 +140,6 @@ def test_pareto_front_and_budget() -> None:
         {"id": "d", "label": "d", "forgetting": 1.0, "gain": 0.6},
     ]
     assert [r["id"] for r in pareto_front(rows)] == ["a", "b", "d"]
-    assert recommend(rows, 0.25)[0]["id"] == "b"
-    assert recommend(rows, 0.1)[0]["id"] == "a"
-    assert recommend(rows[1:], 0.1)[0] is None
 
 
 def test_paired_interval_of_identical_models_is_zero() -> None:
@@ -148,3 +148,75 @@ def test_paired_interval_of_identical_models_is_zero() -> None:
     shifted = {**m, "general_nats": [n + t * 0.5 for n, t in zip(m["general_nats"], m["general_tokens"])]}
     lo, hi = paired_interval(shifted, m, "forgetting", 100)
     assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+
+
+def test_validation_is_carved_from_train_when_absent(study_yaml: Path) -> None:
+    lines: list[str] = []
+    root = run_study(load_study(study_yaml), print_fn=lines.append)
+    rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    carved = [json.loads(line) for line in (root / "data" / "validation.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (root / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(carved) == 3 and len(kept) == 13  # a fifth of 16, at most eval.validation_limit
+    assert not {r["prompt"] for r in carved} & {r["prompt"] for r in kept}
+    trained = next(r for r in rows if r["kind"] == "trained")
+    record = json.loads((Path(trained["path"]) / "forgetless.json").read_text())
+    assert record["config"]["data"] == str(root / "data" / "train.jsonl")  # models never see the validation split
+    assert all(r["validation_n"] == 3 and len(r["items"]["validation_correct"]) == 3 for r in rows)
+    assert "carved from" in rows[0]["validation_source"]
+    assert rows[0]["items"]["floor_correct"] == [1, 0, 0, 0, 0, 0]  # the first answer ("1") wins the 6-way tie
+    # Four test prompts ("Sum a and 1.") are training prompts: the study says so.
+    assert rows[0]["duplicate_prompts"]["test"] == 4 and any("4 test prompts" in line for line in lines)
+    assert "4 test prompts appear verbatim" in (root / "report.md").read_text()
+
+
+def test_test_set_without_answers_is_refused_before_training(study_yaml: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    bad = write_jsonl(tmp_path / "bad_test.jsonl", [{"prompt": "Sum 1 and 1.\n", "answer": "2"},
+                                                   {"prompt": "Sum 2 and 1.\n", "completion": " three"}])
+    values["data"]["test"] = str(bad)
+    study_yaml.write_text(yaml.safe_dump(values))
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before the data was checked")
+
+    monkeypatch.setattr(runner, "train", no_training)
+    with pytest.raises(ValueError, match=r"bad_test\.jsonl, line 2, field 'answer'"):
+        run_study(load_study(study_yaml), print_fn=lambda _: None)
+
+
+def test_given_validation_set_is_used_as_is(study_yaml: Path, tmp_path: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    validation = write_jsonl(tmp_path / "val.jsonl", [{"prompt": f"Sum {a} and 2.\n", "answer": str(a + 2)}
+                                                      for a in range(5)])
+    values["data"]["validation"] = str(validation)
+    values["methods"][0]["learning_rates"] = [1e-3]
+    values["sweeps"]["interpolation"] = []
+    values["eval"]["validation_limit"] = 4
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert not (root / "data").exists() and rows[0]["validation_source"] == f"`{validation}`"
+    assert [r["validation_n"] for r in rows] == [4, 4]
+    assert rows[0]["duplicate_prompts"] == {"validation": 4, "test": 4}  # "Sum 0..3 and 2." are training prompts
+
+
+def test_learning_curves_start_at_the_base_and_end_at_the_model(study_yaml: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"][0]["learning_rates"] = [1e-2]
+    values["sweeps"] = {"interpolation": [], "ensemble": []}
+    values["training"]["precision"] = "fp32"  # curve points are measured at the training precision
+    values["methods"].append({"name": "lora", "learning_rates": [1e-2], "train": {"lora": True, "lora_r": 4}})
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    base, model, lora = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in lora["curve"]] == [0, 1, 2, 3]  # measured through the PEFT wrapper too
+    # 3 steps, 4 planned points: steps round(3k/4) = 1, 2, 2, 3, plus the starting model.
+    assert [p["step"] for p in model["curve"]] == [0, 1, 2, 3]
+    # Same validation examples (all 3) and the same 5 documents as the full evaluation, so the first
+    # point is the base's score and the last is the finished model's.
+    first, last = model["curve"][0], model["curve"][-1]
+    assert first["validation_accuracy"] == base["validation_accuracy"]
+    assert first["general_nats_per_token"] == pytest.approx(base["general_nats_per_token"], rel=1e-5)
+    assert last["general_nats_per_token"] == pytest.approx(model["general_nats_per_token"], rel=1e-5)
+    assert (root / "learning_curves.png").is_file() and "## Learning curves" in (root / "report.md").read_text()

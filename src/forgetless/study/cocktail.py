@@ -88,8 +88,9 @@ def run_cocktail(ctx: Any, trained: list[tuple[str, str, MethodConfig, float, in
         peer_method = MethodConfig(name=f"peer-{peer.name}", learning_rates=[peer.learning_rate])
         _, path = _train(ctx, peer_method, peer.learning_rate, ctx.cfg.seeds[0], data=peer.data)
         peers.append((peer.name, path))
-    # Target examples come from validation data: the test set stays untouched.
-    examples = resolve_data(ctx.cfg.data.validation or ctx.cfg.data.train)
+    # Target examples come from the validation set (given, or carved from train and never
+    # trained on): the weights are a choice, and every choice is made on validation.
+    examples = ctx.validation_path or resolve_data(ctx.cfg.data.train)
     names = ["base", row_id, *(name for name, _ in peers)]
     paths = [ctx.base_path, ft_path, *(path for _, path in peers)]
     mix, record = _mix(ctx, names, paths, examples)

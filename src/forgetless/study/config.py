@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from forgetless.config import TrainConfig, build_config, load_yaml
+from forgetless.study.rows import FAMILIES
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
 # the study itself decides (where data comes from, where models go, the lr and seed).
@@ -26,7 +27,11 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     train: str = Field(description="Domain training data (any format `forgetless train` reads).")
-    validation: str | None = Field(None, description="Domain validation set: chooses alpha under the budget.")
+    validation: str | None = Field(
+        None,
+        description="Domain validation set (prompt with answer): every choice of the study is made on it (the model to "
+        "ship, each method's learning rate, alpha). Absent: a split is carved from train (see eval.validation_limit).",
+    )
     test: str = Field(description="Domain test set: prompt/completion with 'answer' or a completion ending 'Answer: X'.")
     general: str = Field(description="Held-out general text (JSONL with 'text'): forgetting is measured here.")
 
@@ -37,11 +42,23 @@ class MethodConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Label in the report, unique in the study (e.g. 'talr', 'sft-lr1e-3').")
+    family: str | None = Field(
+        None,
+        description="Which method a seed claim should count this as (sft, talr, flow, dft, l2sp, lora, cf-replay, "
+        "contextual-replay, corpus-replay); default: inferred from train when it changes one thing from plain SFT.",
+    )
     learning_rates: list[float] = Field(min_length=1, description="One run per learning rate (and per seed).")
     train: dict[str, Any] = Field(
         default_factory=dict,
         description="TrainConfig keys for this method (method, method_params, regularizers, lora, replay, ...).",
     )
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str | None) -> str | None:
+        if value is not None and value not in FAMILIES:
+            raise ValueError(f"unknown family {value!r}; expected one of {list(FAMILIES)}")
+        return value
 
     @field_validator("train")
     @classmethod
@@ -130,8 +147,18 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     domain_limit: int | None = Field(None, gt=0, description="Score only the first N domain test examples.")
+    validation_limit: int = Field(
+        100, gt=0,
+        description="Score the first N validation examples (what the study chooses on); also the size of the split "
+        "carved from train when data.validation is absent (at most a fifth of train).",
+    )
     general_limit: int | None = Field(None, gt=0, description="Score only the first N general documents.")
     bootstrap: int = Field(1000, gt=0, description="Bootstrap resamples for confidence intervals.")
+    curve_points: int = Field(
+        4, ge=0, description="Points of each trained model's learning curve after step 0 (0 turns curves off)."
+    )
+    curve_examples: int = Field(32, gt=0, description="Validation examples scored at each learning-curve point.")
+    curve_documents: int = Field(8, gt=0, description="General documents scored at each learning-curve point.")
 
 
 class StudyConfig(BaseModel):

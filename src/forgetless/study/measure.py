@@ -25,16 +25,21 @@ def measure(
     domain_test: str,
     domain_limit: int | None = None,
     kl_samples: list[Any] | None = None,
+    validation: str | None = None,
+    validation_limit: int | None = None,
 ) -> dict[str, Any]:
     """Per-item general code length, domain correctness and context-free sample NLL of one model.
 
     Args:
+        validation: the domain validation set; its exact match (first ``validation_limit``
+            examples) is what the study chooses models on, so the test set only reports.
         kl_samples: held-out context-free samples of the base (``forgetless.replay``);
             their per-sequence NLL under this model, minus the base's, estimates KL(p_base || p_model).
 
     Returns:
         ``{"general_nats": [...], "general_tokens": [...], "general_bytes": int,
-        "domain_correct": [0/1, ...], "kl_nll": [...] (when samples are given),
+        "domain_correct": [0/1, ...], "validation_correct": [0/1, ...] (when a validation set is given),
+        "kl_nll": [...] (when samples are given),
         "examples": [first three predictions]}``.
     """
     lengths = text_code_lengths(model, tokenizer, general_texts, progress=False)
@@ -46,6 +51,9 @@ def measure(
         "domain_correct": [int(p["correct"]) for p in accuracy["predictions"]],
         "examples": accuracy["predictions"][:3],
     }
+    if validation is not None:
+        scored = domain_accuracy(model, tokenizer, validation, limit=validation_limit, progress=False)
+        result["validation_correct"] = [int(p["correct"]) for p in scored["predictions"]]
     if kl_samples:
         from forgetless.replay.kl_estimate import sequence_nll
 

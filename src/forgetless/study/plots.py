@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from forgetless.study.cocktail import cocktail_curve  # noqa: E402
 from forgetless.study.frontier import pareto_front  # noqa: E402
@@ -102,6 +103,33 @@ def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
         ax.grid(alpha=0.25)
     fig.suptitle("Interpolating base and fine-tuned weights (WiSE-FT) and outputs (ensemble)"
                  + ("; LM-Cocktail dashed" if any(r["kind"] == "cocktail" for r in rows) else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(rows: list[Row], path: Path) -> Path | None:
+    """Validation exact match and held-out general loss against training step, one line per trained model."""
+    trained = [r for r in rows if r["kind"] == "trained" and len(r.get("curve") or []) > 1]
+    if not trained:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, row in enumerate(trained):
+        steps = [p["step"] for p in row["curve"]]
+        style = "-" if row.get("family") == "sft" else "--"
+        left.plot(steps, [p["validation_accuracy"] for p in row["curve"]], style, marker="o", markersize=3,
+                  color=plt.cm.tab10(i % 10), label=row["label"])
+        right.plot(steps, [p["general_nats_per_token"] for p in row["curve"]], style, marker="o", markersize=3,
+                   color=plt.cm.tab10(i % 10))
+    left.set_ylabel("validation exact match (curve slice)")
+    left.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    right.set_ylabel("held-out general loss (nats/token)")
+    for ax in (left, right):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.25)
+    left.legend(fontsize=7)
+    fig.suptitle("Learning curves: was each method still learning when its budget ended?")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

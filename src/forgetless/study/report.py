@@ -15,11 +15,14 @@ from typing import Any
 
 from forgetless.atomic import write_json
 from forgetless.machine import machine_stamp
+from forgetless.study.claims import seed_claims
 from forgetless.study.cocktail import cocktail_sections, headline_cocktails
-from forgetless.study.frontier import overadaptation, pareto_front, recommend
-from forgetless.study.plots import plot_alpha_curves, plot_frontier
-
-Row = dict[str, Any]
+from forgetless.study.frontier import pareto_front
+from forgetless.study.paired import difference
+from forgetless.study.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
+from forgetless.study.rows import Group, Row, RowKind, groups
+from forgetless.study.selection import best_on_validation, choose_alpha, choose_learning_rates
+from forgetless.study.verdicts import compare, curve_note, decide
 
 
 def read_rows(root: Path) -> list[Row]:
@@ -31,74 +34,135 @@ def _ci(value: float, ci: list[float], fmt: str) -> str:
     return f"{value:{fmt}} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
 
 
-def _is_plain_sft(row: Row) -> bool:
-    return row["kind"] == "trained" and bool(row.get("plain_sft"))
+def _has_items(rows: list[Row]) -> bool:
+    """Whether the rows carry per-item scores (results written before they did cannot be judged)."""
+    return all("items" in r for r in rows)
 
 
 def headline_table(rows: list[Row]) -> list[list[str]]:
-    """The trade-off table of the papers: one row per trained model, best domain and general score in bold."""
-    trained = [r for r in rows if r["kind"] in ("base", "trained")] + headline_cocktails(rows)
-    best_domain = max(r["domain_accuracy"] for r in trained)
-    best_general = min(r["general_nats_per_token"] for r in trained if r["kind"] != "base")
-    table = [["model", "lr", "domain EM", "general nats/tok", "gain [95% CI]", "forgetting [95% CI]"]]
+    """The trade-off table of the papers: one row per trained model; the learning rate chosen on validation marked.
+
+    Validation exact match is what the study chooses on; test exact match, gain and
+    forgetting are the estimates for the chosen models.
+    """
+    chosen = {r["id"] for g in choose_learning_rates(rows).values() for r in g.rows}
+    # LM-Cocktail's alpha curve is in its own section; the headline shows its point nearest alpha 0.5.
+    trained = [r for r in rows if r["kind"] in (RowKind.BASE, RowKind.TRAINED)] + headline_cocktails(rows)
+    best_general = min((r["general_nats_per_token"] for r in trained if r["kind"] != RowKind.BASE), default=None)
+    table = [["model", "lr", "chosen", "validation EM", "test EM", "general nats/tok", "gain [95% CI]",
+              "forgetting [95% CI]"]]
     for r in trained:
-        domain = f"{r['domain_accuracy']:.1%}"
         general = f"{r['general_nats_per_token']:.3f}"
-        if r["domain_accuracy"] == best_domain:
-            domain = f"**{domain}**"
-        if r["kind"] != "base" and r["general_nats_per_token"] == best_general:
+        if r["kind"] != RowKind.BASE and r["general_nats_per_token"] == best_general:
             general = f"**{general}**"
         lr = f"{r['learning_rate']:g}" if r.get("learning_rate") else "-"
-        table.append([r["label"], lr, domain, general, _ci(r["gain"], r["gain_ci"], "+.1%"),
-                      _ci(r["forgetting"], r["forgetting_ci"], "+.3f")])
+        val = f"{r['validation_accuracy']:.1%}" if r.get("validation_accuracy") is not None else "-"
+        table.append([r["label"], lr, "yes" if r["id"] in chosen else "", val, f"{r['domain_accuracy']:.1%}", general,
+                      _ci(r["gain"], r["gain_ci"], "+.1%"), _ci(r["forgetting"], r["forgetting_ci"], "+.3f")])
     return table
 
 
-def recommendation(rows: list[Row], budget: float) -> str:
-    """A plain-language answer: what to ship under the budget, and how it compares with plain SFT."""
-    pick, reason = recommend(rows, budget)
-    sft = [r for r in rows if _is_plain_sft(r)]
-    lines = []
-    if pick is None:
-        lines.append(f"**No model meets the budget.** {reason}. Loosen the budget, lower the learning rate, "
-                     "or interpolate more strongly towards the base.")
-    elif pick["kind"] == "base":
-        lines.append(f"**Ship the base model.** No fine-tuned model gains on the domain within the forgetting "
-                     f"budget of {budget:g} nats/token.")
-    else:
-        lines.append(
-            f"**Ship `{pick['label']}`** ({pick['kind']}): domain exact match {pick['domain_accuracy']:.1%} "
-            f"(gain {_ci(pick['gain'], pick['gain_ci'], '+.1%')}), general loss "
-            f"{_ci(pick['forgetting'], pick['forgetting_ci'], '+.3f')} nats/token against the base; {reason}."
-        )
-    if sft:
-        best_sft = max(sft, key=lambda r: r["domain_accuracy"])
-        lines.append(
-            f"Plain SFT at its best domain score (`{best_sft['label']}`) reaches {best_sft['domain_accuracy']:.1%} "
-            f"and forgets {best_sft['forgetting']:+.3f} nats/token"
-            + (" (over budget)." if best_sft["forgetting"] > budget else " (within budget).")
-        )
-        if pick is not None and pick["kind"] != "base":
-            d_acc = pick["domain_accuracy"] - best_sft["domain_accuracy"]
-            d_forget = pick["forgetting"] - best_sft["forgetting"]
-            lines.append(f"Against that SFT model, the recommended one is {d_acc * 100:+.1f} points on the domain "
-                         f"and {d_forget:+.3f} nats/token on general text.")
+def recommendation(rows: list[Row], budget: float, resamples: int = 1000) -> str:
+    """A plain-language answer: ship X only where the test set confirms the validation choice, else why not."""
+    if not _has_items(rows):
+        return ("**No recommendation.** These results carry no per-item scores, so no choice can be made on "
+                "validation or checked with a paired interval; rerun the study.")
+    decision = decide(rows, budget, resamples)
+    pick = decision.ship
+    if pick is None or decision.gain is None:
+        return " ".join(["**No trained model demonstrably gains.**", *(r for r in decision.reasons if r)])
+    seed = ""
+    if len(pick.rows) > 1:  # the configuration was chosen on its mean; ship its best seed on validation
+        best = max(pick.rows, key=lambda r: r.get("validation_accuracy") or 0.0)
+        seed = f" (over {len(pick.rows)} seeds; ship seed {best.get('seed')}, the best on validation)"
+    lines = [f"**Ship `{pick.label}`** ({pick.kind}){seed}, chosen on validation: {decision.choice.reason}. On the "
+             f"test set it scores {pick.mean('domain_accuracy'):.1%}: gain over the base {decision.gain.text('+.1%')}"
+             + (f", over the constant-answer floor {decision.floor.text('+.1%')}" if decision.floor else "")
+             + f"; its general loss is {pick.mean('forgetting'):+.3f} nats/token against the base."]
+    sft = best_on_validation([g for g in groups(rows, RowKind.TRAINED) if _plain_sft(g)])
+    if sft is not None and sft.id != pick.id:
+        domain, d = compare(pick, sft, "test", resamples)
+        general, f = compare(pick, sft, "general", resamples)
+        lines.append(f"Against plain SFT at its validation-chosen learning rate (`{sft.label}`): domain EM "
+                     f"{d.text('+.1%')} ({_WORDS[domain]}), general loss {(-f.estimate):+.3f} "
+                     f"[{-f.high:+.3f}, {-f.low:+.3f}] nats/token ({_WORDS_GENERAL[general]}).")
     return " ".join(lines)
 
 
-def _majority_note(rows: list[Row]) -> str:
-    """What always answering the most frequent test answer scores: a gain below it computes nothing."""
-    base = next((r for r in rows if r["kind"] == "base" and "majority_accuracy" in r), None)
-    if base is None:
-        return ""
-    at_floor = [r["label"] for r in [*(r for r in rows if r["kind"] == "trained"), *headline_cocktails(rows)]
-                if r["domain_accuracy"] <= base["majority_accuracy"]]
-    note = (f" Always answering the most frequent test answer (`{base['majority_answer']}`) scores "
-            f"{base['majority_accuracy']:.1%}")
-    if at_floor:
-        note += (f"; {len(at_floor)} of the trained models do not beat it, so their domain score reflects the "
-                 "answer format and prior rather than the calculation")
-    return note + "."
+_WORDS = {"win": "better", "loss": "worse", "indistinguishable": "indistinguishable"}
+_WORDS_GENERAL = {"win": "forgets less", "loss": "forgets more", "indistinguishable": "indistinguishable"}
+
+
+def _plain_sft(group: Group) -> bool:
+    return group.get("family") == "sft" or bool(group.get("plain_sft"))
+
+
+def methods_table(rows: list[Row], resamples: int = 1000) -> list[list[str]] | None:
+    """Each method at its validation-chosen learning rate against plain SFT at its own.
+
+    A difference is a win (or loss) only when its paired interval excludes 0.
+    """
+    chosen = choose_learning_rates(rows)
+    sft = best_on_validation([g for g in chosen.values() if _plain_sft(g)])
+    if sft is None or len(chosen) < 2:
+        return None
+    table = [["method (chosen lr)", "domain EM vs SFT [95% CI]", "domain", "general loss vs SFT [95% CI]", "general"]]
+    for name, group in chosen.items():
+        if group.id == sft.id:
+            continue
+        domain, d = compare(group, sft, "test", resamples)
+        general, f = compare(group, sft, "general", resamples)
+        table.append([f"{name} ({group.label})", d.text("+.1%"), _WORDS[domain],
+                      f"{-f.estimate:+.3f} [{-f.high:+.3f}, {-f.low:+.3f}]", _WORDS_GENERAL[general]])
+    return table
+
+
+def overadaptation_lines(rows: list[Row], resamples: int = 1000) -> list[str]:
+    """For every swept model, both curves: the validation-chosen interior alpha against the fine-tuned model on test."""
+    lines = []
+    for parent in groups(rows, RowKind.TRAINED):
+        parts = []
+        for kind, name in ((RowKind.INTERPOLATION, "weights"), (RowKind.ENSEMBLE, "outputs")):
+            point = choose_alpha(rows, parent, kind)
+            if point is None:
+                continue
+            d = difference(point, parent, "test", resamples)
+            verdict = {"win": "**beats it**", "loss": "worse", "indistinguishable": "indistinguishable"}[d.verdict]
+            parts.append(f"{name}: alpha {float(point.get('alpha')):g} scores {point.mean('domain_accuracy'):.1%} "
+                         f"against {parent.mean('domain_accuracy'):.1%}, {d.text('+.1%')} ({verdict})")
+        if parts:
+            lines.append(f"- `{parent.label}`: " + "; ".join(parts))
+    return lines
+
+
+def claims_table(rows: list[Row], resamples: int = 1000) -> list[list[str]]:
+    """One row per seed claim: the claim, its verdict and the interval it rests on."""
+    table = [["claim", "verdict", "evidence (95% paired interval)"]]
+    if not _has_items(rows):
+        return [*table, ["every claim", "not run", "the results carry no per-item scores; rerun the study"]]
+    for claim in seed_claims(rows, resamples):
+        verdict = f"**{claim.verdict}**" if claim.verdict in ("reproduced", "not reproduced") else claim.verdict
+        table.append([claim.claim, verdict, claim.evidence])
+    return table
+
+
+def data_note(rows: list[Row]) -> str:
+    """Where the validation set came from, the test set's constant-answer floor, and exact-duplicate prompts."""
+    base = next((r for r in rows if r["kind"] == RowKind.BASE), {})
+    notes = []
+    if base.get("validation_source"):
+        notes.append(f"Choices (model, learning rate, alpha) are made on validation: {base['validation_source']}, "
+                     f"{base.get('validation_n', 0)} examples scored per model; test numbers are estimates for the "
+                     f"chosen models ({base.get('domain_n', 0)} test examples).")
+    if "majority_accuracy" in base:
+        notes.append(f"The floor of this test set: always answering `{base['majority_answer']}` scores "
+                     f"{base['majority_accuracy']:.1%}; a domain score below it reflects the answer format and prior, "
+                     "not the task.")
+    duplicates = {k: v for k, v in (base.get("duplicate_prompts") or {}).items() if v}
+    if duplicates:
+        notes.append("**Warning**: " + ", ".join(f"{v} {k}" for k, v in duplicates.items()) +
+                     " prompts appear verbatim in the training data; their scores overstate what a model learned.")
+    return " ".join(notes)
 
 
 def _markdown_table(table: list[list[str]]) -> str:
@@ -108,40 +172,53 @@ def _markdown_table(table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _sections(rows: list[Row], budget: float) -> list[tuple[str, str, str | None]]:
+def _sections(rows: list[Row], budget: float, resamples: int = 1000) -> list[tuple[str, str, str | None]]:
     """(title, markdown body, image file name or None) for each report section."""
     sections: list[tuple[str, str, str | None]] = []
-    sections.append(("Recommendation", recommendation(rows, budget), None))
+    sections.append(("Recommendation", recommendation(rows, budget, resamples), None))
     sections.append(("Trade-off table", _markdown_table(headline_table(rows)) +
-                     "\n\nGain: domain exact match minus the base's. Forgetting: held-out general loss minus the "
-                     "base's (nats/token; positive means worse). Intervals: paired bootstrap over test examples "
-                     "and general documents." + _majority_note(rows), None))
+                     "\n\nChosen: the learning rate picked for each method on validation exact match. Gain: test "
+                     "exact match minus the base's. Forgetting: held-out general loss minus the base's (nats/token; "
+                     "positive means worse). Intervals: paired bootstrap over test examples and general documents.",
+                     None))
+    curves = [g for g in groups(rows, RowKind.TRAINED) if len(g.get("curve") or []) > 1]
+    if curves:
+        sections.append(("Learning curves", "Validation exact match (on a small slice) and held-out general loss "
+                         "while training; a score still rising at the last step says the budget, not the method, "
+                         "was the limit.\n\n" + "\n".join(f"- `{g.label}`{curve_note(g)}".replace("`; its", "`: its")
+                                                            for g in curves), "learning_curves.png"))
+    sections.append(("Seed claims", _markdown_table(claims_table(rows, resamples)) +
+                     "\n\nReproduced / not reproduced: the interval lies on the claim's side of 0 / the other side. "
+                     "Inconclusive: an interval includes 0, or the models trade gain for retention (not at matched "
+                     "gain). Matched gain: the comparator's point (trained or WiSE-FT) closest in validation exact "
+                     "match.", None))
+    methods = methods_table(rows, resamples) if _has_items(rows) else None
+    if methods:
+        sections.append(("Methods against plain SFT", _markdown_table(methods) +
+                         "\n\nA difference is better or worse only when its 95% paired interval excludes 0; "
+                         "otherwise the two are indistinguishable on this many examples.", None))
     front = pareto_front(rows)
     sections.append(("Frontier", "Each point is a model: up is more domain gain, right is more forgetting. The "
                      "dashed line is the Pareto front (" + ", ".join(f"`{r['label']}`" for r in front) + "); faint "
                      "curves are WiSE-FT sweeps from the base (alpha 0) to each fine-tuned model (alpha 1).",
                      "frontier.png"))
-    checks = [c for r in rows if r["kind"] == "trained" and (c := overadaptation(rows, r["id"]))]
-    if checks:
-        lines = []
-        for c in checks:
-            verdict = ("**yes**: alpha {a:g} reaches {b:.1%} against {f:.1%} for the fine-tuned model"
-                       if c["beats"] else "no: the best interior alpha ({a:g}) reaches {b:.1%}, the fine-tuned model "
-                       "{f:.1%}")
-            lines.append(f"- `{c['parent']}`: " + verdict.format(a=c["best_alpha"], b=c["best_accuracy"],
-                                                                  f=c["finetuned_accuracy"]))
+    lines = overadaptation_lines(rows, resamples) if _has_items(rows) else []
+    if lines:
         sections.append(("Interpolation (WiSE-FT) and output ensembles",
-                         "Does an alpha strictly between 0 and 1 beat the fine-tuned model on its own domain "
-                         "(the over-adaptation of arXiv 2506.01901)?\n\n" + "\n".join(lines), "alpha_curves.png"))
+                         "Does an alpha strictly between 0 and 1 beat the fine-tuned model on its own domain (the "
+                         "over-adaptation of arXiv 2506.01901)? Alpha is chosen on validation, for the weights curve "
+                         "and the output-ensemble curve each; the difference is on the test set.\n\n"
+                         + "\n".join(lines), "alpha_curves.png"))
     sections += cocktail_sections(rows)  # LM-Cocktail's weights and alpha curve beside WiSE-FT's
     kl = [r for r in rows if r.get("kl_estimate") is not None]
     if kl:
         body = "\n".join(f"- `{r['label']}`: {_ci(r['kl_estimate'], r['kl_ci'], '.3f')} nats/sequence" for r in kl)
         sections.append(("Context-free KL estimate", "KL(p_base || p_model) estimated on held-out samples drawn "
                          "from the base with no context (arXiv 2505.13811):\n\n" + body, None))
-    every = [["model", "kind", "alpha", "domain EM", "general nats/tok", "gain", "forgetting"]]
+    every = [["model", "kind", "alpha", "validation EM", "test EM", "general nats/tok", "gain", "forgetting"]]
     for r in rows:
         every.append([r["label"], r["kind"], f"{r['alpha']:g}" if r.get("alpha") is not None else "-",
+                      f"{r['validation_accuracy']:.1%}" if r.get("validation_accuracy") is not None else "-",
                       f"{r['domain_accuracy']:.1%}", f"{r['general_nats_per_token']:.3f}", f"{r['gain']:+.1%}",
                       f"{r['forgetting']:+.3f}"])
     sections.append(("Every evaluated model", _markdown_table(every), None))
@@ -198,14 +275,17 @@ def write_report(root: Path, cfg: Any) -> Path:
     """
     rows = read_rows(root)
     images = {"frontier.png": plot_frontier(rows, root / "frontier.png"),
-              "alpha_curves.png": plot_alpha_curves(rows, root / "alpha_curves.png")}
+              "alpha_curves.png": plot_alpha_curves(rows, root / "alpha_curves.png"),
+              "learning_curves.png": plot_learning_curves(rows, root / "learning_curves.png")}
     title = f"forgetless study: {cfg.name}"
     intro = (f"Base model `{cfg.base_model}`; domain data `{cfg.data.train}`; general text `{cfg.data.general}`; "
              f"forgetting budget {cfg.budget:g} nats/token; {sum(r['kind'] == 'trained' for r in rows)} trained "
-             f"models, {len(rows)} evaluated in all. Measured on {machines_sentence(rows)}.")
+             f"models, {len(rows)} evaluated in all. Measured on {machines_sentence(rows)}. "
+             + data_note(rows)).strip()
+    resamples = cfg.eval.bootstrap if getattr(cfg, "eval", None) is not None else 1000
     md = [f"# {title}", "", intro, ""]
     body_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>"]
-    for heading, body, image in _sections(rows, cfg.budget):
+    for heading, body, image in _sections(rows, cfg.budget, resamples):
         md += [f"## {heading}", "", body, ""]
         body_html += [f"<h2>{html.escape(heading)}</h2>", _html_body(body)]
         if image and images.get(image):
@@ -217,10 +297,17 @@ def write_report(root: Path, cfg: Any) -> Path:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body_html)}</body></html>")
     _write_text(root / "report.html", page)
-    pick, reason = recommend(rows, cfg.budget)
-    write_json(root / "summary.json", {"recommended": pick["id"] if pick else None, "reason": reason,
-                                       "pareto_front": [r["id"] for r in pareto_front(rows)],
-                                       "machines": machines(rows), "report_written_on": machine_stamp()})
+    summary: dict[str, Any] = {"recommended": None, "pareto_front": [r["id"] for r in pareto_front(rows)],
+                               "machines": machines(rows), "report_written_on": machine_stamp()}
+    if _has_items(rows):
+        decision = decide(rows, cfg.budget, resamples)
+        summary.update({
+            "recommended": [r["id"] for r in decision.ship.rows] if decision.ship else None,
+            "validation_choice": [r["id"] for r in decision.choice.group.rows] if decision.choice.group else None,
+            "reason": " ".join(r for r in decision.reasons if r) or decision.choice.reason,
+            "claims": [vars(c) for c in seed_claims(rows, resamples)],
+        })
+    write_json(root / "summary.json", summary)
     return root / "report.html"
 
 

@@ -5,6 +5,13 @@ it, so a rerun skips finished cells and a killed study resumes where it stopped:
 a half-trained model resumes from its last Trainer checkpoint, finished
 evaluations are read back. ``results.jsonl`` and the report are rebuilt from the
 cells each time, so every figure in the report comes from the results file.
+
+Every model is scored on the validation set as well as the test set, and every
+row keeps its per-item scores: the choices (``forgetless.study.selection``), the
+recommendation (``forgetless.study.verdicts``) and the seed claims
+(``forgetless.study.claims``) are pure functions of the rows. A trained model's
+learning curve is measured while it trains and is part of its training cell, so
+changing the validation set or the curve settings retrains.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from forgetless.data import data_hash
 from forgetless.evaluation.report import read_texts
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
+from forgetless.study.curves import LearningCurve, curve_from_log
+from forgetless.study.data_checks import carve_validation, check_answers, constant_floor, duplicate_prompts
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
+from forgetless.study.rows import RowKind, family_of
 from forgetless.training.run import load_tokenizer, resolve_model, train
 
 
@@ -76,6 +86,8 @@ class Context:
     test_path: str
     eval_spec: dict[str, Any]
     progress: Progress
+    validation_path: str | None = None
+    train_data: str | None = None  # the training data models see (train minus a carved validation split)
     kl_samples: list[Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -95,21 +107,22 @@ def _evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[],
     else:
         model = make()
         unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
-                          ctx.kl_samples))
+                          ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit))
         del model
         result = unit.load()  # exactly what a rerun will read back
     ctx.progress.end(1.0, cached)
     return result
 
 
-def _row(ctx: Context, row_id: str, label: str, kind: str, m: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A results row: means, differences from the base and their paired bootstrap intervals."""
+def _row(ctx: Context, row_id: str, label: str, kind: RowKind | str, m: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A results row: means, differences from the base and their paired bootstrap intervals, per-item scores."""
     base = ctx.measurements.get("base", m)
     boot = ctx.cfg.eval.bootstrap
+    validation = m.get("validation_correct")
     row = {
         "id": row_id,
         "label": label,
-        "kind": kind,
+        "kind": RowKind(kind).value,  # cocktail.py still passes the bare string
         "general_nats_per_token": nats_per_token(m),
         "general_bits_per_byte": sum(m["general_nats"]) / math.log(2) / m["general_bytes"],
         "domain_accuracy": accuracy(m),
@@ -118,10 +131,16 @@ def _row(ctx: Context, row_id: str, label: str, kind: str, m: dict[str, Any], **
         "forgetting_ci": list(paired_interval(m, base, "forgetting", boot)),
         "gain": accuracy(m) - accuracy(base),
         "gain_ci": list(paired_interval(m, base, "gain", boot)),
+        "validation_accuracy": sum(validation) / len(validation) if validation else None,
+        "validation_n": len(validation or []),
         "examples": m.get("examples", [])[:2],
         "measured_on": m.get("machine"),
         **extra,
     }
+    # Per-item scores: every paired interval of the report (selection, verdicts, claims) is recomputed from them.
+    row["items"] = {"domain_correct": m["domain_correct"], "general_nats": m["general_nats"],
+                    "general_tokens": m["general_tokens"], **({"validation_correct": validation} if validation else {}),
+                    **row.pop("items", {})}
     if m.get("kl_nll") and base.get("kl_nll"):
         from forgetless.replay.kl_estimate import estimate_from_nll
 
@@ -141,11 +160,16 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
     probe = ctx.cfg.train_config(method, lr, seed, "unused")
     if data is not None:
         probe = probe.model_copy(update={"data": data})
+    used = data or ctx.train_data or probe.data
     spec = {
         "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints"}),
         "base": model_fingerprint(ctx.base_path),
-        "data": data_hash(probe.data if not probe.data.startswith("testbed:") else resolve_data(probe.data)),
+        "data": data_hash(resolve_data(used)),
     }
+    curve = _curve_callback(ctx) if data is None else None  # a peer domain's curve on this validation set means nothing
+    if curve is not None:
+        spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
+                         "documents": len(curve.texts), "general": ctx.eval_spec["general"]}
     unit = cell(ctx.root / "cells", "train", spec)
     label = f"{method.name} lr={lr:g} seed={seed}"
     cached = unit.done()
@@ -154,11 +178,23 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
         model_dir = unit.dir / "model"
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
-            train(cfg.model_copy(update={"model": ctx.base_path, "data": resolve_data(data or cfg.data)}))
+            train(cfg.model_copy(update={"model": ctx.base_path,
+                                         "data": resolve_data(data or ctx.train_data or cfg.data)}),
+                  callbacks=[curve] if curve is not None else None)
         record = json.loads((model_dir / "forgetless.json").read_text())
-        unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds")})
+        unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds"),
+                   "curve": curve_from_log(record.get("log_history", []))})
     ctx.progress.end(6.0, cached)
     return unit, str(unit.dir / "model")
+
+
+def _curve_callback(ctx: Context) -> LearningCurve | None:
+    """The learning-curve callback of a domain model, or None when curves are off."""
+    ev = ctx.cfg.eval
+    if ev.curve_points == 0 or ctx.validation_path is None:
+        return None
+    return LearningCurve(ctx.tokenizer, ctx.validation_path, ev.curve_examples,
+                         ctx.general_texts[: ev.curve_documents], ev.curve_points)
 
 
 def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
@@ -206,20 +242,35 @@ def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
     return method.model_copy(update={"train": train})
 
 
-def majority_baseline(test: str, limit: int | None) -> dict[str, Any]:
-    """The score of always giving the test set's most frequent answer: the floor a real gain must clear.
+def prepare_domain_data(cfg: StudyConfig, root: Path,
+                        print_fn: Callable[[str], None]) -> tuple[str, str, dict[str, Any]]:
+    """Check the domain data and settle the validation set before any work starts.
 
-    A model that only learns the answer format and its prior reaches this without
-    computing anything, so the report states it next to every gain.
+    Refuses a test or validation set without extractable answers; carves a
+    validation split from train when none is given; warns about validation or test
+    prompts that appear verbatim in train.
+
+    Returns:
+        ``(training data, validation set, notes)``; the notes (where the validation set
+        came from, duplicate prompt counts) go into the base row for the report.
     """
-    from collections import Counter
-
-    from forgetless.data.records import read_records
-    from forgetless.evaluation.domain import gold_answer
-
-    golds = [gold_answer(r.fields, test, r.where) for r in read_records(test)[:limit]]
-    answer, count = Counter(golds).most_common(1)[0]
-    return {"majority_answer": answer, "majority_accuracy": count / len(golds)}
+    train_data = resolve_data(cfg.data.train)
+    check_answers(resolve_data(cfg.data.test))
+    if cfg.data.validation is not None:
+        validation = resolve_data(cfg.data.validation)
+        check_answers(validation)
+        source = f"`{cfg.data.validation}`"
+    else:
+        train_data, validation = carve_validation(train_data, cfg.eval.validation_limit, root / "data")
+        source = (f"{len(check_answers(validation))} examples carved from `{cfg.data.train}` (seeded sample, "
+                  "removed from training; no data.validation given)")
+    duplicates = {}
+    for name, path in (("validation", validation), ("test", resolve_data(cfg.data.test))):
+        overlap = duplicates[name] = duplicate_prompts(train_data, path)
+        if overlap:
+            print_fn(f"[study] warning: {overlap} {name} prompts appear verbatim in the training data; their "
+                     f"scores overstate what a model learned")
+    return train_data, validation, {"validation_source": source, "duplicate_prompts": duplicates}
 
 
 def _plain_sft(method: MethodConfig) -> bool:
@@ -254,12 +305,14 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
     tokenizer = load_tokenizer(base_path)
     general = resolve_data(cfg.data.general)
     test = resolve_data(cfg.data.test)
+    train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
     texts = read_texts(general)[: cfg.eval.general_limit]
     ctx = Context(
         cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer, general_texts=texts, test_path=test,
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
-                   "test": data_hash(test), "domain_limit": cfg.eval.domain_limit},
-        progress=Progress(_stage_weights(cfg), print_fn),
+                   "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
+                   "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit},
+        progress=Progress(_stage_weights(cfg), print_fn), validation_path=validation, train_data=train_data,
     )
     if cfg.context_free.kl_samples:
         from forgetless.replay.kl_estimate import load_samples
@@ -268,8 +321,10 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
         ctx.kl_samples = load_samples(held_out)
         ctx.eval_spec["kl_samples"] = data_hash(held_out)
     base_spec = {"model": model_fingerprint(base_path)}
-    _row(ctx, "base", "base", "base", _evaluate(ctx, base_spec, "base", lambda: _load(base_path)),
-         **majority_baseline(test, cfg.eval.domain_limit))
+    floor = constant_floor(check_answers(test)[: cfg.eval.domain_limit])
+    _row(ctx, "base", "base", RowKind.BASE, _evaluate(ctx, base_spec, "base", lambda: _load(base_path)),
+         majority_answer=floor["majority_answer"], majority_accuracy=floor["majority_accuracy"],
+         items={"floor_correct": floor["floor_correct"]}, **notes)
 
     trained: list[tuple[str, str, MethodConfig, float, int]] = []
     for method in cfg.methods:
@@ -279,9 +334,10 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
                 row_id = f"{method.name}/lr={lr:g}/seed={seed}"
                 label = f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
                 m = _evaluate(ctx, {"model": unit.key}, label, lambda p=path: _load(p))
-                _row(ctx, row_id, label, "trained", m, method=method.name, learning_rate=lr, seed=seed,
-                     train_seconds=unit.load().get("seconds"), trained_on=unit.load().get("machine"), path=path,
-                     plain_sft=_plain_sft(method))
+                _row(ctx, row_id, label, RowKind.TRAINED, m, method=method.name, learning_rate=lr, seed=seed,
+                     train_seconds=unit.load().get("seconds"), trained_on=unit.load().get("machine"), curve=unit.load().get("curve") or [],
+                     path=path, plain_sft=_plain_sft(method),
+                     family=method.family or family_of(method.train))
                 trained.append((row_id, path, method, lr, seed))
 
     for row_id, path, method, lr, seed in trained:
@@ -316,14 +372,15 @@ def _sweep(ctx: Context, row_id: str, path: str, method: MethodConfig, lr: float
         return holder["interp"].model
 
     name = row_id.split("/")[0]
+    family = method.family or family_of(method.train)
     for alpha in ctx.cfg.sweeps.interpolation:
         m = _evaluate(ctx, {"interpolate": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
                       f"{name} lr={lr:g} WiSE-FT a={alpha:g}", lambda a=alpha: interpolated(a))
-        _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", "interpolation", m,
-             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id)
+        _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", RowKind.INTERPOLATION, m,
+             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
     for alpha in ctx.cfg.sweeps.ensemble:
         m = _evaluate(ctx, {"ensemble": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
                       f"{name} lr={lr:g} ensemble a={alpha:g}",
                       lambda a=alpha: OutputEnsemble(_load(ctx.base_path), _load(path), a))
-        _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", "ensemble", m,
-             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id)
+        _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", RowKind.ENSEMBLE, m,
+             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)

@@ -1,0 +1,74 @@
+"""Learning curves: validation exact match and held-out general loss at a few points while a model trains.
+
+A method that scores low at the end of its budget may have stopped learning or
+may have been stopped while still learning; only the curve tells which, so the
+study's report draws it and its "why nothing ships" diagnosis quotes it.
+
+The points go into the Trainer's ``state.log_history`` (``curve/validation_em``,
+``curve/general_nats_per_token``), which checkpoints carry: a run killed and
+resumed keeps the points measured before the kill, and the finished model's
+``forgetless.json`` holds the whole curve.
+
+Points are measured at the training precision: under bf16 training, accelerate
+runs the model's forward in bf16 autocast, so a curve's general loss may differ
+from the full fp32 evaluation in the fourth or fifth digit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+
+from forgetless.evaluation.codelength import text_code_lengths
+from forgetless.evaluation.domain import domain_accuracy
+
+
+class LearningCurve(TrainerCallback):
+    """Measure at step 0 and at ``points`` evenly spaced steps up to the last one (cheap: small slices).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        validation: the domain validation set; its first ``examples`` examples are scored.
+        texts: held-out general documents (a few) whose loss in nats/token is recorded.
+        points: measurements after step 0.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, validation: str, examples: int, texts: list[str],
+                 points: int) -> None:
+        self.tokenizer, self.validation, self.examples, self.texts, self.points = (
+            tokenizer, validation, examples, texts, points)
+        self.steps: set[int] = set()
+
+    def _measure(self, model: torch.nn.Module, state: Any) -> None:
+        was_training = model.training
+        scored = domain_accuracy(model, self.tokenizer, self.validation, limit=self.examples, progress=False)
+        lengths = text_code_lengths(model, self.tokenizer, self.texts, progress=False)
+        model.train(was_training)
+        state.log_history.append({
+            "curve/validation_em": scored["exact_match"],
+            "curve/general_nats_per_token": sum(c.nats for c in lengths) / sum(c.tokens for c in lengths),
+            "step": state.global_step,
+        })
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None,
+                       **kwargs: Any) -> None:
+        """Plan the points (the same on a resumed run) and measure the starting model."""
+        self.steps = {max(1, round(state.max_steps * k / self.points)) for k in range(1, self.points + 1)}
+        if model is not None and state.global_step == 0:
+            self._measure(model, state)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None,
+                    **kwargs: Any) -> None:
+        """Measure at the planned steps."""
+        if model is not None and state.global_step in self.steps:
+            self._measure(model, state)
+
+
+def curve_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The curve points of a training log: ``[{"step", "validation_accuracy", "general_nats_per_token"}]`` by step."""
+    points = {e["step"]: {"step": e["step"], "validation_accuracy": e["curve/validation_em"],
+                          "general_nats_per_token": e["curve/general_nats_per_token"]}
+              for e in log_history if "curve/validation_em" in e}
+    return [points[s] for s in sorted(points)]
