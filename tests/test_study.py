@@ -220,3 +220,36 @@ def test_learning_curves_start_at_the_base_and_end_at_the_model(study_yaml: Path
     assert first["general_nats_per_token"] == pytest.approx(base["general_nats_per_token"], rel=1e-5)
     assert last["general_nats_per_token"] == pytest.approx(model["general_nats_per_token"], rel=1e-5)
     assert (root / "learning_curves.png").is_file() and "## Learning curves" in (root / "report.md").read_text()
+
+
+def test_contextual_and_corpus_replay_train_on_their_own_sources(study_yaml: Path, tmp_path: Path) -> None:
+    corpus = write_jsonl(tmp_path / "pretrain.jsonl", [{"text": f"In the beginning {i} was the word."} for i in range(20)])
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"] = [
+        {"name": "ctx-replay", "learning_rates": [1e-3], "train": {"replay": {"data": "contextual", "ratio": 0.5}}},
+        {"name": "corpus-replay", "learning_rates": [1e-3], "train": {"replay": {"data": "corpus", "ratio": 0.5}}},
+    ]
+    values["context_free"]["replay_corpus"] = str(corpus)
+    values["sweeps"]["interpolation"] = []
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    rows = {r["label"]: r for r in map(json.loads, (root / "results.jsonl").read_text().splitlines())}
+    kinds = {}
+    for label, family in (("ctx-replay lr=0.001", "contextual-replay"), ("corpus-replay lr=0.001", "corpus-replay")):
+        assert rows[label]["family"] == family
+        replay_file = json.loads((Path(rows[label]["path"]) / "forgetless.json").read_text())["config"]["replay"]["data"]
+        meta = json.loads(Path(replay_file).with_suffix(".meta.json").read_text())
+        kinds[family] = meta["kind"]
+        first = json.loads(Path(replay_file).read_text(encoding="utf-8").split("\n")[0])
+        assert set(first) >= ({"prompt", "completion"} if family == "contextual-replay" else {"text"})
+    assert kinds == {"contextual-replay": "contextual", "corpus-replay": "corpus"}
+
+
+def test_corpus_replay_refuses_the_held_out_general_text(study_yaml: Path) -> None:
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"] = [{"name": "corpus-replay", "learning_rates": [1e-3],
+                          "train": {"replay": {"data": "corpus", "ratio": 0.5}}}]
+    values["context_free"]["replay_corpus"] = values["data"]["general"]
+    study_yaml.write_text(yaml.safe_dump(values))
+    with pytest.raises(ValueError, match="replay_corpus: is data.general"):
+        run_study(load_study(study_yaml), print_fn=lambda _: None)

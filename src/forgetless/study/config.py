@@ -126,11 +126,15 @@ class CocktailConfig(BaseModel):
 
 
 class ContextFreeConfig(BaseModel):
-    """Context-free samples from the base (arXiv 2505.13811): replay data and the KL estimate of forgetting.
+    """Replay data made by the study, and context-free samples for the KL estimate of forgetting.
 
-    A method whose ``replay.data`` is ``context-free`` trains on ``replay_samples``
-    sequences drawn once from the base; every model's KL(p_base || p_model) is
-    estimated on ``kl_samples`` other sequences (a different seed), drawn at T = 1.
+    A method's ``replay.data`` may name a source instead of a file (arXiv 2505.13811
+    compares the three): ``context-free`` trains on ``replay_samples`` sequences drawn
+    once from the base with no context; ``contextual``, on the base's own completions
+    of ``replay_samples`` training prompts; ``corpus``, on ``replay_samples`` pieces of
+    ``replay_corpus`` (general text, never the held-out set that measures forgetting).
+    Every model's KL(p_base || p_model) is estimated on ``kl_samples`` other
+    context-free sequences (a different seed), drawn at T = 1.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -139,6 +143,10 @@ class ContextFreeConfig(BaseModel):
     kl_samples: int = Field(64, ge=0, description="Held-out sequences for the KL estimate (0 turns it off).")
     max_new_tokens: int = Field(64, gt=0, description="Length limit of every drawn sequence.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the replay samples (KL samples use 1).")
+    replay_corpus: str | None = Field(
+        None, description="General text (records with 'text') sliced for `replay.data: corpus`, e.g. "
+        "testbed:tiny/general/pretrain.jsonl; must not be data.general."
+    )
 
 
 class EvalConfig(BaseModel):

@@ -27,7 +27,9 @@ from forgetless.study.verdicts import compare, curve_note, decide
 
 def read_rows(root: Path) -> list[Row]:
     """The rows of ``root/results.jsonl``."""
-    return [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines() if line.strip()]
+    # split("\n"), not splitlines(): a generated example may hold U+2028, which JSON leaves unescaped.
+    text = (root / "results.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 def _ci(value: float, ci: list[float], fmt: str) -> str:

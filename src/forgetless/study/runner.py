@@ -197,47 +197,81 @@ def _curve_callback(ctx: Context) -> LearningCurve | None:
                          ctx.general_texts[: ev.curve_documents], ev.curve_points)
 
 
-def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
-    """Draw context-free samples from the base once (a cached cell); return the JSONL path.
+REPLAY_SOURCES = ("context-free", "contextual", "corpus")
 
-    Uses ``forgetless generate`` itself, so the file and its sidecar are what a user gets.
+
+def _replay_source(ctx: Context, kind: str, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
+    """Make replay data of one ``kind`` once (a cached cell); return the JSONL path.
+
+    ``context-free``: sequences sampled from the base with no context;
+    ``contextual``: the base's completions of training prompts; ``corpus``: pieces
+    of the configured general corpus. Uses ``forgetless generate`` itself, so the
+    file and its sidecar are what a user gets.
     """
     from forgetless.replay.cli import add_generate_parser
 
     cf = ctx.cfg.context_free
-    spec = {"base": model_fingerprint(ctx.base_path), "purpose": purpose, "n": num_samples,
-            "max_new_tokens": cf.max_new_tokens, "temperature": temperature, "seed": seed}
+    source: list[str]
+    if kind == "context-free":
+        source, fingerprint = ["--model", ctx.base_path], {"base": model_fingerprint(ctx.base_path)}
+    elif kind == "contextual":
+        train = ctx.train_data or resolve_data(ctx.cfg.data.train)
+        source = ["--model", ctx.base_path, "--prompts", train]
+        fingerprint = {"base": model_fingerprint(ctx.base_path), "prompts": data_hash(train)}
+    else:
+        corpus = _replay_corpus(ctx)
+        source, fingerprint = ["--corpus", corpus], {"corpus": data_hash(corpus)}
+    spec = {**fingerprint, "purpose": purpose, "n": num_samples, "max_new_tokens": cf.max_new_tokens,
+            "temperature": temperature, "seed": seed, **({"kind": kind} if kind != "context-free" else {})}
     unit = cell(ctx.root / "cells", "samples", spec)
     out = unit.dir / "samples.jsonl"
     cached = unit.done()
-    ctx.progress.begin(f"draw {num_samples} context-free samples from the base ({purpose})", 1.0, cached)
+    ctx.progress.begin(f"make {num_samples} {kind} replay samples ({purpose})", 1.0, cached)
     if not cached:
         import argparse
 
         parser = argparse.ArgumentParser()
         add_generate_parser(parser.add_subparsers())
-        args = parser.parse_args(["generate", "--model", ctx.base_path, "--output", str(out),
-                                  "--num-samples", str(num_samples), "--max-new-tokens", str(cf.max_new_tokens),
-                                  "--temperature", str(temperature), "--seed", str(seed)])
+        args = parser.parse_args(["generate", *source, "--output", str(out), "--num-samples", str(num_samples),
+                                  "--max-new-tokens", str(cf.max_new_tokens), "--temperature", str(temperature),
+                                  "--seed", str(seed)])
         args.func(args)
         unit.save({"samples": str(out)})
     ctx.progress.end(1.0, cached)
     return str(out)
 
 
+def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
+    """Context-free samples from the base (a cached cell): replay data or the KL estimate's held-out set."""
+    return _replay_source(ctx, "context-free", purpose, num_samples, temperature, seed)
+
+
+def _replay_corpus(ctx: Context) -> str:
+    """The general text that corpus replay slices: configured, and never the held-out set."""
+    cf = ctx.cfg.context_free
+    if cf.replay_corpus is None:
+        raise ValueError("context_free.replay_corpus: missing; `replay.data: corpus` needs general text to slice "
+                         "(e.g. testbed:tiny/general/pretrain.jsonl)")
+    corpus = resolve_data(cf.replay_corpus)
+    if Path(corpus).resolve() == Path(resolve_data(ctx.cfg.data.general)).resolve():
+        raise ValueError("context_free.replay_corpus: is data.general, the held-out text that measures forgetting; "
+                         "replaying it would hide forgetting; expected other general text")
+    return corpus
+
+
 def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
-    """Replace ``context-free`` in ``replay.data`` or ``regularizers.kl.data`` by the study's samples file."""
+    """Replace a replay source name (``context-free``, ``contextual``, ``corpus``) in ``replay.data``,
+    or ``context-free`` in ``regularizers.kl.data``, by the study's file of that source."""
     train = dict(method.train)
     replay = train.get("replay")
     kl = (train.get("regularizers") or {}).get("kl") or {}
     replay_data = replay if isinstance(replay, str) else (replay or {}).get("data")
-    if "context-free" not in (replay_data, kl.get("data")):
-        return method
     cf = ctx.cfg.context_free
-    path = _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
-    if replay_data == "context-free":
+    if replay_data in REPLAY_SOURCES:
+        path = _replay_source(ctx, replay_data, "replay", cf.replay_samples, cf.temperature, seed=0)
         train["replay"] = {"data": path} if isinstance(replay, str) else {**replay, "data": path}
     if kl.get("data") == "context-free":
+        path = _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
         train["regularizers"] = {**train["regularizers"], "kl": {**kl, "data": path}}
     return method.model_copy(update={"train": train})
 
