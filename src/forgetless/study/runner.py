@@ -35,7 +35,8 @@ def resolve_data(spec: str) -> str:
         from forgetless.testbed.build import build_testbed
 
         preset, _, rest = spec.removeprefix("testbed:").partition("/")
-        return str(build_testbed(preset).root / rest)
+        # testbed:tiny@bf16/tasks/...: the data of a testbed is the same whatever its base's dtype.
+        return str(build_testbed(preset.partition("@")[0]).root / rest)
     return spec
 
 
