@@ -168,6 +168,22 @@ def test_merge_sweep_and_budget_of_a_bf16_base(tiny_bf16_model_dir, bf16_finetun
     assert f"alpha={chosen:g} meets the budget" in capsys.readouterr().out
 
 
+def test_study_train_cells_of_fp32_bases_keep_their_keys(tiny_model_dir, tiny_bf16_model_dir, pc_data):
+    from forgetless.data import data_hash
+    from forgetless.study.cells import model_fingerprint
+    from forgetless.study.runner import train_spec
+
+    probe = _cfg(tiny_model_dir, pc_data, Path("unused"))
+    # The key every cached study computed before save_dtype existed: fp32 outputs, still valid.
+    assert train_spec(probe, str(tiny_model_dir)) == {
+        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "save_dtype"}),
+        "base": model_fingerprint(tiny_model_dir), "data": data_hash(str(pc_data))}
+    assert train_spec(probe.model_copy(update={"save_dtype": "fp32"}), str(tiny_model_dir)).get("save_dtype") is None
+    # A bf16 base now writes bf16 models: a new key, so no fp32 model of an older run is reused.
+    assert train_spec(probe, str(tiny_bf16_model_dir))["save_dtype"] == "bf16"
+    assert train_spec(probe.model_copy(update={"save_dtype": "fp16"}), str(tiny_model_dir))["save_dtype"] == "fp16"
+
+
 # --- a study on a bf16 base -----------------------------------------------------------------
 
 

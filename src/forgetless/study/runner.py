@@ -21,7 +21,9 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
+from forgetless.config import TrainConfig
 from forgetless.data import data_hash
+from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.evaluation.report import read_texts
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
@@ -133,6 +135,19 @@ def _row(ctx: Context, row_id: str, label: str, kind: str, m: dict[str, Any], **
     return row
 
 
+def train_spec(probe: TrainConfig, base_path: str) -> dict[str, Any]:
+    """What determines a trained model: its config, the base and the data (the key of its cell)."""
+    spec = {
+        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "save_dtype"}),
+        "base": model_fingerprint(base_path),
+        "data": data_hash(probe.data if not probe.data.startswith("testbed:") else resolve_data(probe.data)),
+    }
+    saved = resolve_save_dtype(probe.save_dtype, base_path)
+    if saved != torch.float32:  # fp32 is what every run wrote before save_dtype: those cells stay valid
+        spec["save_dtype"] = short_name(saved)
+    return spec
+
+
 def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
     """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
 
@@ -141,12 +156,7 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
     probe = ctx.cfg.train_config(method, lr, seed, "unused")
     if data is not None:
         probe = probe.model_copy(update={"data": data})
-    spec = {
-        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints"}),
-        "base": model_fingerprint(ctx.base_path),
-        "data": data_hash(probe.data if not probe.data.startswith("testbed:") else resolve_data(probe.data)),
-    }
-    unit = cell(ctx.root / "cells", "train", spec)
+    unit = cell(ctx.root / "cells", "train", train_spec(probe, ctx.base_path))
     label = f"{method.name} lr={lr:g} seed={seed}"
     cached = unit.done()
     ctx.progress.begin(f"train {label}", 6.0, cached)
