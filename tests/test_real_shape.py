@@ -10,6 +10,7 @@ are per command and include Python, torch and transformers (about 0.5 GB).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -79,7 +80,7 @@ def test_qwen25_05b_shape_through_every_command(tokenizer, tmp_path: Path) -> No
     del model
     assert {d for d, _ in float_tensors(base).values()} == {torch.bfloat16}
     print(f"\nQwen2.5-0.5B shape: {parameters:,} parameters, {(base / 'model.safetensors').stat().st_size / 1e9:.2f} GB "
-          f"on disk; {torch.get_num_threads()} threads")
+          f"on disk; commands run with OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}")
 
     text = write_jsonl(tmp_path / "text.jsonl", [{"text": t} for t in TEXT[:24]])
     test = write_jsonl(tmp_path / "test.jsonl", [{"prompt": f"Sum {a} and 1.\n", "answer": str(a + 1)} for a in range(2)])
