@@ -78,3 +78,12 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrained
         tokenizer.save_pretrained(root / f"m{seed}")
         paths.append(root / f"m{seed}")
     return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrainedTokenizerFast) -> Path:
+    """The tiny model (seed 0) stored in bf16, as real checkpoints ship; read-only."""
+    path = tmp_path_factory.mktemp("tiny-bf16-model")
+    make_model(tokenizer).to(torch.bfloat16).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

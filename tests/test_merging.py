@@ -198,10 +198,12 @@ def test_refuses_different_shapes_naming_the_tensor(tmp_path):
     refused([a, b], [0.5, 0.5], tmp_path / "out", r"tensor layer.weight has shape \[2, 3\] in .* but \[3, 2\]")
 
 
-def test_refuses_different_dtypes_naming_the_tensor(tmp_path):
-    a = raw_checkpoint(tmp_path / "a", {"layer.weight": torch.ones(2)})
-    b = raw_checkpoint(tmp_path / "b", {"layer.weight": torch.ones(2, dtype=torch.float16)})
-    refused([a, b], [0.5, 0.5], tmp_path / "out", "tensor layer.weight has dtype F32 in .* but F16")
+def test_refuses_an_integer_tensor_whose_dtype_differs_naming_it(tmp_path):
+    # Float tensors of different dtypes are combined (tests/test_merging_dtypes.py); a tensor
+    # that is an integer in one input and a float in another cannot be.
+    a = raw_checkpoint(tmp_path / "a", {"w": torch.ones(2), "steps": torch.tensor([1, 2])})
+    b = raw_checkpoint(tmp_path / "b", {"w": torch.ones(2), "steps": torch.tensor([1.0, 2.0])})
+    refused([a, b], [0.5, 0.5], tmp_path / "out", r"tensor steps has dtype I64 in .*a but F32 in .*b; only float")
 
 
 def test_refuses_missing_tensor(tmp_path):
@@ -261,11 +263,11 @@ def test_interrupted_merge_leaves_no_output(trio, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = engine.combine
 
-    def interrupt(read, coefficients):
+    def interrupt(read, coefficients, dtype=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(read, coefficients)
+        return real(read, coefficients, dtype)
 
     monkeypatch.setattr(engine, "combine", interrupt)
     with pytest.raises(KeyboardInterrupt):

@@ -33,7 +33,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _merged_config(TrainConfig, args)
     for output in train_sweep(cfg):
-        print(f"model written to {output}")
+        resolved = json.loads((output / "forgetless.json").read_text())["resolved"]
+        print(f"model written to {output} ({resolved.get('save_dtype', 'fp32')}, "
+              f"trained in {resolved.get('precision')})")
     return 0
 
 

@@ -97,6 +97,10 @@ class TrainConfig(BaseModel):
         "auto",
         description="auto: bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
     )
+    save_dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="dtype of the saved model (training keeps fp32 master weights); auto: the dtype the base is stored in.",
+    )
     save_steps: int = Field(200, gt=0, description="Checkpoint every this many steps (to resume after a crash).")
     save_total_limit: int = Field(2, gt=0, description="Checkpoints kept while training.")
     keep_checkpoints: bool = Field(False, description="Keep the checkpoint directory after training ends.")

@@ -1,12 +1,14 @@
 """Refusals before a merge writes anything: inputs must agree in architecture, tensors
-(names, shapes, dtypes) and tokenizer. Every message names the input and what differs."""
+(names, shapes, and the dtype of integer tensors) and tokenizer. Float tensors may differ
+in float dtype (a bf16 base, an fp32 fine-tuned model): they are combined in float32.
+Every message names the input and what differs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from forgetless.merging.checkpoint import Checkpoint, MergeError
+from forgetless.merging.checkpoint import FLOAT_DTYPES, Checkpoint, MergeError
 
 
 def check_architectures(checkpoints: list[Checkpoint]) -> None:
@@ -21,7 +23,7 @@ def check_architectures(checkpoints: list[Checkpoint]) -> None:
 
 
 def check_tensors(checkpoints: list[Checkpoint]) -> None:
-    """Same tensor names, shapes and dtypes in every input."""
+    """Same tensor names and shapes in every input; a float tensor may change float dtype, nothing else may."""
     first = checkpoints[0]
     for other in checkpoints[1:]:
         only_first = sorted(set(first.tensors) - set(other.tensors))
@@ -36,9 +38,9 @@ def check_tensors(checkpoints: list[Checkpoint]) -> None:
             if info.shape != theirs.shape:
                 raise MergeError(f"tensor {name} has shape {list(info.shape)} in {first.path} "
                                  f"but {list(theirs.shape)} in {other.path}")
-            if info.dtype != theirs.dtype:
-                raise MergeError(f"tensor {name} has dtype {info.dtype} in {first.path} "
-                                 f"but {theirs.dtype} in {other.path}; convert the inputs to one dtype first")
+            if info.dtype != theirs.dtype and not {info.dtype, theirs.dtype} <= FLOAT_DTYPES:
+                raise MergeError(f"tensor {name} has dtype {info.dtype} in {first.path} but {theirs.dtype} in "
+                                 f"{other.path}; only float tensors can be combined across dtypes")
 
 
 def tokenizer_vocab(path: Path) -> dict[int, str] | None:

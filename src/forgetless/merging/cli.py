@@ -7,6 +7,7 @@ same keys (flags override it), so the two cannot drift apart.
 from __future__ import annotations
 
 import argparse
+import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,11 @@ def cmd_merge_weights(cfg: MergeConfig) -> int:
         print(f"{cfg.rule} coefficients:")
         _print_weights(cfg.models, result.values, result.info)
         out = merge_checkpoints(paths, result.values, cfg.output, config_from=cfg.config_from,
-                                shard_size=cfg.shard_size, overwrite=cfg.overwrite,
+                                shard_size=cfg.shard_size, overwrite=cfg.overwrite, dtype=cfg.dtype,
                                 record={"rule": cfg.rule, "inputs": cfg.models, "params": rule.params(),
                                         **result.info})
-    print(f"merged model written to {out} (coefficients in {out}/forgetless-merge.json)")
+    dtype = json.loads((out / "forgetless-merge.json").read_text())["dtype"]
+    print(f"merged model written to {out} ({dtype}; coefficients in {out}/forgetless-merge.json)")
     return 0
 
 
@@ -189,6 +191,7 @@ def cmd_merge_sweep(cfg: MergeConfig) -> int:
                     alpha = choice.chosen["alpha"]
                     merge_checkpoints([base, ft], Interpolate(alpha).coefficients([base, ft]).values, cfg.output,
                                       config_from=1, shard_size=cfg.shard_size, overwrite=cfg.overwrite,
+                                      dtype=cfg.dtype,
                                       record={"rule": "interpolate", "inputs": cfg.models, "params": {"alpha": alpha},
                                               "budget": result["budget"], "budget_unit": cfg.budget_unit,
                                               "curve": choice.curve})

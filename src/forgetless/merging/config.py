@@ -61,6 +61,8 @@ class MergeConfig(BaseModel):
     curve: str | None = Field(None, description="Also write the sweep curve (JSON) to this file.")
     config_from: int = Field(0, ge=0, description="Index in --models of the model whose config, tokenizer, integer "
                                                   "tensors and buffers the output takes.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="dtype of the written model (inputs are combined in float32); auto: the first model's.")
     shard_size: str = Field("5GB", description="Largest output shard, e.g. 500MB or 2GB.")
     adapter_base: str | None = Field(None, description="Base model of LoRA adapter inputs (default: the one their "
                                                        "adapter_config.json names).")

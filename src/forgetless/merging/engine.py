@@ -3,18 +3,22 @@
 Every coefficient rule (interpolate, average, task_arithmetic, cocktail, greedy soup)
 reduces to one list of coefficients over the inputs (METHODS.md section 4); this module
 applies such a list. It reads one tensor of each input at a time, combines it in float32
-(float64 for float64 inputs), casts back to the input dtype and appends it to the output
-shard, so peak memory is a few tensors, never a model. Integer tensors and buffers are
-copied from the config source, never combined. Output goes to a temporary directory that
-is renamed when complete (``forgetless.atomic.atomic_dir``).
+(float64 for float64 inputs), casts it to the output dtype and appends it to the output
+shard, so peak memory is a few tensors, never a model. Inputs may differ in float dtype
+(a bf16 base and an fp32 fine-tuned model): the output takes the first model's dtype, or
+the one asked for. Integer tensors and buffers are copied from the config source, never
+combined. Output goes to a temporary directory that is renamed when complete
+(``forgetless.atomic.atomic_dir``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,8 @@ from tqdm.auto import tqdm
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
 from forgetless.merging.adapters import is_adapter, materialize_adapter
-from forgetless.merging.checkpoint import FLOAT_DTYPES, Checkpoint, MergeError
+from forgetless.dtypes import HEADER_NAMES, config_dtype, parse_dtype, short_name
+from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Checkpoint, MergeError, TensorInfo
 from forgetless.merging.checks import check_compatible
 from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
 
@@ -35,35 +40,65 @@ COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "toke
                 "chat_template.jinja", "chat_template.json")
 
 
-def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float]) -> torch.Tensor:
+def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
+            dtype: torch.dtype | None = None) -> torch.Tensor:
     """Σ_k c_k θ_k for one tensor, reading input ``k`` only when its coefficient is non-zero.
 
-    Terms with c_k = 0 are skipped and a single term with c_k = 1 is returned as read, so
-    interpolation at α = 0 and α = 1 reproduces an input bit for bit (0·x would turn −0.0
-    into +0.0 and inf into nan).
+    Terms with c_k = 0 are skipped and a single term with c_k = 1 is returned as read (cast
+    to ``dtype``), so interpolation at α = 0 and α = 1 reproduces an input bit for bit in its
+    own dtype, and exactly as that dtype rounds it in another (0·x would turn −0.0 into +0.0
+    and inf into nan). Otherwise the sum is taken in float32 (float64 if an input is) and
+    rounded once, to ``dtype``.
 
     Args:
-        read: loads input ``k``'s tensor (any shape ``S``, one float dtype across inputs).
+        read: loads input ``k``'s tensor (any shape ``S``, any float dtype).
         coefficients: c_k, one per input.
+        dtype: dtype of the result; None: the dtype of the first input read.
 
     Returns:
-        A tensor of shape ``S`` in the inputs' dtype.
+        A tensor of shape ``S`` in ``dtype``.
     """
     terms = [(k, float(c)) for k, c in enumerate(coefficients) if c != 0]
     if not terms:
         first = read(0)
-        return torch.zeros_like(first)
+        return torch.zeros_like(first, dtype=dtype or first.dtype)
     if len(terms) == 1 and terms[0][1] == 1.0:
-        return read(terms[0][0])
+        tensor = read(terms[0][0])
+        return tensor.to(dtype or tensor.dtype)
     k, c = terms[0]
     tensor = read(k)
-    dtype = tensor.dtype
-    accumulate = torch.float64 if dtype == torch.float64 else torch.float32
-    total = tensor.to(accumulate) * c
+    dtype = dtype or tensor.dtype
+    wide = tensor.dtype == torch.float64 or dtype == torch.float64
+    total = tensor.to(torch.float64 if wide else torch.float32) * c
     del tensor
     for k, c in terms[1:]:
-        total.add_(read(k).to(accumulate), alpha=c)
+        term = read(k)
+        if term.dtype == torch.float64 and total.dtype != torch.float64:
+            total = total.to(torch.float64)
+        total.add_(term.to(total.dtype), alpha=c)
     return total.to(dtype)
+
+
+def _majority_dtype(tensors: dict[str, TensorInfo]) -> torch.dtype | None:
+    """The float dtype most elements of ``tensors`` are in (None if none is float)."""
+    counts: dict[str, int] = {}
+    for info in tensors.values():
+        if info.dtype in FLOAT_DTYPES:
+            counts[info.dtype] = counts.get(info.dtype, 0) + info.nbytes // DTYPES[info.dtype].itemsize
+    return HEADER_NAMES[max(counts, key=lambda d: counts[d])] if counts else None
+
+
+def _set_config_dtype(config: Path, dtype: torch.dtype | None) -> None:
+    """Make the copied config.json's ``dtype`` say what the output holds (``from_pretrained``
+    with ``dtype="auto"`` reads it)."""
+    if dtype is None or not config.is_file():
+        return
+    values = json.loads(config.read_text())
+    if config_dtype(values) == dtype:
+        return
+    values["dtype"] = str(dtype).removeprefix("torch.")
+    values.pop("torch_dtype", None)
+    config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def buffer_names(config_dir: Path) -> set[str]:
@@ -120,6 +155,7 @@ def merge_checkpoints(
     record: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     progress: bool = True,
+    dtype: str | torch.dtype | None = None,
 ) -> Path:
     """Write θ = Σ_k c_k θ_k of ``models`` to ``output``, streaming one tensor at a time.
 
@@ -134,13 +170,16 @@ def merge_checkpoints(
         overwrite: replace an existing ``output``.
         adapter_base: base model for adapter inputs (default: the one their config names).
         record: extra facts (rule, parameters, computed weights) saved in ``forgetless-merge.json``.
+        dtype: float dtype of the output (``"bf16"``, ``"fp32"``, ``"fp16"``, a torch dtype);
+            None or ``"auto"``: each float tensor in the dtype the first model stores it in.
 
     Returns:
         ``output``, loadable with ``AutoModelForCausalLM.from_pretrained``.
 
     Raises:
-        MergeError: inputs differ in architecture, tensor names, shapes, dtypes or tokenizer,
-            a shard is missing, or the coefficients make no sense; nothing is written.
+        MergeError: inputs differ in architecture, tensor names, shapes, tokenizer or the
+            dtype of an integer tensor, a shard is missing, or the coefficients make no
+            sense; nothing is written.
         FileExistsError: ``output`` exists and ``overwrite`` is off.
     """
     output = Path(output)
@@ -152,6 +191,8 @@ def merge_checkpoints(
     if not 0 <= config_from < len(models):
         raise MergeError(f"config_from={config_from}: expected an index between 0 and {len(models) - 1}")
     max_bytes = parse_size(shard_size)
+    out_dtype = parse_dtype(dtype) if isinstance(dtype, str) and dtype != "auto" else (
+        dtype if isinstance(dtype, torch.dtype) else None)
     with ExitStack() as stack:
         checkpoints = resolve_inputs(models, stack, adapter_base, trust_remote_code)
         check_compatible(checkpoints)
@@ -164,25 +205,35 @@ def merge_checkpoints(
                    if i.dtype in FLOAT_DTYPES and not n.endswith((".weight", ".bias"))]
         buffers = buffer_names(source.path) if unusual else set()
         copied = {name for name, info in source.tensors.items() if info.dtype not in FLOAT_DTYPES or name in buffers}
+        first = checkpoints[0].tensors
+        planned = {name: info if info.dtype not in FLOAT_DTYPES else
+                   replace(info, dtype=DTYPE_NAMES[out_dtype] if out_dtype else first[name].dtype)
+                   for name, info in source.tensors.items()}
         bar = tqdm(total=len(source.tensors), desc="merging", unit="tensor", leave=False, disable=not progress)
 
         def produce(name: str) -> torch.Tensor:
             bar.update(1)
+            target = DTYPES[planned[name].dtype]
             if name in copied:
-                return source.read(name)
-            return combine(lambda k: checkpoints[k].read(name), values)
+                return source.read(name).to(target)
+            return combine(lambda k: checkpoints[k].read(name), values, target)
 
         with atomic_dir(output, overwrite=overwrite) as tmp:
-            shards = write_shards(tmp, source.tensors, max_bytes, produce)
+            shards = write_shards(tmp, planned, max_bytes, produce)
             for name in COPIED_FILES:
                 if (source.path / name).is_file():
                     shutil.copy2(source.path / name, tmp / name)
+            _set_config_dtype(tmp / "config.json", _majority_dtype(planned))
             write_json(tmp / RECORD_FILE, {
                 "forgetless_version": forgetless.__version__,
                 "models": [str(m) for m in models],
                 "coefficients": values,
                 "config_from": str(models[config_from]),
                 "copied_tensors": sorted(copied),
+                "dtype": short_name(written) if (written := _majority_dtype(planned)) else None,
+                "dtype_requested": short_name(out_dtype) if out_dtype else "auto (the first model's)",
+                "input_dtypes": {str(m): short_name(c_dtype) for m, c in zip(models, checkpoints)
+                                 if (c_dtype := _majority_dtype(c.tensors)) is not None},
                 "shards": [s.file for s in shards],
                 **(record or {}),
             })

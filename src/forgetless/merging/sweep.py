@@ -2,7 +2,9 @@
 
 One model's float parameters are overwritten with θ_α = θ* + α(θ_ft − θ*) for each α
 (``torch.lerp``, which is exact at α = 0 and α = 1), and each point is evaluated there.
-Memory: the model plus float copies of θ* and θ_ft. Nothing is written unless the
+θ* and θ_ft may be stored in different float dtypes (a bf16 base, an fp32 fine-tuned
+model): both are held in float32 (float64 for a float64 model), combined there and
+written into the model in its own dtype. Memory: the model plus float32 copies of θ* and θ_ft. Nothing is written unless the
 caller asks for a point afterwards (``merge_checkpoints`` with ``Interpolate``).
 """
 
@@ -43,13 +45,13 @@ class Interpolator:
         if missing:
             raise MergeError(f"parameter {missing[0]} of the model is not in {base}")
         names = list(self.params)
-        dtype = {n: self.params[n].dtype for n in names}
-        self.base = {n: base_ckpt.read(n).to(dtype[n]) for n in names}
-        self.finetuned = {n: ft_ckpt.read(n).to(dtype[n]) for n in names}
+        wide = {n: torch.float64 if self.params[n].dtype == torch.float64 else torch.float32 for n in names}
+        self.base = {n: base_ckpt.read(n).to(wide[n]) for n in names}
+        self.finetuned = {n: ft_ckpt.read(n).to(wide[n]) for n in names}
 
     @torch.no_grad()
     def set_alpha(self, alpha: float) -> None:
-        """Write θ_α = θ* + α(θ_ft − θ*) into the model's parameters."""
+        """Write θ_α = θ* + α(θ_ft − θ*) into the model's parameters (rounded once, to their dtype)."""
         alpha = check_alpha(alpha)
         for name, base in self.base.items():
             self.params[name].copy_(torch.lerp(base, self.finetuned[name], alpha))

@@ -28,7 +28,9 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
+from forgetless.config import TrainConfig
 from forgetless.data import data_hash
+from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.evaluation.report import read_texts
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
@@ -45,7 +47,8 @@ def resolve_data(spec: str) -> str:
         from forgetless.testbed.build import build_testbed
 
         preset, _, rest = spec.removeprefix("testbed:").partition("/")
-        return str(build_testbed(preset).root / rest)
+        # testbed:tiny@bf16/tasks/...: the data of a testbed is the same whatever its base's dtype.
+        return str(build_testbed(preset.partition("@")[0]).root / rest)
     return spec
 
 
@@ -152,6 +155,22 @@ def _row(ctx: Context, row_id: str, label: str, kind: RowKind | str, m: dict[str
     return row
 
 
+def train_spec(probe: TrainConfig, base_path: str, data: str | None = None) -> dict[str, Any]:
+    """What determines a trained model: its config, the base and the data it sees (the key of its cell).
+
+    ``data`` is the file training reads when it is not ``probe.data`` (train minus a carved validation split).
+    """
+    spec = {
+        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "save_dtype"}),
+        "base": model_fingerprint(base_path),
+        "data": data_hash(resolve_data(data or probe.data)),
+    }
+    saved = resolve_save_dtype(probe.save_dtype, base_path)
+    if saved != torch.float32:  # fp32 is what every run wrote before save_dtype: those cells stay valid
+        spec["save_dtype"] = short_name(saved)
+    return spec
+
+
 def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
     """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
 
@@ -161,11 +180,7 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
     if data is not None:
         probe = probe.model_copy(update={"data": data})
     used = data or ctx.train_data or probe.data
-    spec = {
-        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints"}),
-        "base": model_fingerprint(ctx.base_path),
-        "data": data_hash(resolve_data(used)),
-    }
+    spec = train_spec(probe, ctx.base_path, used)
     curve = _curve_callback(ctx) if data is None else None  # a peer domain's curve on this validation set means nothing
     if curve is not None:
         spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],

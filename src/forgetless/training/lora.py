@@ -41,12 +41,19 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def save_merged(model: torch.nn.Module, directory: str | Path) -> None:
+def save_merged(model: torch.nn.Module, directory: str | Path, dtype: torch.dtype | None = None) -> None:
     """Merge the adapters into a copy-free base model and save it as plain safetensors.
 
-    The PEFT wrapper is consumed: after this call use the written checkpoint.
+    Args:
+        model: the trained PEFT model; consumed: after this call use the written checkpoint.
+        directory: where the merged model is saved.
+        dtype: dtype written (e.g. the base's bf16); None keeps the model's. ΔW is added
+            to the weights in their training dtype (fp32 master weights) and the sum is
+            rounded once, when cast.
     """
     if not isinstance(model, PeftModel):
         raise TypeError(f"save_merged expects a PeftModel, got {type(model).__name__}")
     merged = model.merge_and_unload()
+    if dtype is not None:
+        merged.to(dtype)
     merged.save_pretrained(str(directory), safe_serialization=True)

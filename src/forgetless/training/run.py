@@ -33,6 +33,7 @@ from forgetless.atomic import atomic_dir, write_json
 from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
+from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.objectives import build_objective
 from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
@@ -41,11 +42,12 @@ from forgetless.training.trainer import ForgetlessTrainer
 
 
 def resolve_model(spec: str) -> str:
-    """Resolve ``testbed:PRESET`` to the built testbed base model; pass anything else through."""
+    """Resolve ``testbed:PRESET`` (or ``testbed:PRESET@bf16``, a bf16 copy) to the built testbed
+    base model; pass anything else through."""
     if spec.startswith("testbed:"):
-        from forgetless.testbed.build import build_testbed
+        from forgetless.testbed.variants import testbed_model
 
-        return str(build_testbed(spec.split(":", 1)[1]).base_model_dir)
+        return str(testbed_model(spec))
     return spec
 
 
@@ -161,7 +163,7 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
 def _check_resumable(cfg: TrainConfig, work: Path) -> None:
     """Refuse to resume checkpoints that a different config wrote; record this config otherwise."""
     recorded = work / "config.json"
-    current = cfg.model_dump(exclude={"overwrite", "keep_checkpoints"})
+    current = cfg.model_dump(exclude={"overwrite", "keep_checkpoints", "save_dtype"})  # save_dtype: only the export
     if recorded.is_file():
         previous = json.loads(recorded.read_text())
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
@@ -195,7 +197,9 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
-    limit = position_limit(AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code))
+    base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    limit = position_limit(base_config)
+    save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
     examples = load_examples(cfg.data, tokenizer, cfg.format, max_length, cfg.completion_only_loss, cfg.packing)
     if cfg.replay is not None:  # replay samples mixed in, weighted by λ (forgetless.replay.mixing)
@@ -224,9 +228,12 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                 from forgetless.training.lora import save_merged
 
                 report = method_report(cfg, trainer)  # before merging consumes the adapters
-                save_merged(trainer.accelerator.unwrap_model(trainer.model), tmp)
+                save_merged(trainer.accelerator.unwrap_model(trainer.model), tmp, save_dtype)
             else:
                 report = method_report(cfg, trainer)
+                # Training is over: the fp32 master weights are cast in place (one tensor
+                # at a time, so no second copy of the model) to the dtype written.
+                trainer.accelerator.unwrap_model(trainer.model).to(save_dtype)
                 trainer.save_model(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             write_json(
@@ -238,6 +245,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                         "model": model_path,
                         "max_length": max_length,
                         "precision": resolve_precision(cfg.precision),
+                        "save_dtype": short_name(save_dtype),
                         "world_size": trainer.args.world_size,
                         "resumed_from": last,
                     },
