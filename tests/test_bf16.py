@@ -211,13 +211,14 @@ def test_study_on_a_bf16_base_evaluates_every_kind_of_model(tiny_bf16_model_dir,
     root = run_study(load_study(tmp_path / "study.yaml"), print_fn=lambda _: None)
     rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
     kinds = sorted(r["kind"] for r in rows)
-    assert kinds == ["base", "cocktail", "ensemble", "interpolation", "trained", "trained"]
+    # LM-Cocktail: the mix of base and peer alone (alpha 0) and with the fine-tuned model at the grid's 0.5.
+    assert kinds == ["base", "cocktail", "cocktail", "ensemble", "interpolation", "trained", "trained"]
     for row in rows:
         assert torch.isfinite(torch.tensor(row["general_nats_per_token"])) and 0 <= row["domain_accuracy"] <= 1
     for row in rows:
         if row["kind"] == "trained":
             assert dtypes_on_disk(Path(row["path"])) == {torch.bfloat16}, row["label"]
-    cocktail_models = list((root / "cells").glob("cocktail-*/model"))
+    cocktail_models = list((root / "cells").glob("cocktail-*/mix"))  # base and peer mixed, written once
     assert len(cocktail_models) == 1 and dtypes_on_disk(cocktail_models[0]) == {torch.bfloat16}
     # The interpolation at α = 0.5 is a model of its own, between the base and the fine-tuned one.
     base, sft, mid = (next(r for r in rows if r["kind"] == k and r["label"].startswith(p))
