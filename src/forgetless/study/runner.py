@@ -33,6 +33,7 @@ from forgetless.evaluation.report import read_texts
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.curves import LearningCurve, curve_from_log
+from forgetless.study.executors import Executor
 from forgetless.study.data_checks import carve_validation, check_answers, constant_floor, duplicate_prompts
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
 from forgetless.study.rows import RowKind, family_of
@@ -64,7 +65,8 @@ class Progress:
         elapsed = time.time() - self.start
         eta = f"ETA {elapsed / self.done * (self.total - self.done) / 60:.1f} min" if self.done else "ETA -"
         state = "cached" if cached else "running"
-        self.print_fn(f"[study {self.done / self.total:4.0%} | {elapsed / 60:5.1f} min | {eta}] {what} ({state})")
+        share = self.done / self.total if self.total > 0 else 1.0  # a worker's progress knows no total
+        self.print_fn(f"[study {share:4.0%} | {elapsed / 60:5.1f} min | {eta}] {what} ({state})")
 
     def end(self, weight: float, cached: bool) -> None:
         # Cached stages cost nothing; counting them as done would distort the ETA.
@@ -88,6 +90,7 @@ class Context:
     progress: Progress
     validation_path: str | None = None
     train_data: str | None = None  # the training data models see (train minus a carved validation split)
+    general_path: str | None = None  # the held-out general corpus ``general_texts`` was read from
     kl_samples: list[Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -152,11 +155,9 @@ def _row(ctx: Context, row_id: str, label: str, kind: RowKind | str, m: dict[str
     return row
 
 
-def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
-    """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
-
-    ``data`` replaces the study's training data (peer domains of LM-Cocktail).
-    """
+def _train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
+                data: str | None = None) -> tuple[Cell, LearningCurve | None]:
+    """The training cell of one model (whether or not it has run) and its learning-curve callback."""
     probe = ctx.cfg.train_config(method, lr, seed, "unused")
     if data is not None:
         probe = probe.model_copy(update={"data": data})
@@ -170,7 +171,20 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
     if curve is not None:
         spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
                          "documents": len(curve.texts), "general": ctx.eval_spec["general"]}
-    unit = cell(ctx.root / "cells", "train", spec)
+    return cell(ctx.root / "cells", "train", spec), curve
+
+
+def trained_path(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> str:
+    """Where the model of a training cell is (or will be) written, without running anything."""
+    return str(_train_cell(ctx, _with_replay_file(ctx, method), lr, seed, data)[0].dir / "model")
+
+
+def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
+    """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
+
+    ``data`` replaces the study's training data (peer domains of LM-Cocktail).
+    """
+    unit, curve = _train_cell(ctx, method, lr, seed, data)
     label = f"{method.name} lr={lr:g} seed={seed}"
     cached = unit.done()
     ctx.progress.begin(f"train {label}", 6.0, cached)
@@ -197,6 +211,14 @@ def _curve_callback(ctx: Context) -> LearningCurve | None:
                          ctx.general_texts[: ev.curve_documents], ev.curve_points)
 
 
+def _samples_cell(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> Cell:
+    """The cell of a set of context-free samples from the base (whether or not they were drawn)."""
+    cf = ctx.cfg.context_free
+    spec = {"base": model_fingerprint(ctx.base_path), "purpose": purpose, "n": num_samples,
+            "max_new_tokens": cf.max_new_tokens, "temperature": temperature, "seed": seed}
+    return cell(ctx.root / "cells", "samples", spec)
+
+
 def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
     """Draw context-free samples from the base once (a cached cell); return the JSONL path.
 
@@ -205,9 +227,7 @@ def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: flo
     from forgetless.replay.cli import add_generate_parser
 
     cf = ctx.cfg.context_free
-    spec = {"base": model_fingerprint(ctx.base_path), "purpose": purpose, "n": num_samples,
-            "max_new_tokens": cf.max_new_tokens, "temperature": temperature, "seed": seed}
-    unit = cell(ctx.root / "cells", "samples", spec)
+    unit = _samples_cell(ctx, purpose, num_samples, temperature, seed)
     out = unit.dir / "samples.jsonl"
     cached = unit.done()
     ctx.progress.begin(f"draw {num_samples} context-free samples from the base ({purpose})", 1.0, cached)
@@ -225,16 +245,50 @@ def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: flo
     return str(out)
 
 
+def uses_context_free(method: MethodConfig) -> bool:
+    """Whether a method trains on the study's context-free samples (replay data or the KL regularizer's data)."""
+    replay = method.train.get("replay")
+    kl = (method.train.get("regularizers") or {}).get("kl") or {}
+    replay_data = replay if isinstance(replay, str) else (replay or {}).get("data")
+    return "context-free" in (replay_data, kl.get("data"))
+
+
+def replay_samples(ctx: Context) -> str:
+    """Draw (or read back) the context-free samples replayed by the methods that ask for them."""
+    cf = ctx.cfg.context_free
+    return _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
+
+
+def attach_kl_samples(ctx: Context, draw: bool = True) -> None:
+    """Give ``ctx`` the held-out samples of the KL estimate (drawn once, a cached cell), if the study uses them.
+
+    With ``draw`` False the samples are attached only when their cell has finished
+    (a worker building its context must not draw them a second time).
+    """
+    n = ctx.cfg.context_free.kl_samples
+    if not n or ctx.kl_samples is not None:
+        return
+    if not draw and not _samples_cell(ctx, "kl-estimate", n, 1.0, seed=10_000).done():
+        return
+    from forgetless.replay.kl_estimate import load_samples
+
+    held_out = _context_free(ctx, "kl-estimate", n, 1.0, seed=10_000)
+    ctx.kl_samples = load_samples(held_out)
+    ctx.eval_spec["kl_samples"] = data_hash(held_out)
+
+
 def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
     """Replace ``context-free`` in ``replay.data`` or ``regularizers.kl.data`` by the study's samples file."""
+    if not uses_context_free(method):
+        return method
     train = dict(method.train)
     replay = train.get("replay")
     kl = (train.get("regularizers") or {}).get("kl") or {}
     replay_data = replay if isinstance(replay, str) else (replay or {}).get("data")
-    if "context-free" not in (replay_data, kl.get("data")):
-        return method
     cf = ctx.cfg.context_free
-    path = _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
+    unit = _samples_cell(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
+    # Drawn once; later methods read the finished cell without a progress line of their own.
+    path = str(unit.dir / "samples.jsonl") if unit.done() else replay_samples(ctx)
     if replay_data == "context-free":
         train["replay"] = {"data": path} if isinstance(replay, str) else {**replay, "data": path}
     if kl.get("data") == "context-free":
@@ -291,38 +345,66 @@ def _stage_weights(cfg: StudyConfig) -> float:
     return total
 
 
-def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path:
-    """Run (or resume) a whole study and write its results and report.
+def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None]) -> tuple[Context, dict[str, Any]]:
+    """Resolve the base and the data, check the domain data, and build the study's context.
 
     Returns:
-        The study directory, holding ``results.jsonl``, ``report.md`` and ``report.html``.
+        ``(context, notes)``; the notes go into the base row.
     """
-    from forgetless.study.report import write_report
-
     root = Path(cfg.output)
     root.mkdir(parents=True, exist_ok=True)
     base_path = resolve_model(cfg.base_model)
-    tokenizer = load_tokenizer(base_path)
     general = resolve_data(cfg.data.general)
     test = resolve_data(cfg.data.test)
     train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
-    texts = read_texts(general)[: cfg.eval.general_limit]
     ctx = Context(
-        cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer, general_texts=texts, test_path=test,
+        cfg=cfg, root=root, base_path=base_path, tokenizer=load_tokenizer(base_path),
+        general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
                    "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit},
         progress=Progress(_stage_weights(cfg), print_fn), validation_path=validation, train_data=train_data,
+        general_path=general,
     )
-    if cfg.context_free.kl_samples:
-        from forgetless.replay.kl_estimate import load_samples
+    return ctx, notes
 
-        held_out = _context_free(ctx, "kl-estimate", cfg.context_free.kl_samples, 1.0, seed=10_000)
-        ctx.kl_samples = load_samples(held_out)
-        ctx.eval_spec["kl_samples"] = data_hash(held_out)
-    base_spec = {"model": model_fingerprint(base_path)}
-    floor = constant_floor(check_answers(test)[: cfg.eval.domain_limit])
-    _row(ctx, "base", "base", RowKind.BASE, _evaluate(ctx, base_spec, "base", lambda: _load(base_path)),
+
+def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executor: Executor | None = None) -> Path:
+    """Run (or resume) a whole study and write its results and report.
+
+    The cells (``forgetless.study.plan``) run on ``executor`` (serial, in this
+    process, when None); the rows are then assembled from the finished cells in a
+    fixed order, so ``results.jsonl`` is the same whichever executor ran them.
+
+    Returns:
+        The study directory, holding ``results.jsonl``, ``report.md`` and ``report.html``.
+
+    Raises:
+        CellFailed: a cell failed on a worker (every finished cell is kept; rerun to resume).
+    """
+    # plan imports this module (its tasks call the cell functions above).
+    from forgetless.study.executors import SerialExecutor
+    from forgetless.study.plan import plan_cells, register_context
+    from forgetless.study.report import write_report
+
+    ctx, notes = prepare_context(cfg, print_fn)
+    register_context(ctx)  # the serial executor's tasks run on this very context
+    (executor or SerialExecutor()).run(plan_cells(ctx), ctx.root / "logs", print_fn)
+    start, ctx.progress = ctx.progress.start, Progress(1.0, lambda _: None)  # every cell is finished: no progress
+    rows = assemble_rows(ctx, notes)
+    write_jsonl(ctx.root / "results.jsonl", rows)
+    report = write_report(ctx.root, cfg)
+    print_fn(f"study finished in {(time.time() - start) / 60:.1f} min; report: {report}")
+    return ctx.root
+
+
+def assemble_rows(ctx: Context, notes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results rows in their fixed order, read from the finished cells (any missing cell is computed here)."""
+    cfg = ctx.cfg
+    attach_kl_samples(ctx)
+    base_spec = {"model": model_fingerprint(ctx.base_path)}
+    floor = constant_floor(check_answers(ctx.test_path)[: cfg.eval.domain_limit])
+    _row(ctx, "base", "base", RowKind.BASE, _evaluate(ctx, base_spec, "base", lambda: _load(ctx.base_path)),
          majority_answer=floor["majority_answer"], majority_accuracy=floor["majority_accuracy"],
          items={"floor_correct": floor["floor_correct"]}, **notes)
 
@@ -331,8 +413,8 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
         for lr in method.learning_rates:
             for seed in cfg.seeds:
                 unit, path = _train(ctx, _with_replay_file(ctx, method), lr, seed)
-                row_id = f"{method.name}/lr={lr:g}/seed={seed}"
-                label = f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
+                row_id = trained_row_id(method, lr, seed)
+                label = trained_label(cfg, method, lr, seed)
                 m = _evaluate(ctx, {"model": unit.key}, label, lambda p=path: _load(p))
                 _row(ctx, row_id, label, RowKind.TRAINED, m, method=method.name, learning_rate=lr, seed=seed,
                      train_seconds=unit.load().get("seconds"), trained_on=unit.load().get("machine"), curve=unit.load().get("curve") or [],
@@ -341,46 +423,68 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
                 trained.append((row_id, path, method, lr, seed))
 
     for row_id, path, method, lr, seed in trained:
-        if cfg.sweeps.methods is not None and method.name not in cfg.sweeps.methods:
-            continue
-        _sweep(ctx, row_id, path, method, lr, seed)
+        if swept(cfg, method):
+            _sweep(ctx, row_id, path, method, lr, seed)
 
     if cfg.cocktail and trained:
         from forgetless.study.cocktail import run_cocktail
 
         run_cocktail(ctx, trained)
+    return ctx.rows
 
-    write_jsonl(root / "results.jsonl", ctx.rows)
-    report = write_report(root, cfg)
-    print_fn(f"study finished in {(time.time() - ctx.progress.start) / 60:.1f} min; report: {report}")
-    return root
+
+def trained_row_id(method: MethodConfig, lr: float, seed: int) -> str:
+    """The results id of a trained model: ``METHOD/lr=LR/seed=S``."""
+    return f"{method.name}/lr={lr:g}/seed={seed}"
+
+
+def trained_label(cfg: StudyConfig, method: MethodConfig, lr: float, seed: int) -> str:
+    """A trained model's label in the report (the seed only when the study has several)."""
+    return f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
+
+
+def swept(cfg: StudyConfig, method: MethodConfig) -> bool:
+    """Whether the WiSE-FT and ensemble sweeps cover this method's models."""
+    return cfg.sweeps.methods is None or method.name in cfg.sweeps.methods
 
 
 def _sweep(ctx: Context, row_id: str, path: str, method: MethodConfig, lr: float, seed: int) -> None:
     """The WiSE-FT interpolation curve and the output ensemble of one fine-tuned model with the base."""
+    holder: dict[str, Any] = {}
+    name = row_id.split("/")[0]
+    family = method.family or family_of(method.train)
+    for alpha in ctx.cfg.sweeps.interpolation:
+        m = sweep_point(ctx, path, name, lr, RowKind.INTERPOLATION, alpha, holder)
+        _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", RowKind.INTERPOLATION, m,
+             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
+    for alpha in ctx.cfg.sweeps.ensemble:
+        m = sweep_point(ctx, path, name, lr, RowKind.ENSEMBLE, alpha, holder)
+        _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", RowKind.ENSEMBLE, m,
+             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
+
+
+def sweep_point(ctx: Context, path: str, name: str, lr: float, kind: RowKind, alpha: float,
+                holder: dict[str, Any]) -> dict[str, Any]:
+    """Measure one point of a fine-tuned model's WiSE-FT (``INTERPOLATION``) or ``ENSEMBLE`` sweep (a cell).
+
+    ``holder`` keeps the interpolator across the points of one sweep, so the two
+    models are loaded once per sweep rather than once per point.
+    """
     from forgetless.merging.ensemble import OutputEnsemble
     from forgetless.merging.sweep import Interpolator
 
-    fingerprint = model_fingerprint(path)
-    holder: dict[str, Interpolator] = {}
+    fingerprint, base = model_fingerprint(path), model_fingerprint(ctx.base_path)
+    if kind == RowKind.ENSEMBLE:
+        return _evaluate(ctx, {"ensemble": fingerprint, "base": base, "alpha": alpha},
+                         f"{name} lr={lr:g} ensemble a={alpha:g}",
+                         lambda: OutputEnsemble(_load(ctx.base_path), _load(path), alpha))
 
-    def interpolated(alpha: float) -> torch.nn.Module:
+    def interpolated() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α is written into one model in memory.
         if "interp" not in holder:
             holder["interp"] = Interpolator(_load(path), ctx.base_path, path)
         holder["interp"].set_alpha(alpha)
         return holder["interp"].model
 
-    name = row_id.split("/")[0]
-    family = method.family or family_of(method.train)
-    for alpha in ctx.cfg.sweeps.interpolation:
-        m = _evaluate(ctx, {"interpolate": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
-                      f"{name} lr={lr:g} WiSE-FT a={alpha:g}", lambda a=alpha: interpolated(a))
-        _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", RowKind.INTERPOLATION, m,
-             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
-    for alpha in ctx.cfg.sweeps.ensemble:
-        m = _evaluate(ctx, {"ensemble": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
-                      f"{name} lr={lr:g} ensemble a={alpha:g}",
-                      lambda a=alpha: OutputEnsemble(_load(ctx.base_path), _load(path), a))
-        _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", RowKind.ENSEMBLE, m,
-             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
+    return _evaluate(ctx, {"interpolate": fingerprint, "base": base, "alpha": alpha},
+                     f"{name} lr={lr:g} WiSE-FT a={alpha:g}", interpolated)

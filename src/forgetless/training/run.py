@@ -26,7 +26,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
@@ -174,6 +173,26 @@ def _check_resumable(cfg: TrainConfig, work: Path) -> None:
         write_json(recorded, current)
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``folder`` whose trainer state is readable, or None.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically, so a run
+    killed while saving (a SIGKILLed study worker) leaves a newer, partial
+    checkpoint; resuming from it would fail, so it is skipped (the Trainer only
+    deletes older checkpoints after a new one is complete).
+    """
+    if not folder.is_dir():
+        return None
+    found = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(path)
+    return None
+
+
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` and write the result to ``cfg.output``.
 
@@ -216,7 +235,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         callbacks = [*(callbacks or []), *([kl_log] if kl_log else [])]
     timer = _LogHistory()
     trainer = make_trainer(cfg, model, tokenizer, examples, checkpoints, [timer, *(callbacks or [])])
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
