@@ -18,7 +18,9 @@ from forgetless.study.config import load_study
 from forgetless.study.executors import CellFailed, ExecutorError, LocalExecutor, SerialExecutor, make_executor
 from forgetless.study.graph import Graph
 from forgetless.study.runner import run_study
+from tests.study_toy_tasks import die, fail, finish
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
+from tests.test_study_cocktail import with_cocktail
 
 # Timing fields differ between runs of the same cells; every other field must match exactly.
 TIMINGS = ("train_seconds",)
@@ -78,6 +80,15 @@ def test_serial_local_and_ray_give_identical_results(study_yaml: Path, tmp_path:
     assert comparable(on_ray) == expected
 
 
+def test_cocktail_with_peers_on_local_workers_matches_serial(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
+    with_cocktail(study_yaml, tmp_path, peers=True)
+    serial = run_study(load_study(_with(study_yaml, tmp_path / "serial")), print_fn=lambda _: None)
+    local = run_study(load_study(_with(study_yaml, tmp_path / "local")), print_fn=lambda _: None,
+                      executor=LocalExecutor(workers=2))
+    expected = comparable(serial)
+    assert [r["kind"] for r in expected].count("cocktail") == 3 and comparable(local) == expected
+
+
 def test_killed_worker_leaves_no_cell_and_the_rerun_resumes(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
     training = {"max_steps": 60, "batch_size": 4, "save_steps": 5, "logging_steps": 1}
     cfg = load_study(_with(study_yaml, tmp_path / "killed", training=training,
@@ -123,25 +134,11 @@ def test_killed_worker_leaves_no_cell_and_the_rerun_resumes(study_yaml: Path, tm
     assert comparable(resumed) == comparable(fresh)
 
 
-def _finish(path: str) -> None:
-    Path(path).write_text("finished")
-
-
-def _die(path: str) -> None:
-    with open(path, "a") as handle:  # one line per attempt
-        handle.write("attempt\n")
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _raise() -> None:
-    raise ValueError("bad cell")
-
-
 def test_a_cell_whose_worker_keeps_dying_fails_after_its_retries(tmp_path: Path) -> None:
     graph = Graph()
-    graph.add("fine", "a cell that finishes", _finish, (str(tmp_path / "fine"),))
-    graph.add("dies", "a cell that kills its worker", _die, (str(tmp_path / "attempts"),))
-    graph.add("after", "waits for the dying cell", _finish, (str(tmp_path / "after"),), deps=["dies"])
+    graph.add("fine", "a cell that finishes", finish, (str(tmp_path / "fine"),))
+    graph.add("dies", "a cell that kills its worker", die, (str(tmp_path / "attempts"),))
+    graph.add("after", "waits for the dying cell", finish, (str(tmp_path / "after"),), deps=["dies"])
     lines: list[str] = []
     with pytest.raises(CellFailed, match=r"'dies' failed after 3 attempts: worker pid \d+ exited with signal 9; "
                                          r"log: .*dies\.log"):
@@ -153,7 +150,7 @@ def test_a_cell_whose_worker_keeps_dying_fails_after_its_retries(tmp_path: Path)
 
 def test_a_cell_that_raises_fails_at_once_with_its_log(tmp_path: Path) -> None:
     graph = Graph()
-    graph.add("bad", "a cell that raises", _raise)
+    graph.add("bad", "a cell that raises", fail)
     with pytest.raises(CellFailed, match=r"'bad' failed: ValueError: bad cell; log: .*bad\.log"):
         LocalExecutor(workers=1).run(graph, tmp_path / "logs", lambda _: None)
     assert "Traceback" in (tmp_path / "logs" / "bad.log").read_text()
@@ -163,11 +160,11 @@ def test_a_cell_that_raises_fails_at_once_with_its_log(tmp_path: Path) -> None:
 
 def test_graph_rejects_undeclared_dependencies_and_orders_ready_tasks() -> None:
     graph = Graph()
-    graph.add("a", "a", _raise)
+    graph.add("a", "a", fail)
     with pytest.raises(ValueError, match="depends on undeclared b"):
-        graph.add("c", "c", _raise, deps=["b"])
-    graph.add("b", "b", _raise, deps=["a"])
-    graph.add("c", "c", _raise, deps=["a"])
+        graph.add("c", "c", fail, deps=["b"])
+    graph.add("b", "b", fail, deps=["a"])
+    graph.add("c", "c", fail, deps=["a"])
     assert [t.id for t in graph.ready(set(), set())] == ["a"]
     assert [t.id for t in graph.ready({"a"}, {"a"})] == ["b", "c"]
     assert graph.dependents("a") == {"b", "c"}
