@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -180,3 +181,10 @@ def test_executor_choice_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ExecutorError, match=r"^--executor ray needs Ray: pip install 'forgetless\[ray\]'$"):
         make_executor("ray")
+    monkeypatch.undo()
+    pytest.importorskip("ray", reason="ray is not installed: the unreachable-address case needs it")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ExecutorError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port}: "):
+        make_executor("ray", address=f"127.0.0.1:{port}")

@@ -12,6 +12,7 @@ cell whose worker died, the same way for every executor.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,22 @@ def _import_ray() -> Any:
     except ImportError:
         raise ExecutorError(INSTALL) from None
     return ray
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable ``HOST:PORT`` (or ``ray://HOST:PORT``): Ray itself retries for minutes.
+
+    ``None`` (start a local instance) and ``auto`` (the cluster this node belongs to) are left to Ray.
+    """
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ExecutorError(f"--executor ray: cannot reach the Ray cluster at {address}: {err}") from None
 
 
 class _Ray:
@@ -83,7 +100,8 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, retries: int = 2) -> None:
         super().__init__(retries)
-        _import_ray()  # fail now, before any work, when Ray is missing
+        _import_ray()  # fail now, before any work, when Ray is missing or its cluster unreachable
+        check_reachable(address)
         self.address = address
 
     def backend(self) -> Backend:
