@@ -163,11 +163,13 @@ def _train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
         probe = probe.model_copy(update={"data": data})
     used = data or ctx.train_data or probe.data
     spec = {
-        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints"}),
+        "train": probe.identity(),
         "base": model_fingerprint(ctx.base_path),
         "data": data_hash(resolve_data(used)),
     }
-    curve = _curve_callback(ctx) if data is None else None  # a peer domain's curve on this validation set means nothing
+    # A peer domain's curve on this validation set means nothing; a run launched in other
+    # processes (training.launcher: accelerate) cannot carry the callback.
+    curve = _curve_callback(ctx) if data is None and probe.launcher == "python" else None
     if curve is not None:
         spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
                          "documents": len(curve.texts), "general": ctx.eval_spec["general"]}

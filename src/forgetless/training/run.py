@@ -160,7 +160,7 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
 def _check_resumable(cfg: TrainConfig, work: Path) -> None:
     """Refuse to resume checkpoints that a different config wrote; record this config otherwise."""
     recorded = work / "config.json"
-    current = cfg.model_dump(exclude={"overwrite", "keep_checkpoints"})
+    current = {**cfg.identity(), "output": cfg.output}
     if recorded.is_file():
         previous = json.loads(recorded.read_text())
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
@@ -207,6 +207,14 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         DataError: bad training data (nothing is written).
         FileExistsError: ``cfg.output`` is a finished run and ``overwrite`` is off.
     """
+    if cfg.launcher == "accelerate":
+        if callbacks:
+            raise ValueError("launcher: accelerate trains in other processes, which callbacks cannot follow "
+                             "(a study measures no learning curve for such cells)")
+        # launch imports this module (resolve_model), so it is imported here.
+        from forgetless.training.launch import launch_accelerate
+
+        return launch_accelerate(cfg)
     output = Path(cfg.output)
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
