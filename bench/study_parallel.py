@@ -109,7 +109,8 @@ def main() -> int:
              for name, got in losses.items()}
     print(f"\n{len(reference)} cells ({len(methods)} methods, "
           f"{len(base.cocktail.peers) if cocktail and base.cocktail else 0} peers, "
-          f"max_steps {training.get('max_steps')}, curve points {cfg.eval.curve_points}); measured on {machine_stamp()['summary']}")
+          f"max_steps {training.get('max_steps')}, curve points {cfg.eval.curve_points}); "
+          f"measured on {machine_stamp()['summary']}")
     for name, value in seconds.items():
         print(f"{name:>14}: {value:7.1f} s   speed-up over serial {seconds['serial'] / value:4.2f}x   "
               f"final losses {'match serial' if agree[name] else 'DIFFER from serial'}")

@@ -123,7 +123,9 @@ def cocktail_mix(ctx: Any) -> tuple[str, dict[str, Any]]:
 
 
 def cocktail_point(ctx: Any, alpha: float, holder: dict[str, Any]) -> dict[str, Any]:
-    """Measure θ_α = α θ_ft + (1 − α) θ_mix (a cell; the same cell spec as a WiSE-FT point, the mix in the base's place).
+    """Measure θ_α = α θ_ft + (1 − α) θ_mix in its cell.
+
+    The cell spec is a WiSE-FT point's, with the mix in the base's place.
 
     ``holder`` keeps the interpolator across the α of one curve.
     """

@@ -24,8 +24,9 @@ from typing import Any
 class Task:
     """One cell of work: ``fn(*args)`` once every task in ``deps`` has finished.
 
-    ``gpu`` marks a task that wants an accelerator of its own when there is one
-    (training); the rest run on one CPU thread each.
+    ``gpu`` marks a task that must have a GPU of its own when the machine has GPUs
+    (training): a local worker without one (more ``--workers`` than GPUs) never
+    takes it. On Ray every cell takes a GPU on a cluster that has them.
     """
 
     id: str

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.evaluation.report import read_texts
+from forgetless.study import runner
 from forgetless.study.cells import content_key
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.graph import Graph
 from forgetless.study.rows import RowKind
-from forgetless.study import runner
 from forgetless.training.run import load_tokenizer
 
 KL_SAMPLES, REPLAY_SAMPLES, BASE = "samples/kl-estimate", "samples/replay", "eval/base"
@@ -50,6 +50,16 @@ class ContextSpec:
     def key(self) -> str:
         return content_key({"cfg": self.cfg.model_dump(), "root": self.root, "base": self.base_path,
                             "eval": {k: v for k, v in self.eval_spec.items() if k != "kl_samples"}})
+
+
+class CellProgress(runner.Progress):
+    """A worker's progress lines, in the cell's log: what it runs or reads back (the driver keeps the totals)."""
+
+    def begin(self, what: str, weight: float, cached: bool) -> None:
+        print(f"[cell] {what} ({'cached' if cached else 'running'})", flush=True)
+
+    def end(self, weight: float, cached: bool) -> None:
+        pass
 
 
 _CONTEXTS: dict[str, runner.Context] = {}  # one per study per process: the tokenizer and texts load once
@@ -86,7 +96,7 @@ def context_for(spec: ContextSpec) -> runner.Context:
         ctx = _CONTEXTS[spec.key] = runner.Context(
             cfg=cfg, root=Path(spec.root), base_path=spec.base_path, tokenizer=load_tokenizer(spec.base_path),
             general_texts=read_texts(spec.general_path)[: cfg.eval.general_limit], test_path=spec.test_path,
-            eval_spec=dict(spec.eval_spec), progress=runner.Progress(1.0), validation_path=spec.validation_path,
+            eval_spec=dict(spec.eval_spec), progress=CellProgress(0.0), validation_path=spec.validation_path,
             train_data=spec.train_data, general_path=spec.general_path)
     runner.attach_kl_samples(ctx, draw=False)  # once their cell has finished (every evaluation waits for it)
     return ctx
@@ -129,7 +139,8 @@ def sweep_point_task(spec: ContextSpec, method: MethodConfig, lr: float, seed: i
     """Evaluate one WiSE-FT or ensemble point of one trained model."""
     ctx = context_for(spec)
     path = runner.trained_path(ctx, method, lr, seed)
-    runner.sweep_point(ctx, path, method.name, lr, kind, alpha, _holder(f"sweep:{path}:{runner.model_fingerprint(path)}:{ctx.base_path}"))
+    holder = _holder(f"sweep:{path}:{runner.model_fingerprint(path)}:{ctx.base_path}")
+    runner.sweep_point(ctx, path, method.name, lr, kind, alpha, holder)
 
 
 def peer_train_task(spec: ContextSpec, index: int) -> None:

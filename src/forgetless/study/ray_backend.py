@@ -1,7 +1,7 @@
 """``--executor ray``: every study cell a Ray task, on a local Ray instance or a cluster.
 
-Each cell is a Ray task declaring one CPU, and one GPU for a training cell when
-the cluster has GPUs; Ray places it. Cells read and write the study directory,
+Each cell is a Ray task declaring one CPU, and one GPU when the cluster has
+GPUs (every cell loads a model); Ray places it. Cells read and write the study directory,
 so on a cluster that directory (and the base model and data) must be on a
 filesystem every node mounts at the same path. A cell's output (stdout and
 stderr) goes to its log in the study's ``logs/`` directory, as with ``local``.
@@ -65,7 +65,8 @@ class _Ray:
         return True  # Ray queues tasks until their resources are free
 
     def submit(self, task: Task, log: Path) -> None:
-        options = {"num_cpus": 1, "num_gpus": 1 if task.gpu and self.has_gpus else 0}
+        # Every cell loads a model, so on a cluster with GPUs each takes one (as a local worker owns one).
+        options = {"num_cpus": 1, "num_gpus": 1 if self.has_gpus else 0}
         ref = self.remote.options(**options).remote(task.fn, task.args, str(log), 1)
         self.refs[ref] = task.id
 

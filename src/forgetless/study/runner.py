@@ -6,6 +6,12 @@ a half-trained model resumes from its last Trainer checkpoint, finished
 evaluations are read back. ``results.jsonl`` and the report are rebuilt from the
 cells each time, so every figure in the report comes from the results file.
 
+The cells and their dependencies are declared as a graph (``forgetless.study.plan``)
+and run by an executor (``forgetless.study.executors``: serial in this process,
+local worker processes, or Ray); the rows are then assembled from the finished
+cells in a fixed order (``assemble_rows``), so the results do not depend on the
+executor or on the order the cells ran in.
+
 Every model is scored on the validation set as well as the test set, and every
 row keeps its per-item scores: the choices (``forgetless.study.selection``), the
 recommendation (``forgetless.study.verdicts``) and the seed claims
@@ -33,8 +39,8 @@ from forgetless.evaluation.report import read_texts
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.curves import LearningCurve, curve_from_log
-from forgetless.study.executors import Executor
 from forgetless.study.data_checks import carve_validation, check_answers, constant_floor, duplicate_prompts
+from forgetless.study.executors import Executor
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
 from forgetless.study.rows import RowKind, family_of
 from forgetless.training.run import load_tokenizer, resolve_model, train
@@ -65,7 +71,7 @@ class Progress:
         elapsed = time.time() - self.start
         eta = f"ETA {elapsed / self.done * (self.total - self.done) / 60:.1f} min" if self.done else "ETA -"
         state = "cached" if cached else "running"
-        share = self.done / self.total if self.total > 0 else 1.0  # a worker's progress knows no total
+        share = self.done / self.total if self.total > 0 else 1.0  # cached stages can take the total to 0
         self.print_fn(f"[study {share:4.0%} | {elapsed / 60:5.1f} min | {eta}] {what} ({state})")
 
     def end(self, weight: float, cached: bool) -> None:
