@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from forgetless.study.config import load_study
@@ -56,7 +57,15 @@ def test_serial_local_and_ray_give_identical_results(study_yaml: Path, tmp_path:
     # A replay method: its training waits for the samples cell.
     methods = [*values["methods"], {"name": "cf-replay", "learning_rates": [1e-3],
                                     "train": {"replay": {"data": "context-free", "ratio": 0.5}}}]
-    serial = run_study(load_study(_with(study_yaml, tmp_path / "serial", methods=methods)), print_fn=lambda _: None)
+    # Workers run one torch thread each; the serial run must too. With more threads, fp32 matmuls
+    # may sum in another order (the testbed's tiny model: 5th-digit differences in the final loss).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_study(load_study(_with(study_yaml, tmp_path / "serial", methods=methods)),
+                           print_fn=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
     lines: list[str] = []
     local = run_study(load_study(_with(study_yaml, tmp_path / "local", methods=methods)), print_fn=lines.append,
                       executor=LocalExecutor(workers=2))
