@@ -10,6 +10,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,21 @@ def comparable(root: Path) -> list[dict]:
     return rows
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the serial reference with one torch thread, as every worker does.
+
+    With more threads, fp32 matmuls may sum in another order (on the testbed's tiny
+    model, 5th-digit differences in the final training loss; bench/study_parallel.py).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _with(study_yaml: Path, output: Path, **changes: object) -> Path:  # noqa: F811
     values = yaml.safe_load(study_yaml.read_text())
     values["output"] = str(output)
@@ -57,15 +74,9 @@ def test_serial_local_and_ray_give_identical_results(study_yaml: Path, tmp_path:
     # A replay method: its training waits for the samples cell.
     methods = [*values["methods"], {"name": "cf-replay", "learning_rates": [1e-3],
                                     "train": {"replay": {"data": "context-free", "ratio": 0.5}}}]
-    # Workers run one torch thread each; the serial run must too. With more threads, fp32 matmuls
-    # may sum in another order (the testbed's tiny model: 5th-digit differences in the final loss).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         serial = run_study(load_study(_with(study_yaml, tmp_path / "serial", methods=methods)),
                            print_fn=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
     lines: list[str] = []
     local = run_study(load_study(_with(study_yaml, tmp_path / "local", methods=methods)), print_fn=lines.append,
                       executor=LocalExecutor(workers=2))
@@ -92,7 +103,8 @@ def test_serial_local_and_ray_give_identical_results(study_yaml: Path, tmp_path:
 
 def test_cocktail_with_peers_on_local_workers_matches_serial(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
     with_cocktail(study_yaml, tmp_path, peers=True)
-    serial = run_study(load_study(_with(study_yaml, tmp_path / "serial")), print_fn=lambda _: None)
+    with one_thread():
+        serial = run_study(load_study(_with(study_yaml, tmp_path / "serial")), print_fn=lambda _: None)
     local = run_study(load_study(_with(study_yaml, tmp_path / "local")), print_fn=lambda _: None,
                       executor=LocalExecutor(workers=2))
     expected = comparable(serial)
