@@ -72,11 +72,3 @@ class Graph:
     def ready(self, finished: set[str], started: set[str]) -> list[Task]:
         """Tasks not started yet whose dependencies have all finished, in declaration order."""
         return [t for t in self if t.id not in started and all(d in finished for d in t.deps)]
-
-    def dependents(self, id: str) -> set[str]:
-        """Every task that waits, directly or through others, on ``id``."""
-        out: set[str] = set()
-        for task in self:  # declaration order is topological, so one pass suffices
-            if id in task.deps or out.intersection(task.deps):
-                out.add(task.id)
-        return out
