@@ -21,7 +21,11 @@ def test_configs_are_found() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_validates(path: Path) -> None:
     values = yaml.safe_load(path.read_text())
-    if "methods" in values:  # a study
+    if path.parent.name == "accelerate":  # `accelerate launch` configs (training.launcher: accelerate)
+        from forgetless.training.launch import read_accelerate_config
+
+        assert read_accelerate_config(path)["num_processes"] >= 1
+    elif "methods" in values:  # a study
         cfg = load_study(path)
         assert cfg.methods and cfg.data.test
     else:  # a `forgetless train` config; data and output come from the command line

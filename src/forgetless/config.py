@@ -107,6 +107,14 @@ class TrainConfig(BaseModel):
     logging_steps: int = Field(10, gt=0, description="Log the loss every this many steps.")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: safe by default).")
     overwrite: bool = Field(False, description="Replace an existing finished output directory.")
+    launcher: Literal["python", "accelerate"] = Field(
+        "python",
+        description="python: train in this process. accelerate: `accelerate launch` with accelerate_config "
+                    "(DDP, FSDP or DeepSpeed ZeRO-3 over several GPUs; configs/accelerate/); batch_size is then per "
+                    "process, so the global batch is batch_size x grad_accum x processes.",
+    )
+    accelerate_config: str | None = Field(
+        None, description="The accelerate config file of launcher: accelerate (e.g. configs/accelerate/fsdp.yaml).")
 
     @field_validator("method")
     @classmethod
@@ -136,6 +144,25 @@ class TrainConfig(BaseModel):
         if any(rate <= 0 for rate in value):
             raise ValueError(f"every learning rate must be > 0, got {value}")
         return value
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the trained weights, for caches and resume checks: the config without its output
+        options, and without the launcher while it is the default (so runs recorded before it existed match)."""
+        values = self.model_dump(exclude={"output", "overwrite", "keep_checkpoints"})
+        if self.launcher == "python":
+            values.pop("launcher")
+            values.pop("accelerate_config")
+        elif self.accelerate_config:  # the process count sets the global batch
+            values["accelerate_config"] = Path(self.accelerate_config).read_text()
+        return values
+
+    @model_validator(mode="after")
+    def _launcher_config(self) -> "TrainConfig":
+        if self.launcher == "accelerate" and not self.accelerate_config:
+            raise ValueError("launcher: accelerate needs accelerate_config (e.g. configs/accelerate/ddp.yaml)")
+        if self.accelerate_config and not Path(self.accelerate_config).is_file():
+            raise ValueError(f"accelerate_config: {self.accelerate_config} is not a file")
+        return self
 
     @model_validator(mode="after")
     def _method_and_regularizer_params(self) -> "TrainConfig":

@@ -7,7 +7,10 @@ import argparse
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Run (or resume) a study: train, sweep, evaluate, and write the report."""
+    import sys
+
     from forgetless.study.config import load_study
+    from forgetless.study.executors import CellFailed, ExecutorError, make_executor
     from forgetless.study.runner import run_study
 
     overrides = {"output": args.output} if args.output else None
@@ -15,7 +18,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: valid ({len(cfg.methods)} methods)")
         return 0
-    run_study(cfg)
+    try:
+        run_study(cfg, executor=make_executor(args.executor, args.workers, args.address, args.retries))
+    except (ExecutorError, CellFailed) as err:
+        print(f"forgetless: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ExecutorError) else 1
     return 0
 
 
@@ -38,6 +45,15 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     study.add_argument("config", help="study YAML (see configs/quick.yaml)")
     study.add_argument("--output", help="study directory (overrides the YAML's output)")
     study.add_argument("--check", action="store_true", help="validate the config and stop")
+    study.add_argument("--executor", choices=["serial", "local", "ray"],
+                       help="where cells run: serial (this process), local (a process pool; the default with more "
+                            "than one worker) or ray (a Ray cluster; pip install 'forgetless[ray]')")
+    study.add_argument("--workers", type=int,
+                       help="local worker processes (default: one per GPU, else one per usable core; 1 = serial)")
+    study.add_argument("--address", help="Ray cluster to join (with --executor ray): 'auto' or HOST:PORT; "
+                                         "default: start a local Ray instance")
+    study.add_argument("--retries", type=int, default=2,
+                       help="times a cell whose worker died is started again before the study fails (default 2)")
     study.set_defaults(func=cmd_study)
     report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
     report.add_argument("study_dir")

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from forgetless.study.cells import cell, model_fingerprint
+from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
+from forgetless.study.rows import RowKind
 
 Row = dict[str, Any]
 # The α of the headline table: `forgetless merge --rule cocktail`'s default, the midpoint
@@ -43,20 +44,26 @@ def cocktail_stage_weight(cfg: StudyConfig) -> float:
     return 0.0 if cfg.cocktail is None else len(cfg.cocktail.peers) * 6.0 + 1.0 + len(cocktail_alphas(cfg))
 
 
+def _mix_cell(ctx: Any, paths: list[str], examples: str) -> Cell:
+    """The cell of the weighted mix of these models (whether or not it has run)."""
+    from forgetless.data import data_hash
+
+    spec = {"models": [model_fingerprint(p) for p in paths], "examples": data_hash(examples),
+            **ctx.cfg.cocktail.model_dump(exclude={"peers", "method"})}
+    return cell(ctx.root / "cells", "cocktail", spec)
+
+
 def _mix(ctx: Any, names: list[str], paths: list[str], examples: str) -> tuple[str, dict[str, Any]]:
     """The weighted mix Σ_i w_i θ_i (α = 0) in its cell; returns its directory and the weights record.
 
     When a single model carries all the weight (no peers), the mix is that model's own directory,
     so the α curve's evaluation cells are WiSE-FT's.
     """
-    from forgetless.data import data_hash
     from forgetless.merging.cocktail import Cocktail
     from forgetless.merging.engine import merge_checkpoints
 
     cfg = ctx.cfg.cocktail
-    spec = {"models": [model_fingerprint(p) for p in paths], "examples": data_hash(examples),
-            **cfg.model_dump(exclude={"peers", "method"})}
-    unit = cell(ctx.root / "cells", "cocktail", spec)
+    unit = _mix_cell(ctx, paths, examples)
     cached = unit.done()
     ctx.progress.begin(f"LM-Cocktail weights over {', '.join(names)}", 1.0, cached)
     if not cached:
@@ -75,47 +82,93 @@ def _mix(ctx: Any, names: list[str], paths: list[str], examples: str) -> tuple[s
     return record["mix"], record
 
 
-def run_cocktail(ctx: Any, trained: list[tuple[str, str, MethodConfig, float, int]]) -> None:
-    """Train the configured peers (cached cells), weigh them with the base, and add one ``cocktail`` row per α."""
-    from forgetless.merging.sweep import Interpolator
-    from forgetless.study.runner import _evaluate, _load, _row, _train, resolve_data
+def cocktail_parent(cfg: StudyConfig) -> tuple[MethodConfig, float, int]:
+    """The fine-tuned model the cocktail starts from: its method's first learning rate and the first seed."""
+    assert cfg.cocktail is not None
+    wanted = cfg.cocktail.method or cfg.methods[0].name
+    method = next(m for m in cfg.methods if m.name == wanted)
+    return method, method.learning_rates[0], cfg.seeds[0]
 
-    cfg = ctx.cfg.cocktail
-    wanted = cfg.method or ctx.cfg.methods[0].name
-    row_id, ft_path, method, lr, seed = next(t for t in trained if t[2].name == wanted)
-    peers = []
-    for peer in cfg.peers:
-        peer_method = MethodConfig(name=f"peer-{peer.name}", learning_rates=[peer.learning_rate])
-        _, path = _train(ctx, peer_method, peer.learning_rate, ctx.cfg.seeds[0], data=peer.data)
-        peers.append((peer.name, path))
+
+def peer_method(peer: Any) -> MethodConfig:
+    """The study method that trains one peer domain's model."""
+    return MethodConfig(name=f"peer-{peer.name}", learning_rates=[peer.learning_rate])
+
+
+def train_peer(ctx: Any, peer: Any) -> str:
+    """Train one peer domain's model in its cell (cached); returns its directory."""
+    from forgetless.study.runner import _train
+
+    return _train(ctx, peer_method(peer), peer.learning_rate, ctx.cfg.seeds[0], data=peer.data)[1]
+
+
+def _inputs(ctx: Any) -> tuple[list[str], list[str], str]:
+    """The models of the mix (base, fine-tuned, peers: names and directories) and the target examples."""
+    from forgetless.study.runner import resolve_data, trained_path, trained_row_id
+
+    method, lr, seed = cocktail_parent(ctx.cfg)
+    peers = [(peer.name, trained_path(ctx, peer_method(peer), peer.learning_rate, ctx.cfg.seeds[0], peer.data))
+             for peer in ctx.cfg.cocktail.peers]
     # Target examples come from the validation set (given, or carved from train and never
     # trained on): the weights are a choice, and every choice is made on validation.
     examples = ctx.validation_path or resolve_data(ctx.cfg.data.train)
-    names = ["base", row_id, *(name for name, _ in peers)]
-    paths = [ctx.base_path, ft_path, *(path for _, path in peers)]
-    mix, record = _mix(ctx, names, paths, examples)
+    names = ["base", trained_row_id(method, lr, seed), *(name for name, _ in peers)]
+    paths = [ctx.base_path, trained_path(ctx, method, lr, seed), *(path for _, path in peers)]
+    return names, paths, examples
 
-    holder: dict[str, Interpolator] = {}
 
-    def mixed(alpha: float) -> torch.nn.Module:
+def cocktail_mix(ctx: Any) -> tuple[str, dict[str, Any]]:
+    """The weighted mix of the base and the peers in its cell (the peers and the fine-tuned model must exist)."""
+    return _mix(ctx, *_inputs(ctx))
+
+
+def cocktail_point(ctx: Any, alpha: float, holder: dict[str, Any]) -> dict[str, Any]:
+    """Measure θ_α = α θ_ft + (1 − α) θ_mix in its cell.
+
+    The cell spec is a WiSE-FT point's, with the mix in the base's place.
+
+    ``holder`` keeps the interpolator across the α of one curve.
+    """
+    from forgetless.merging.sweep import Interpolator
+    from forgetless.study.runner import _evaluate, _load
+
+    method, lr, _ = cocktail_parent(ctx.cfg)
+    _, paths, examples = _inputs(ctx)
+    ft_path = paths[1]
+    unit = _mix_cell(ctx, paths, examples)
+    mix = unit.load()["mix"] if unit.done() else cocktail_mix(ctx)[0]  # finished: no second progress line
+
+    def mixed() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α = (1 − α) θ_mix + α θ_ft written into one model.
         if "interp" not in holder:
             holder["interp"] = Interpolator(_load(ft_path), mix, ft_path)
         holder["interp"].set_alpha(alpha)
         return holder["interp"].model
 
+    return _evaluate(ctx, {"interpolate": model_fingerprint(ft_path), "base": model_fingerprint(mix), "alpha": alpha},
+                     f"LM-Cocktail {method.name} lr={lr:g} a={alpha:g}", mixed)
+
+
+def run_cocktail(ctx: Any, trained: list[tuple[str, str, MethodConfig, float, int]]) -> None:
+    """Train the configured peers (cached cells), weigh them with the base, and add one ``cocktail`` row per α."""
+    from forgetless.study.runner import _row, trained_row_id
+
+    cfg = ctx.cfg.cocktail
+    method, lr, seed = cocktail_parent(ctx.cfg)
+    row_id = trained_row_id(method, lr, seed)
+    peers = [(peer.name, train_peer(ctx, peer)) for peer in cfg.peers]
+    names, _, _ = _inputs(ctx)
+    _, record = cocktail_mix(ctx)
     candidates = record["candidates"]
     weights = {names[k]: record["cocktail_weights"][k] for k in candidates}
     losses = {names[k]: record["losses"][k] for k in candidates if record["losses"][k] is not None}
-    fingerprint, mix_fingerprint = model_fingerprint(ft_path), model_fingerprint(mix)
+    holder: dict[str, Any] = {}
     for alpha in cocktail_alphas(ctx.cfg):
-        # The same cell spec as a WiSE-FT point, with the mix in the base's place.
-        m = _evaluate(ctx, {"interpolate": fingerprint, "base": mix_fingerprint, "alpha": alpha},
-                      f"LM-Cocktail {method.name} lr={lr:g} a={alpha:g}", lambda a=alpha: mixed(a))
+        m = cocktail_point(ctx, alpha, holder)
         coefficients = [(1 - alpha) * c for c in record["mix_coefficients"]]
         coefficients[1] += alpha
-        _row(ctx, f"cocktail/{row_id}/alpha={alpha:g}", f"cocktail {method.name} lr={lr:g} a={alpha:g}", "cocktail",
-             m, method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id,
+        _row(ctx, f"cocktail/{row_id}/alpha={alpha:g}", f"cocktail {method.name} lr={lr:g} a={alpha:g}",
+             RowKind.COCKTAIL, m, method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id,
              peers=[name for name, _ in peers], candidates=cfg.candidates, loss=cfg.loss,
              temperature=cfg.temperature, weights=weights, losses=losses,
              coefficients=dict(zip(names, coefficients)))

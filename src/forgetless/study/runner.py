@@ -6,6 +6,12 @@ a half-trained model resumes from its last Trainer checkpoint, finished
 evaluations are read back. ``results.jsonl`` and the report are rebuilt from the
 cells each time, so every figure in the report comes from the results file.
 
+The cells and their dependencies are declared as a graph (``forgetless.study.plan``)
+and run by an executor (``forgetless.study.executors``: serial in this process,
+local worker processes, or Ray); the rows are then assembled from the finished
+cells in a fixed order (``assemble_rows``), so the results do not depend on the
+executor or on the order the cells ran in.
+
 Every model is scored on the validation set as well as the test set, and every
 row keeps its per-item scores: the choices (``forgetless.study.selection``), the
 recommendation (``forgetless.study.verdicts``) and the seed claims
@@ -36,6 +42,7 @@ from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.curves import LearningCurve, curve_from_log
 from forgetless.study.data_checks import carve_validation, check_answers, constant_floor, duplicate_prompts
+from forgetless.study.executors import Executor
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
 from forgetless.study.rows import RowKind, family_of
 from forgetless.training.run import load_tokenizer, resolve_model, train
@@ -67,7 +74,8 @@ class Progress:
         elapsed = time.time() - self.start
         eta = f"ETA {elapsed / self.done * (self.total - self.done) / 60:.1f} min" if self.done else "ETA -"
         state = "cached" if cached else "running"
-        self.print_fn(f"[study {self.done / self.total:4.0%} | {elapsed / 60:5.1f} min | {eta}] {what} ({state})")
+        share = self.done / self.total if self.total > 0 else 1.0  # cached stages can take the total to 0
+        self.print_fn(f"[study {share:4.0%} | {elapsed / 60:5.1f} min | {eta}] {what} ({state})")
 
     def end(self, weight: float, cached: bool) -> None:
         # Cached stages cost nothing; counting them as done would distort the ETA.
@@ -91,6 +99,7 @@ class Context:
     progress: Progress
     validation_path: str | None = None
     train_data: str | None = None  # the training data models see (train minus a carved validation split)
+    general_path: str | None = None  # the held-out general corpus ``general_texts`` was read from
     kl_samples: list[Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -161,7 +170,7 @@ def train_spec(probe: TrainConfig, base_path: str, data: str | None = None) -> d
     ``data`` is the file training reads when it is not ``probe.data`` (train minus a carved validation split).
     """
     spec = {
-        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "save_dtype"}),
+        "train": {k: v for k, v in probe.identity().items() if k != "save_dtype"},
         "base": model_fingerprint(base_path),
         "data": data_hash(resolve_data(data or probe.data)),
     }
@@ -171,21 +180,34 @@ def train_spec(probe: TrainConfig, base_path: str, data: str | None = None) -> d
     return spec
 
 
-def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
-    """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
-
-    ``data`` replaces the study's training data (peer domains of LM-Cocktail).
-    """
+def _train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
+                data: str | None = None) -> tuple[Cell, LearningCurve | None]:
+    """The training cell of one model (whether or not it has run) and its learning-curve callback."""
     probe = ctx.cfg.train_config(method, lr, seed, "unused")
     if data is not None:
         probe = probe.model_copy(update={"data": data})
     used = data or ctx.train_data or probe.data
     spec = train_spec(probe, ctx.base_path, used)
-    curve = _curve_callback(ctx) if data is None else None  # a peer domain's curve on this validation set means nothing
+    # A peer domain's curve on this validation set means nothing; a run launched in other
+    # processes (training.launcher: accelerate) cannot carry the callback.
+    curve = _curve_callback(ctx) if data is None and probe.launcher == "python" else None
     if curve is not None:
         spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
                          "documents": len(curve.texts), "general": ctx.eval_spec["general"]}
-    unit = cell(ctx.root / "cells", "train", spec)
+    return cell(ctx.root / "cells", "train", spec), curve
+
+
+def trained_path(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> str:
+    """Where the model of a training cell is (or will be) written, without running anything."""
+    return str(_train_cell(ctx, _with_replay_file(ctx, method), lr, seed, data)[0].dir / "model")
+
+
+def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str | None = None) -> tuple[Cell, str]:
+    """Train one model in its cell (resuming if a previous attempt was killed); return its directory.
+
+    ``data`` replaces the study's training data (peer domains of LM-Cocktail).
+    """
+    unit, curve = _train_cell(ctx, method, lr, seed, data)
     label = f"{method.name} lr={lr:g} seed={seed}"
     cached = unit.done()
     ctx.progress.begin(f"train {label}", 6.0, cached)
@@ -215,6 +237,26 @@ def _curve_callback(ctx: Context) -> LearningCurve | None:
 REPLAY_SOURCES = ("context-free", "contextual", "corpus")
 
 
+def _samples_cell(ctx: Context, kind: str, purpose: str, num_samples: int, temperature: float, seed: int) -> Cell:
+    """The cell of one set of replay (or KL-estimate) samples of ``kind`` (whether or not it was made)."""
+    cf = ctx.cfg.context_free
+    if kind == "context-free":
+        fingerprint: dict[str, Any] = {"base": model_fingerprint(ctx.base_path)}
+    elif kind == "contextual":
+        fingerprint = {"base": model_fingerprint(ctx.base_path), "prompts": data_hash(_contextual_prompts(ctx))}
+    else:
+        fingerprint = {"corpus": data_hash(_replay_corpus(ctx))}
+    # Context-free cells keep the key they had before the other kinds existed.
+    spec = {**fingerprint, "purpose": purpose, "n": num_samples, "max_new_tokens": cf.max_new_tokens,
+            "temperature": temperature, "seed": seed, **({"kind": kind} if kind != "context-free" else {})}
+    return cell(ctx.root / "cells", "samples", spec)
+
+
+def _contextual_prompts(ctx: Context) -> str:
+    """The prompts contextual replay completes: the data the models train on."""
+    return ctx.train_data or resolve_data(ctx.cfg.data.train)
+
+
 def _replay_source(ctx: Context, kind: str, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
     """Make replay data of one ``kind`` once (a cached cell); return the JSONL path.
 
@@ -228,17 +270,12 @@ def _replay_source(ctx: Context, kind: str, purpose: str, num_samples: int, temp
     cf = ctx.cfg.context_free
     source: list[str]
     if kind == "context-free":
-        source, fingerprint = ["--model", ctx.base_path], {"base": model_fingerprint(ctx.base_path)}
+        source = ["--model", ctx.base_path]
     elif kind == "contextual":
-        train = ctx.train_data or resolve_data(ctx.cfg.data.train)
-        source = ["--model", ctx.base_path, "--prompts", train]
-        fingerprint = {"base": model_fingerprint(ctx.base_path), "prompts": data_hash(train)}
+        source = ["--model", ctx.base_path, "--prompts", _contextual_prompts(ctx)]
     else:
-        corpus = _replay_corpus(ctx)
-        source, fingerprint = ["--corpus", corpus], {"corpus": data_hash(corpus)}
-    spec = {**fingerprint, "purpose": purpose, "n": num_samples, "max_new_tokens": cf.max_new_tokens,
-            "temperature": temperature, "seed": seed, **({"kind": kind} if kind != "context-free" else {})}
-    unit = cell(ctx.root / "cells", "samples", spec)
+        source = ["--corpus", _replay_corpus(ctx)]
+    unit = _samples_cell(ctx, kind, purpose, num_samples, temperature, seed)
     out = unit.dir / "samples.jsonl"
     cached = unit.done()
     ctx.progress.begin(f"make {num_samples} {kind} replay samples ({purpose})", 1.0, cached)
@@ -274,19 +311,60 @@ def _replay_corpus(ctx: Context) -> str:
     return corpus
 
 
+def replay_sources(method: MethodConfig) -> list[str]:
+    """The study-made sources a method trains on: its ``replay.data`` when it names one, and
+    ``context-free`` when the KL regularizer's data says so."""
+    replay = method.train.get("replay")
+    kl = (method.train.get("regularizers") or {}).get("kl") or {}
+    replay_data = replay if isinstance(replay, str) else (replay or {}).get("data")
+    sources = [replay_data] if replay_data in REPLAY_SOURCES else []
+    if kl.get("data") == "context-free" and "context-free" not in sources:
+        sources.append("context-free")
+    return sources
+
+
+def replay_samples(ctx: Context, kind: str = "context-free") -> str:
+    """Make (or read back) the replay samples of ``kind`` that replay methods train on."""
+    cf = ctx.cfg.context_free
+    unit = _samples_cell(ctx, kind, "replay", cf.replay_samples, cf.temperature, seed=0)
+    # Made once; later methods read the finished cell without a progress line of their own.
+    if unit.done():
+        return str(unit.dir / "samples.jsonl")
+    return _replay_source(ctx, kind, "replay", cf.replay_samples, cf.temperature, seed=0)
+
+
+def attach_kl_samples(ctx: Context, draw: bool = True) -> None:
+    """Give ``ctx`` the held-out samples of the KL estimate (drawn once, a cached cell), if the study uses them.
+
+    With ``draw`` False the samples are attached only when their cell has finished
+    (a worker building its context must not draw them a second time).
+    """
+    n = ctx.cfg.context_free.kl_samples
+    if not n or ctx.kl_samples is not None:
+        return
+    if not draw and not _samples_cell(ctx, "context-free", "kl-estimate", n, 1.0, seed=10_000).done():
+        return
+    from forgetless.replay.kl_estimate import load_samples
+
+    held_out = _context_free(ctx, "kl-estimate", n, 1.0, seed=10_000)
+    ctx.kl_samples = load_samples(held_out)
+    ctx.eval_spec["kl_samples"] = data_hash(held_out)
+
+
 def _with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
     """Replace a replay source name (``context-free``, ``contextual``, ``corpus``) in ``replay.data``,
     or ``context-free`` in ``regularizers.kl.data``, by the study's file of that source."""
+    if not replay_sources(method):
+        return method
     train = dict(method.train)
     replay = train.get("replay")
     kl = (train.get("regularizers") or {}).get("kl") or {}
     replay_data = replay if isinstance(replay, str) else (replay or {}).get("data")
-    cf = ctx.cfg.context_free
     if replay_data in REPLAY_SOURCES:
-        path = _replay_source(ctx, replay_data, "replay", cf.replay_samples, cf.temperature, seed=0)
+        path = replay_samples(ctx, replay_data)
         train["replay"] = {"data": path} if isinstance(replay, str) else {**replay, "data": path}
     if kl.get("data") == "context-free":
-        path = _context_free(ctx, "replay", cf.replay_samples, cf.temperature, seed=0)
+        path = replay_samples(ctx, "context-free")
         train["regularizers"] = {**train["regularizers"], "kl": {**kl, "data": path}}
     return method.model_copy(update={"train": train})
 
@@ -340,38 +418,66 @@ def _stage_weights(cfg: StudyConfig) -> float:
     return total
 
 
-def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path:
-    """Run (or resume) a whole study and write its results and report.
+def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None]) -> tuple[Context, dict[str, Any]]:
+    """Resolve the base and the data, check the domain data, and build the study's context.
 
     Returns:
-        The study directory, holding ``results.jsonl``, ``report.md`` and ``report.html``.
+        ``(context, notes)``; the notes go into the base row.
     """
-    from forgetless.study.report import write_report
-
     root = Path(cfg.output)
     root.mkdir(parents=True, exist_ok=True)
     base_path = resolve_model(cfg.base_model)
-    tokenizer = load_tokenizer(base_path)
     general = resolve_data(cfg.data.general)
     test = resolve_data(cfg.data.test)
     train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
-    texts = read_texts(general)[: cfg.eval.general_limit]
     ctx = Context(
-        cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer, general_texts=texts, test_path=test,
+        cfg=cfg, root=root, base_path=base_path, tokenizer=load_tokenizer(base_path),
+        general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
                    "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit},
         progress=Progress(_stage_weights(cfg), print_fn), validation_path=validation, train_data=train_data,
+        general_path=general,
     )
-    if cfg.context_free.kl_samples:
-        from forgetless.replay.kl_estimate import load_samples
+    return ctx, notes
 
-        held_out = _context_free(ctx, "kl-estimate", cfg.context_free.kl_samples, 1.0, seed=10_000)
-        ctx.kl_samples = load_samples(held_out)
-        ctx.eval_spec["kl_samples"] = data_hash(held_out)
-    base_spec = {"model": model_fingerprint(base_path)}
-    floor = constant_floor(check_answers(test)[: cfg.eval.domain_limit])
-    _row(ctx, "base", "base", RowKind.BASE, _evaluate(ctx, base_spec, "base", lambda: _load(base_path)),
+
+def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executor: Executor | None = None) -> Path:
+    """Run (or resume) a whole study and write its results and report.
+
+    The cells (``forgetless.study.plan``) run on ``executor`` (serial, in this
+    process, when None); the rows are then assembled from the finished cells in a
+    fixed order, so ``results.jsonl`` is the same whichever executor ran them.
+
+    Returns:
+        The study directory, holding ``results.jsonl``, ``report.md`` and ``report.html``.
+
+    Raises:
+        CellFailed: a cell failed on a worker (every finished cell is kept; rerun to resume).
+    """
+    # plan imports this module (its tasks call the cell functions above).
+    from forgetless.study.executors import SerialExecutor
+    from forgetless.study.plan import plan_cells, register_context
+    from forgetless.study.report import write_report
+
+    ctx, notes = prepare_context(cfg, print_fn)
+    register_context(ctx)  # the serial executor's tasks run on this very context
+    (executor or SerialExecutor()).run(plan_cells(ctx), ctx.root / "logs", print_fn)
+    start, ctx.progress = ctx.progress.start, Progress(1.0, lambda _: None)  # every cell is finished: no progress
+    rows = assemble_rows(ctx, notes)
+    write_jsonl(ctx.root / "results.jsonl", rows)
+    report = write_report(ctx.root, cfg)
+    print_fn(f"study finished in {(time.time() - start) / 60:.1f} min; report: {report}")
+    return ctx.root
+
+
+def assemble_rows(ctx: Context, notes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results rows in their fixed order, read from the finished cells (any missing cell is computed here)."""
+    cfg = ctx.cfg
+    attach_kl_samples(ctx)
+    base_spec = {"model": model_fingerprint(ctx.base_path)}
+    floor = constant_floor(check_answers(ctx.test_path)[: cfg.eval.domain_limit])
+    _row(ctx, "base", "base", RowKind.BASE, _evaluate(ctx, base_spec, "base", lambda: _load(ctx.base_path)),
          majority_answer=floor["majority_answer"], majority_accuracy=floor["majority_accuracy"],
          items={"floor_correct": floor["floor_correct"]}, **notes)
 
@@ -380,8 +486,8 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
         for lr in method.learning_rates:
             for seed in cfg.seeds:
                 unit, path = _train(ctx, _with_replay_file(ctx, method), lr, seed)
-                row_id = f"{method.name}/lr={lr:g}/seed={seed}"
-                label = f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
+                row_id = trained_row_id(method, lr, seed)
+                label = trained_label(cfg, method, lr, seed)
                 m = _evaluate(ctx, {"model": unit.key}, label, lambda p=path: _load(p))
                 _row(ctx, row_id, label, RowKind.TRAINED, m, method=method.name, learning_rate=lr, seed=seed,
                      train_seconds=unit.load().get("seconds"), trained_on=unit.load().get("machine"), curve=unit.load().get("curve") or [],
@@ -390,46 +496,68 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print) -> Path
                 trained.append((row_id, path, method, lr, seed))
 
     for row_id, path, method, lr, seed in trained:
-        if cfg.sweeps.methods is not None and method.name not in cfg.sweeps.methods:
-            continue
-        _sweep(ctx, row_id, path, method, lr, seed)
+        if swept(cfg, method):
+            _sweep(ctx, row_id, path, method, lr, seed)
 
     if cfg.cocktail and trained:
         from forgetless.study.cocktail import run_cocktail
 
         run_cocktail(ctx, trained)
+    return ctx.rows
 
-    write_jsonl(root / "results.jsonl", ctx.rows)
-    report = write_report(root, cfg)
-    print_fn(f"study finished in {(time.time() - ctx.progress.start) / 60:.1f} min; report: {report}")
-    return root
+
+def trained_row_id(method: MethodConfig, lr: float, seed: int) -> str:
+    """The results id of a trained model: ``METHOD/lr=LR/seed=S``."""
+    return f"{method.name}/lr={lr:g}/seed={seed}"
+
+
+def trained_label(cfg: StudyConfig, method: MethodConfig, lr: float, seed: int) -> str:
+    """A trained model's label in the report (the seed only when the study has several)."""
+    return f"{method.name} lr={lr:g}" + (f" s{seed}" if len(cfg.seeds) > 1 else "")
+
+
+def swept(cfg: StudyConfig, method: MethodConfig) -> bool:
+    """Whether the WiSE-FT and ensemble sweeps cover this method's models."""
+    return cfg.sweeps.methods is None or method.name in cfg.sweeps.methods
 
 
 def _sweep(ctx: Context, row_id: str, path: str, method: MethodConfig, lr: float, seed: int) -> None:
     """The WiSE-FT interpolation curve and the output ensemble of one fine-tuned model with the base."""
+    holder: dict[str, Any] = {}
+    name = row_id.split("/")[0]
+    family = method.family or family_of(method.train)
+    for alpha in ctx.cfg.sweeps.interpolation:
+        m = sweep_point(ctx, path, name, lr, RowKind.INTERPOLATION, alpha, holder)
+        _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", RowKind.INTERPOLATION, m,
+             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
+    for alpha in ctx.cfg.sweeps.ensemble:
+        m = sweep_point(ctx, path, name, lr, RowKind.ENSEMBLE, alpha, holder)
+        _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", RowKind.ENSEMBLE, m,
+             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
+
+
+def sweep_point(ctx: Context, path: str, name: str, lr: float, kind: RowKind, alpha: float,
+                holder: dict[str, Any]) -> dict[str, Any]:
+    """Measure one point of a fine-tuned model's WiSE-FT (``INTERPOLATION``) or ``ENSEMBLE`` sweep (a cell).
+
+    ``holder`` keeps the interpolator across the points of one sweep, so the two
+    models are loaded once per sweep rather than once per point.
+    """
     from forgetless.merging.ensemble import OutputEnsemble
     from forgetless.merging.sweep import Interpolator
 
-    fingerprint = model_fingerprint(path)
-    holder: dict[str, Interpolator] = {}
+    fingerprint, base = model_fingerprint(path), model_fingerprint(ctx.base_path)
+    if kind == RowKind.ENSEMBLE:
+        return _evaluate(ctx, {"ensemble": fingerprint, "base": base, "alpha": alpha},
+                         f"{name} lr={lr:g} ensemble a={alpha:g}",
+                         lambda: OutputEnsemble(_load(ctx.base_path), _load(path), alpha))
 
-    def interpolated(alpha: float) -> torch.nn.Module:
+    def interpolated() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α is written into one model in memory.
         if "interp" not in holder:
             holder["interp"] = Interpolator(_load(path), ctx.base_path, path)
         holder["interp"].set_alpha(alpha)
         return holder["interp"].model
 
-    name = row_id.split("/")[0]
-    family = method.family or family_of(method.train)
-    for alpha in ctx.cfg.sweeps.interpolation:
-        m = _evaluate(ctx, {"interpolate": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
-                      f"{name} lr={lr:g} WiSE-FT a={alpha:g}", lambda a=alpha: interpolated(a))
-        _row(ctx, f"{row_id}/interp={alpha:g}", f"{name} lr={lr:g} a={alpha:g}", RowKind.INTERPOLATION, m,
-             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
-    for alpha in ctx.cfg.sweeps.ensemble:
-        m = _evaluate(ctx, {"ensemble": fingerprint, "base": model_fingerprint(ctx.base_path), "alpha": alpha},
-                      f"{name} lr={lr:g} ensemble a={alpha:g}",
-                      lambda a=alpha: OutputEnsemble(_load(ctx.base_path), _load(path), a))
-        _row(ctx, f"{row_id}/ensemble={alpha:g}", f"{name} lr={lr:g} ens a={alpha:g}", RowKind.ENSEMBLE, m,
-             method=method.name, learning_rate=lr, seed=seed, alpha=alpha, parent=row_id, family=family)
+    return _evaluate(ctx, {"interpolate": fingerprint, "base": base, "alpha": alpha},
+                     f"{name} lr={lr:g} WiSE-FT a={alpha:g}", interpolated)

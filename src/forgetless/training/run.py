@@ -26,7 +26,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
@@ -163,7 +162,8 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
 def _check_resumable(cfg: TrainConfig, work: Path) -> None:
     """Refuse to resume checkpoints that a different config wrote; record this config otherwise."""
     recorded = work / "config.json"
-    current = cfg.model_dump(exclude={"overwrite", "keep_checkpoints", "save_dtype"})  # save_dtype: only the export
+    # save_dtype only changes the export, so a rerun may change it and still resume.
+    current = {**{k: v for k, v in cfg.identity().items() if k != "save_dtype"}, "output": cfg.output}
     if recorded.is_file():
         previous = json.loads(recorded.read_text())
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
@@ -174,6 +174,26 @@ def _check_resumable(cfg: TrainConfig, work: Path) -> None:
             )
     else:
         write_json(recorded, current)
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``folder`` whose trainer state is readable, or None.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically, so a run
+    killed while saving (a SIGKILLed study worker) leaves a newer, partial
+    checkpoint; resuming from it would fail, so it is skipped (the Trainer only
+    deletes older checkpoints after a new one is complete).
+    """
+    if not folder.is_dir():
+        return None
+    found = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(path)
+    return None
 
 
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
@@ -190,6 +210,14 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         DataError: bad training data (nothing is written).
         FileExistsError: ``cfg.output`` is a finished run and ``overwrite`` is off.
     """
+    if cfg.launcher == "accelerate":
+        if callbacks:
+            raise ValueError("launcher: accelerate trains in other processes, which callbacks cannot follow "
+                             "(a study measures no learning curve for such cells)")
+        # launch imports this module (resolve_model), so it is imported here.
+        from forgetless.training.launch import launch_accelerate
+
+        return launch_accelerate(cfg)
     output = Path(cfg.output)
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
@@ -220,7 +248,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         callbacks = [*(callbacks or []), *([kl_log] if kl_log else [])]
     timer = _LogHistory()
     trainer = make_trainer(cfg, model, tokenizer, examples, checkpoints, [timer, *(callbacks or [])])
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:

@@ -1,0 +1,25 @@
+"""Toy study cells for the executor tests, in a module of their own: a spawned worker imports
+only this (no torch), so killing and restarting workers costs little."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def finish(path: str) -> None:
+    """Mark a finished cell."""
+    Path(path).write_text("finished")
+
+
+def die(path: str) -> None:
+    """Record an attempt, then kill this worker as an out-of-memory killer would."""
+    with open(path, "a") as handle:
+        handle.write("attempt\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail() -> None:
+    """A cell with a bug."""
+    raise ValueError("bad cell")
