@@ -174,9 +174,10 @@ def test_study_train_cells_of_fp32_bases_keep_their_keys(tiny_model_dir, tiny_bf
     from forgetless.study.runner import train_spec
 
     probe = _cfg(tiny_model_dir, pc_data, Path("unused"))
-    # The key every cached study computed before save_dtype existed: fp32 outputs, still valid.
+    # The key every cached study computed before save_dtype and the launcher existed: fp32 outputs, still valid.
+    new_fields = {"save_dtype", "launcher", "accelerate_config"}
     assert train_spec(probe, str(tiny_model_dir)) == {
-        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "save_dtype"}),
+        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", *new_fields}),
         "base": model_fingerprint(tiny_model_dir), "data": data_hash(str(pc_data))}
     assert train_spec(probe.model_copy(update={"save_dtype": "fp32"}), str(tiny_model_dir)).get("save_dtype") is None
     # A bf16 base now writes bf16 models: a new key, so no fp32 model of an older run is reused.
