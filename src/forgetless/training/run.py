@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
@@ -37,6 +37,7 @@ from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.objectives import build_objective
 from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
+from forgetless.training.checkpoints import split_checkpoints
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer
 
@@ -160,20 +161,49 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
     }
 
 
-def _check_resumable(cfg: TrainConfig, work: Path) -> None:
-    """Refuse to resume checkpoints that a different config wrote; record this config otherwise."""
+def _recorded_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that must match for checkpoints to be resumed (not the export's or cleanup's)."""
+    return cfg.model_dump(exclude={"overwrite", "keep_checkpoints", "save_dtype"})
+
+
+def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
+    """The newest complete checkpoint in ``work/checkpoints`` to resume from, or None.
+
+    Incomplete checkpoints (a kill during a save) are removed, and said so: resuming from
+    the newest complete one and saving again redoes exactly the lost steps. The recorded
+    config is compared only when there is something to resume; a run that failed before its
+    first checkpoint (a bad ``--lr-scheduler``, an unloadable model) blocks nothing.
+
+    Raises:
+        ValueError: complete checkpoints exist and a different config wrote them.
+    """
+    complete, incomplete = split_checkpoints(work / "checkpoints")
     recorded = work / "config.json"
-    current = cfg.model_dump(exclude={"overwrite", "keep_checkpoints", "save_dtype"})  # save_dtype: only the export
-    if recorded.is_file():
-        previous = json.loads(recorded.read_text())
+    if complete and recorded.is_file():
+        try:
+            previous = json.loads(recorded.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = None  # written atomically, so only a hand edit breaks it
+        current = _recorded_config(cfg)
+        if not isinstance(previous, dict):
+            raise ValueError(f"{recorded}: unreadable; delete {work} to start over")
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             raise ValueError(
                 f"{work}: holds checkpoints of an interrupted run with a different config (changed: "
                 f"{', '.join(changed)}); delete that directory to start over, or rerun with the same config to resume"
             )
-    else:
-        write_json(recorded, current)
+    if not complete and work.exists():
+        shutil.rmtree(work)  # nothing resumable: leftovers of a run that never saved
+        return None
+    for checkpoint, reason in incomplete.items():
+        print(f"forgetless: skipping incomplete {checkpoint} ({reason}; a save was interrupted); removing it",
+              file=sys.stderr)
+        shutil.rmtree(checkpoint)
+    if complete:
+        print(f"forgetless: resuming from {complete[-1]}", file=sys.stderr)
+        return str(complete[-1])
+    return None
 
 
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
@@ -207,7 +237,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
 
         examples = add_replay(examples, cfg.replay, tokenizer, max_length, cfg.completion_only_loss, cfg.seed)
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
-    _check_resumable(cfg, checkpoints.parent)
+    last = _resume_point(cfg, checkpoints.parent)
     # Weights load in fp32: mixed precision is autocast's job, and fp32 master
     # weights keep small learning rates from rounding away.
     model = AutoModelForCausalLM.from_pretrained(
@@ -220,8 +250,14 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         callbacks = [*(callbacks or []), *([kl_log] if kl_log else [])]
     timer = _LogHistory()
     trainer = make_trainer(cfg, model, tokenizer, examples, checkpoints, [timer, *(callbacks or [])])
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=last)
+    # Recorded only now, once everything that can refuse the config has accepted it.
+    write_json(checkpoints.parent / "config.json", _recorded_config(cfg))
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    except BaseException:
+        if not split_checkpoints(checkpoints)[0]:
+            shutil.rmtree(checkpoints.parent, ignore_errors=True)  # nothing to resume: leave nothing behind
+        raise
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
             if cfg.lora:
