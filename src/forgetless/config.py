@@ -162,11 +162,18 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with an error naming the file when it is not one."""
+    from forgetless.data.errors import DataError
+    from forgetless.data.text import decode_utf8
+
     path = Path(path)
     try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value = yaml.safe_load(decode_utf8(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except DataError as err:
+        raise ConfigError(str(err)) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if value is None:
