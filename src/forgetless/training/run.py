@@ -20,7 +20,6 @@ import torch
 import transformers
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -34,6 +33,7 @@ from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.dtypes import resolve_save_dtype, short_name
+from forgetless.model_loading import check_safetensors, load_causal_lm, load_errors
 from forgetless.objectives import build_objective
 from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
@@ -54,7 +54,8 @@ def resolve_model(spec: str) -> str:
 
 def load_tokenizer(model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load a tokenizer and make sure it can pad (real Llama tokenizers have no PAD)."""
-    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    with load_errors(model):
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -227,7 +228,9 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
-    base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    with load_errors(model_path):
+        base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    check_safetensors(model_path)  # before the data is read: the weights are refused anyway
     limit = position_limit(base_config)
     save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
@@ -240,9 +243,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     last = _resume_point(cfg, checkpoints.parent)
     # Weights load in fp32: mixed precision is autocast's job, and fp32 master
     # weights keep small learning rates from rounding away.
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code
-    )
+    model = load_causal_lm(model_path, torch.float32, cfg.trust_remote_code)
     if cfg.replay is not None:  # the context-free KL estimate of forgetting, logged while training
         from forgetless.replay.kl_callback import kl_callback_for
 
