@@ -83,7 +83,7 @@ def test_resuming_is_announced(tiny_model_dir: Path, pc_data: Path, tmp_path: Pa
     assert f"resuming from {tmp_path / 'run.work' / 'checkpoints' / 'checkpoint-3'}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [{"lr_scheduler": "foo"}, {"lora": True, "lora_target_modules": ["foo_proj"]}],
+@pytest.mark.parametrize("bad", [{"lr_scheduler": "foo"}, {"lora": True, "lora_target_modules": "foo_proj"}],
                          ids=["lr_scheduler", "lora_target_modules"])
 def test_a_failure_before_training_does_not_block_the_corrected_rerun(
     bad: dict, tiny_model_dir: Path, pc_data: Path, tmp_path: Path

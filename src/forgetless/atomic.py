@@ -26,7 +26,10 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:  # named as the output the user asked for, not the temporary sibling
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     try:
         yield tmp
     except BaseException:
