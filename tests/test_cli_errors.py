@@ -77,9 +77,9 @@ def test_train_and_generate_with_a_truncated_shard(tiny_model_dir: Path, pc_data
                                                    capsys) -> None:
     broken = _truncated_copy(tiny_model_dir, tmp_path / "broken")
     assert main(["train", "--model", str(broken), "--data", str(pc_data), "--output", str(tmp_path / "o")]) == 2
-    assert f"{broken}: a safetensors file is truncated or corrupt" in _one_line(capsys)
+    assert f"{broken / 'model.safetensors'}: not a complete safetensors file" in _one_line(capsys)
     assert main(["generate", "--model", str(broken), "--output", str(tmp_path / "g.jsonl"), "--num-samples", "1"]) == 2
-    assert f"{broken}: a safetensors file is truncated or corrupt" in _one_line(capsys)
+    assert f"{broken / 'model.safetensors'}: not a complete safetensors file" in _one_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "train.jsonl"]
 
 

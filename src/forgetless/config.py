@@ -157,7 +157,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         lines.append(f"{source}: key {key!r}: {message}")
-    return "\n".join(lines)
+    return "; ".join(lines)  # one line, so every problem shows in a one-line error
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -175,7 +175,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except DataError as err:
         raise ConfigError(str(err)) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -43,21 +43,56 @@ def _convert_hint(path: Path, found: str, stem: str) -> str:
 
 
 def check_safetensors(path: str | Path, stem: str = "model") -> None:
-    """Refuse a local directory that has pickled weights and no ``STEM.safetensors`` (or its index).
+    """Check a local model (or, with ``stem="adapter_model"``, adapter) directory before loading it.
 
-    A hub id or a missing path passes: ``from_pretrained`` reports those.
+    Its ``config.json`` must be a JSON object, and its weights safetensors whose headers read
+    (every shard an index names must be there); pickled weights alone are refused with the
+    conversion. Nothing is loaded, and a hub id or a missing path passes: ``from_pretrained``
+    reports those.
 
     Raises:
-        ModelLoadError: only pickled weights are there.
+        ModelLoadError: naming the directory and the file at fault.
     """
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     if not path.is_dir():
         return
-    if (path / f"{stem}.safetensors").is_file() or (path / f"{stem}.safetensors.index.json").is_file():
-        return
-    pickled = sorted(p.name for pattern in _PICKLED for p in path.glob(pattern) if p.name != "training_args.bin")
-    if pickled:
-        raise ModelLoadError(_convert_hint(path, pickled[0], stem))
+    index = path / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_bytes().decode("utf-8-sig"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+            if not all(isinstance(s, str) for s in shards):
+                raise ValueError("shard names must be strings")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ModelLoadError(f"{index}: expected a JSON object with a weight_map ({err})") from None
+    elif (path / f"{stem}.safetensors").is_file():
+        shards = [f"{stem}.safetensors"]
+    else:
+        pickled = sorted(p.name for pattern in _PICKLED for p in path.glob(pattern) if p.name != "training_args.bin")
+        if pickled:
+            raise ModelLoadError(_convert_hint(path, pickled[0], stem))
+        raise ModelLoadError(f"{path}: no {stem}.safetensors; expected safetensors weights")
+    for shard in shards:
+        file = path / shard
+        if not file.is_file():
+            raise ModelLoadError(f"{path}: shard {shard} named in {index.name} is missing")
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise ModelLoadError(f"{file}: not a complete safetensors file ({err})") from None
+    config = path / ("adapter_config.json" if stem == "adapter_model" else "config.json")
+    if not config.is_file():
+        raise ModelLoadError(f"{path}: no {config.name}; expected a model directory written by save_pretrained")
+    try:
+        if not isinstance(json.loads(config.read_bytes().decode("utf-8-sig")), dict):
+            raise ValueError("not an object")
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelLoadError(f"{config}: expected a JSON object ({err})") from None
 
 
 @contextmanager
@@ -69,13 +104,16 @@ def load_errors(spec: str | Path) -> Iterator[None]:
         yield
     except SafetensorError as err:
         raise ModelLoadError(f"{spec}: a safetensors file is truncated or corrupt ({err})") from None
-    except ValueError as err:
+    except ModelLoadError:
+        raise
+    except (ValueError, KeyError) as err:
         if "trust_remote_code" in str(err):
             raise ModelLoadError(
                 f"{spec}: the model needs its own Python code to load; pass --trust-remote-code "
                 "(trust_remote_code: true) only if you trust its source"
             ) from None
-        raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"{spec}: cannot load ({first})") from None
     except OSError as err:
         if err.filename is not None:  # PermissionError and friends: the file says it all
             raise

@@ -225,12 +225,12 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
     model_path = resolve_model(cfg.model)
+    check_safetensors(model_path)  # before anything is read: the weights would be refused anyway
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
     with load_errors(model_path):
         base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
-    check_safetensors(model_path)  # before the data is read: the weights are refused anyway
     limit = position_limit(base_config)
     save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
