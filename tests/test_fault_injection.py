@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaForCausalLM
 
 import forgetless
 from forgetless.atomic import atomic_dir
@@ -65,16 +66,18 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _partial_checkpoint(checkpoints: Path, file: str) -> Callable[[], bool]:
-    """True while some checkpoint has ``file`` but not yet ``trainer_state.json`` (written last)."""
+def _partial_checkpoint(checkpoints: Path, file: str, step: int) -> Callable[[], bool]:
+    """True while ``checkpoint-STEP`` has ``file`` but not yet ``trainer_state.json`` (written last)."""
+    checkpoint = checkpoints / f"checkpoint-{step}"
+
     def trigger() -> bool:
-        if not checkpoints.is_dir():
-            return False
-        try:
-            return any((c / file).exists() and not (c / "trainer_state.json").exists() for c in checkpoints.iterdir())
-        except FileNotFoundError:  # a checkpoint rotated away while listing
-            return False
+        return (checkpoint / file).exists() and not (checkpoint / "trainer_state.json").exists()
     return trigger
+
+
+def _last_complete(checkpoints: Path) -> int:
+    steps = [int(c.name.split("-")[1]) for c in checkpoints.glob("checkpoint-*") if (c / "trainer_state.json").is_file()]
+    return max(steps, default=0)
 
 
 def _final_write(output: Path, inside: str | None = None) -> Callable[[], bool]:
@@ -85,13 +88,23 @@ def _final_write(output: Path, inside: str | None = None) -> Callable[[], bool]:
 
 
 @pytest.mark.slow
-def test_train_survives_kills_at_random_moments(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_train_survives_kills_at_random_moments(tokenizer, tmp_path: Path) -> None:
+    # 256 wide (2.5M parameters, a 10 MB checkpoint, 20 MB of optimizer state), so that a
+    # checkpoint write lasts long enough to be caught in the middle.
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=1024, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    base = tmp_path / "base"
+    LlamaForCausalLM(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
     rows = [{"prompt": f"Sum {a} and {b}.\n", "completion": f" Answer: {a + b}"} for a in range(4) for b in range(4)]
     data = write_jsonl(tmp_path / "train.jsonl", rows)
 
     def train(output: Path) -> list[str]:
-        return _command("train", "--model", str(tiny_model_dir), "--data", str(data), "--output", str(output),
-                        "--precision", "fp32", "--max-steps", "24", "--save-steps", "2", "--batch-size", "4",
+        return _command("train", "--model", str(base), "--data", str(data), "--output", str(output),
+                        "--precision", "fp32", "--max-steps", "40", "--save-steps", "2", "--batch-size", "4",
                         "--learning-rate", "1e-2", "--lr-scheduler", "constant", "--logging-steps", "1")
 
     start = time.monotonic()
@@ -101,10 +114,14 @@ def test_train_survives_kills_at_random_moments(tiny_model_dir: Path, tmp_path: 
 
     output = tmp_path / "killed"
     checkpoints = tmp_path / "killed.work" / "checkpoints"
-    triggers: dict[str, Callable[[], bool]] = {
-        "checkpoint: weights written, nothing else": _partial_checkpoint(checkpoints, "model.safetensors"),
-        "checkpoint: optimizer written, no trainer_state.json": _partial_checkpoint(checkpoints, "optimizer.pt"),
-        "checkpoint: scheduler written": _partial_checkpoint(checkpoints, "scheduler.pt"),
+    # Inside the save of a checkpoint a few steps ahead (the next one would make no progress).
+    during_training = {
+        "checkpoint: weights written, nothing else": "model.safetensors",
+        "checkpoint: optimizer written, no trainer_state.json": "optimizer.pt",
+        "checkpoint: scheduler written": "scheduler.pt",
+    }
+    # Then the final write of the output (after the last steps), once per stage.
+    final_write: dict[str, Callable[[], bool]] = {
         "final write: temporary directory made": _final_write(output),
         "final write: weights written": _final_write(output, "model.safetensors"),
         "final write: forgetless.json written": _final_write(output, "forgetless.json"),
@@ -112,24 +129,31 @@ def test_train_survives_kills_at_random_moments(tiny_model_dir: Path, tmp_path: 
     rng = random.Random(18)
     kills: dict[str, int] = {}
     attempts = 0
-    while not output.exists():
+
+    def attempt(name: str, trigger: Callable[[], bool] | None, delay: float | None) -> None:
+        nonlocal attempts
         attempts += 1
-        assert attempts < 60, f"no finished run after {attempts} attempts (kills: {kills})"
-        if sum(kills.values()) >= 24:
-            code = _run_and_kill(train(output), None, None)
-            assert code == 0, f"the final, unkilled rerun failed with {code}"
-            break
-        name = rng.choice([*triggers, "random moment", "random moment"])
-        if name == "random moment":
-            code = _run_and_kill(train(output), None, rng.uniform(0.0, duration))
-        else:
-            code = _run_and_kill(train(output), triggers[name], None)
+        code = _run_and_kill(train(output), trigger, delay)
         if code == -signal.SIGKILL:
             kills[name] = kills.get(name, 0) + 1
         else:
             assert code == 0, f"a rerun after a kill failed with exit {code}"
+
+    while sum(kills.values()) < 16 and (done := _last_complete(checkpoints)) < 38 and not output.exists():
+        name = rng.choice([*during_training, "random moment", "random moment"])
+        if name == "random moment":  # anywhere, start-up included
+            attempt(name, None, rng.uniform(0.0, duration))
+        else:
+            step = rng.choice(range(done + 4, min(done + 8, 40) + 1, 2))  # a little ahead: many kills per run
+            attempt(name, _partial_checkpoint(checkpoints, during_training[name], step), None)
+    for name, trigger in final_write.items():  # the rest of the training, then a kill in the final write
+        if not output.exists():
+            attempt(name, trigger, None)
+    if not output.exists():
+        attempt("none", None, None)
+    assert output.exists()
     print(f"\ntrain: {sum(kills.values())} kills survived in {attempts} attempts: {kills}")
-    assert sum(kills.values()) >= 12
+    assert sum(kills.values()) >= 10 and sum(kills.get(name, 0) for name in final_write) >= 2
     assert _same(_weights(output), reference)
     assert not list(tmp_path.glob(".killed.tmp-*")), "a killed final write was not cleaned up"
 
