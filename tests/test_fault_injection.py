@@ -67,11 +67,19 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def _partial_checkpoint(checkpoints: Path, file: str, step: int) -> Callable[[], bool]:
-    """True while ``checkpoint-STEP`` has ``file`` but not yet ``trainer_state.json`` (written last)."""
+    """True while ``checkpoint-STEP`` has ``file`` but not yet ``trainer_state.json`` (written last).
+
+    A save lasts milliseconds, and a poll can miss it on a busy machine: then the trigger
+    fires at the next checkpoint directory seen, so that a miss still kills (in the steps
+    after the save, or in the next save) rather than letting the run finish.
+    """
     checkpoint = checkpoints / f"checkpoint-{step}"
+    later = checkpoints / f"checkpoint-{step + 2}"
 
     def trigger() -> bool:
-        return (checkpoint / file).exists() and not (checkpoint / "trainer_state.json").exists()
+        if (checkpoint / file).exists() and not (checkpoint / "trainer_state.json").exists():
+            return True
+        return later.exists() or (checkpoint / "trainer_state.json").exists()
     return trigger
 
 
