@@ -119,3 +119,13 @@ def test_a_bad_utf8_byte_in_a_config_is_located(tmp_path: Path, capsys) -> None:
     config.write_bytes(b"model: m\ndata: \xff\n")
     assert main(["train", "--config", str(config)]) == 2
     assert f"{config}, line 2: not valid UTF-8 (byte 0xff at byte offset 15)" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--max-steps", "0"], "key 'max_steps': Value error, expected a positive number of steps, or -1"),
+    (["--max-steps", "-5"], "key 'max_steps': Value error, expected a positive number of steps, or -1"),
+    (["--packing", "--group-by-length"], "group_by_length has no effect with packing"),
+], ids=["max-steps 0", "max-steps -5", "packing with grouping"])
+def test_settings_that_would_silently_do_something_else_are_refused(flags: list[str], expected: str, capsys) -> None:
+    assert main(["train", "--model", "m", "--data", "d", "--output", "o", *flags]) == 2
+    assert expected in _one_line(capsys)

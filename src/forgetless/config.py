@@ -130,6 +130,23 @@ class TrainConfig(BaseModel):
             return {"data": value}
         return value
 
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        # transformers reads 0 as "one step", silently; -1 is its "use epochs".
+        if value == 0 or value < -1:
+            raise ValueError(f"expected a positive number of steps, or -1 to train for `epochs`, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _grouping_needs_examples(self) -> "TrainConfig":
+        # Packed blocks all hold max_length tokens: there is no length to group by, and
+        # recording group_by_length: true for a run that did not group would mislead.
+        if self.packing and self.group_by_length:
+            raise ValueError("group_by_length has no effect with packing (every block is max_length tokens); "
+                             "drop one of them")
+        return self
+
     @field_validator("learning_rates")
     @classmethod
     def _positive_rates(cls, value: list[float]) -> list[float]:
