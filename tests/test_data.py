@@ -156,3 +156,25 @@ def test_error_missing_file_and_extension(tokenizer, tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     path.write_text("a,b\n")
     assert "expected a .jsonl, .json or .parquet file" in _error(tokenizer, path)
+
+
+def test_a_bad_utf8_byte_is_located_by_file_line_and_offset(tmp_path: Path) -> None:
+    good = b'{"text": "caf\xc3\xa9"}\n'
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(good + b'{"text": "bad \xff byte"}\n')
+    offset = len(good) + len(b'{"text": "bad ')  # hand-counted: the 0xff byte's position in the file
+    with pytest.raises(DataError, match=rf"^{path}, line 2: not valid UTF-8 \(byte 0xff at byte offset {offset}\)"):
+        read_records(path)
+    whole = tmp_path / "d.json"
+    whole.write_bytes(b'[\n{"text": "a"},\n{"text": "\xff"}\n]')
+    with pytest.raises(DataError, match=rf"^{whole}, line 3: not valid UTF-8 \(byte 0xff at byte offset 27\)"):
+        read_records(whole)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"text": "a"}\n{"text": "b"}\n')
+    assert [r.fields["text"] for r in read_records(jsonl)] == ["a", "b"]
+    whole = tmp_path / "d.json"
+    whole.write_bytes(b'\xef\xbb\xbf[{"text": "a"}]')
+    assert [r.fields["text"] for r in read_records(whole)] == ["a"]

@@ -234,7 +234,7 @@ def test_refuses_pickled_weights(tmp_path):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "pytorch_model.bin").write_bytes(b"not loaded")
     raw = raw_checkpoint(tmp_path / "a", {"x": torch.ones(2)})
-    refused([raw, tmp_path / "bin"], [0.5, 0.5], tmp_path / "out", "pytorch_model.bin: pickled weights are refused")
+    refused([raw, tmp_path / "bin"], [0.5, 0.5], tmp_path / "out", r"holds only pickled weights \(pytorch_model.bin\)")
 
 
 @pytest.mark.parametrize("rule, models, match", [

@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
+    _remove_stale_siblings(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:  # named as the output the user asked for, not the temporary sibling
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     try:
         yield tmp
     except BaseException:
@@ -39,6 +44,29 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_stale_siblings(path: Path) -> None:
+    """Remove ``.NAME.tmp-PID`` / ``.NAME.old-PID`` left by a process that was killed mid-write.
+
+    Only those of processes no longer running: a concurrent writer's directory is left alone.
+    """
+    if not path.parent.is_dir():
+        return
+    for sibling in path.parent.glob(f".{glob_escape(path.name)}.*-*"):
+        stem, _, pid = sibling.name.rpartition("-")
+        if stem in (f".{path.name}.tmp", f".{path.name}.old") and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def write_json(path: str | Path, value: Any) -> None:

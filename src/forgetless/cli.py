@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -58,9 +59,22 @@ def cmd_testbed_path(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags.
+
+    argparse's own test for a negative number (``-1``, ``-0.5``) misses scientific
+    notation, so ``--alpha -1e-3`` failed with "expected one argument". Subparsers
+    inherit the class.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``forgetless`` command."""
-    parser = argparse.ArgumentParser(prog="forgetless", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="forgetless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
@@ -97,13 +111,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_message(err: BaseException) -> str | None:
+    """The one-line message for an error caused by the user's input or files, or None for a bug.
+
+    Bad values, data and configs (``ValueError`` and its kin: ``ConfigError``,
+    ``DataError``, ``MergeError``, ``ModelLoadError``) say what is wrong themselves. A file
+    that cannot be written or read (``PermissionError``, ``NotADirectoryError``, a full disk)
+    is named with the system's reason. A truncated safetensors file and a refused pickle
+    are reported without the libraries' advice (torch's suggests ``weights_only=False``,
+    which would run the file's code).
+    """
+    import pickle
+
+    if isinstance(err, UnicodeDecodeError):
+        return f"a file is not valid UTF-8 ({err.reason} at byte offset {err.start})"
+    if isinstance(err, pickle.UnpicklingError):
+        return ("refused to unpickle a file holding more than plain tensors: forgetless never runs code from a "
+                "checkpoint; use safetensors weights")
+    if isinstance(err, (ConfigError, DataError, FileExistsError, ValueError)):
+        return str(err)
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or err}"
+    if type(err).__name__ == "SafetensorError":  # not imported here: safetensors is heavy at start-up
+        return f"a safetensors file is truncated or corrupt ({err})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``forgetless`` console script."""
+    """Entry point of the ``forgetless`` console script (exit 2 and one line on bad input)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileExistsError, ValueError) as err:
-        print(f"forgetless: error: {err}", file=sys.stderr)
+    except Exception as err:
+        message = error_message(err)
+        if message is None:
+            raise
+        print(f"forgetless: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -138,6 +138,23 @@ class TrainConfig(BaseModel):
             return {"data": value}
         return value
 
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        # transformers reads 0 as "one step", silently; -1 is its "use epochs".
+        if value == 0 or value < -1:
+            raise ValueError(f"expected a positive number of steps, or -1 to train for `epochs`, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _grouping_needs_examples(self) -> "TrainConfig":
+        # Packed blocks all hold max_length tokens: there is no length to group by, and
+        # recording group_by_length: true for a run that did not group would mislead.
+        if self.packing and self.group_by_length:
+            raise ValueError("group_by_length has no effect with packing (every block is max_length tokens); "
+                             "drop one of them")
+        return self
+
     @field_validator("learning_rates")
     @classmethod
     def _positive_rates(cls, value: list[float]) -> list[float]:
@@ -184,18 +201,27 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         lines.append(f"{source}: key {key!r}: {message}")
-    return "\n".join(lines)
+    return "; ".join(lines)  # one line, so every problem shows in a one-line error
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with an error naming the file when it is not one."""
+    from forgetless.data.errors import DataError
+    from forgetless.data.text import decode_utf8
+
     path = Path(path)
     try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value = yaml.safe_load(decode_utf8(path.read_bytes(), path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file") from None
+    except DataError as err:
+        raise ConfigError(str(err)) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -16,6 +16,23 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """A flag's value read as a JSON object (argparse reports the ``ArgumentTypeError`` on one line).
+
+    Raises:
+        argparse.ArgumentTypeError: not JSON, or JSON that is not an object.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"key\": 0.1}}', got {text!r} ({err.msg} at character {err.pos})"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"key\": 0.1}}', got {text!r}")
+    return value
+
+
 def add_schema_flags(
     parser: argparse.ArgumentParser,
     schema: type[BaseModel],
@@ -47,7 +64,7 @@ def add_schema_flags(
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(annotation) is dict:
-            kwargs.update(type=json.loads, help=help_text + " (JSON)")
+            kwargs.update(type=json_object, help=help_text + " (JSON)")
         elif get_origin(annotation) in (list, tuple):
             kwargs.update(type=get_args(annotation)[0], nargs="+")
         elif get_origin(annotation) is Literal:

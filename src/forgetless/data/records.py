@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.data.errors import DataError
+from forgetless.data.text import decode_utf8
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,12 @@ def read_records(path: str | Path) -> list[Record]:
 
 def _read_jsonl(path: Path) -> list[Record]:
     records: list[Record] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    offset = 0
+    with open(path, "rb") as handle:
+        # Bytes, decoded line by line, so a bad byte is reported with its line and offset.
+        for number, raw in enumerate(handle, start=1):
+            line = decode_utf8(raw, path, number, offset)
+            offset += len(raw)
             if not line.strip():
                 continue  # blank lines, e.g. a trailing newline, are not records
             try:
@@ -73,7 +78,7 @@ def _read_jsonl(path: Path) -> list[Record]:
 
 def _read_json(path: Path) -> list[Record]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(decode_utf8(path.read_bytes(), path))
     except json.JSONDecodeError as err:
         raise DataError(path, f"line {err.lineno}", None, f"expected a JSON list of objects, got invalid JSON ({err.msg})") from None
     if not isinstance(value, list):

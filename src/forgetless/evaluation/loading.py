@@ -1,7 +1,7 @@
 """Load anything that looks like a model for evaluation: a checkpoint directory, a
 LoRA adapter directory, a hub id, or ``testbed:PRESET``.
 
-Weights are read from safetensors only (``use_safetensors=True``): a pickle
+Weights are read from safetensors only (``forgetless.model_loading``): a pickle
 checkpoint is refused rather than unpickled. ``trust_remote_code`` is off unless asked.
 In-memory models need no loading: pass ``(model, tokenizer)`` to
 ``forgetless.evaluation.report.evaluate``.
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
+
+from forgetless.model_loading import load_adapter, load_causal_lm
 
 
 def _has_tokenizer(path: Path) -> bool:
@@ -44,19 +46,15 @@ def load_model(
         raise ValueError(f"{spec}: no such model directory")
     adapter_config = path / "adapter_config.json"
     if adapter_config.exists():
-        from peft import PeftModel
-
         base_spec = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
         if not isinstance(base_spec, str):
             raise ValueError(f"{adapter_config}: expected a string 'base_model_name_or_path'")
         base_path = resolve_model(base_spec)
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                    use_safetensors=True)
-        model = PeftModel.from_pretrained(base, resolved).merge_and_unload()
+        base = load_causal_lm(base_path, dtype, trust_remote_code)
+        model = load_adapter(base, resolved).merge_and_unload()
         tokenizer = load_tokenizer(resolved if _has_tokenizer(path) else base_path, trust_remote_code)
     else:
-        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     use_safetensors=True)
+        model = load_causal_lm(resolved, dtype, trust_remote_code)
         tokenizer = load_tokenizer(resolved, trust_remote_code)
     model.eval()
     return model, tokenizer, resolved

@@ -33,9 +33,9 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
     Returns:
         A model directory with safetensors weights, config and tokenizer (if the adapter has one).
     """
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from forgetless.model_loading import load_adapter, load_causal_lm
     from forgetless.training.run import resolve_model
 
     path = Path(path)
@@ -46,8 +46,8 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
         raise MergeError(f"{path}: adapter_config.json names no base_model_name_or_path; pass the base explicitly")
     base_path = resolve_model(base)
     # The dtype of the base on disk is kept, so the merged adapter matches full checkpoints.
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto", trust_remote_code=trust_remote_code)
-    merged = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    model = load_causal_lm(base_path, "auto", trust_remote_code)
+    merged = load_adapter(model, path).merge_and_unload()
     out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="forgetless-adapter-")))
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer_source = path if (path / "tokenizer_config.json").is_file() else Path(base_path)

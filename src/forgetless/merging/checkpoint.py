@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
+
+from forgetless.model_loading import ModelLoadError, check_safetensors
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -71,12 +73,25 @@ class Checkpoint:
 
     def _read_config(self) -> dict[str, Any]:
         config = self.path / "config.json"
-        return json.loads(config.read_text()) if config.is_file() else {}
+        if not config.is_file():
+            return {}
+        try:
+            value = json.loads(config.read_bytes().decode("utf-8-sig"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise MergeError(f"{config}: not valid JSON ({err})") from None
+        if not isinstance(value, dict):
+            raise MergeError(f"{config}: expected a JSON object, got {type(value).__name__}")
+        return value
 
     def _read_tensors(self) -> dict[str, TensorInfo]:
         index = self.path / INDEX_FILE
         if index.is_file():
-            weight_map: dict[str, str] = json.loads(index.read_text()).get("weight_map", {})
+            try:
+                weight_map: dict[str, str] = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            except (ValueError, AttributeError) as err:
+                raise MergeError(f"{index}: not a JSON object with a weight_map ({err})") from None
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise MergeError(f"{index}: weight_map must map tensor names to shard file names")
             if not weight_map:
                 raise MergeError(f"{index}: has no weight_map")
             files = sorted(set(weight_map.values()))
@@ -87,16 +102,21 @@ class Checkpoint:
         elif (self.path / SINGLE_FILE).is_file():
             weight_map, files = {}, [SINGLE_FILE]
         else:
-            unsafe = sorted(p.name for p in self.path.glob("*.bin")) + sorted(p.name for p in self.path.glob("*.pt"))
-            hint = f" (found {unsafe[0]}: pickled weights are refused; convert them to safetensors)" if unsafe else ""
-            raise MergeError(f"{self.path}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
+            try:
+                check_safetensors(self.path)  # the one load policy's message, with the conversion
+            except ModelLoadError as err:
+                raise MergeError(str(err)) from None
+            raise MergeError(f"{self.path}: no {SINGLE_FILE} or {INDEX_FILE}")
         tensors: dict[str, TensorInfo] = {}
         for name in files:
             file = self.path / name
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():
-                    view = handle.get_slice(key)
-                    tensors[key] = TensorInfo(file, view.get_dtype(), tuple(view.get_shape()))
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    for key in handle.keys():
+                        view = handle.get_slice(key)
+                        tensors[key] = TensorInfo(file, view.get_dtype(), tuple(view.get_shape()))
+            except SafetensorError as err:  # e.g. a shard cut short by an interrupted copy
+                raise MergeError(f"{file}: not a complete safetensors file ({err})") from None
         for key, name in weight_map.items():
             if key not in tensors or tensors[key].file.name != name:
                 raise MergeError(f"{self.path}: {INDEX_FILE} places tensor {key} in {name}, which does not hold it")

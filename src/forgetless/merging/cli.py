@@ -24,9 +24,9 @@ def _config(args: argparse.Namespace) -> MergeConfig:
     for name in MergeConfig.model_fields:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-    if "models" not in values:
+    if "models" not in values and not args.config:
         raise MergeError("--models is required (here or in --config)")
-    return build_config(MergeConfig, values, args.config or "command line")
+    return build_config(MergeConfig, values, args.config or "command line")  # names a missing key too
 
 
 def build_rule(cfg: MergeConfig) -> Any:

@@ -209,7 +209,9 @@ def merge_checkpoints(
         planned = {name: info if info.dtype not in FLOAT_DTYPES else
                    replace(info, dtype=DTYPE_NAMES[out_dtype] if out_dtype else first[name].dtype)
                    for name, info in source.tensors.items()}
-        bar = tqdm(total=len(source.tensors), desc="merging", unit="tensor", leave=False, disable=not progress)
+        # Closed by the stack on an error too, so an error message starts on its own line.
+        bar = stack.enter_context(tqdm(total=len(source.tensors), desc="merging", unit="tensor", leave=False,
+                                       disable=not progress))
 
         def produce(name: str) -> torch.Tensor:
             bar.update(1)
@@ -237,5 +239,4 @@ def merge_checkpoints(
                 "shards": [s.file for s in shards],
                 **(record or {}),
             })
-        bar.close()
     return output

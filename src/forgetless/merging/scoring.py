@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
 from forgetless.evaluation.codelength import code_length
+from forgetless.model_loading import load_causal_lm
 
 
 def example_texts(path: str | Path, limit: int | None = None) -> list[str]:
@@ -31,7 +32,7 @@ def example_texts(path: str | Path, limit: int | None = None) -> list[str]:
 
 def load_model(path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
     """A causal LM in float32 and eval mode (losses and sweeps compare in one precision)."""
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, trust_remote_code=trust_remote_code)
+    model = load_causal_lm(path, torch.float32, trust_remote_code)
     return model.eval()
 
 

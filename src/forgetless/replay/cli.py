@@ -20,13 +20,13 @@ from forgetless.atomic import write_json, write_jsonl
 
 def _load(model_spec: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
     import torch
-    from transformers import AutoModelForCausalLM
-
+    from forgetless.model_loading import check_safetensors, load_causal_lm
     from forgetless.training.run import load_tokenizer, resolve_model
 
     path = resolve_model(model_spec)
+    check_safetensors(path)  # before the tokenizer, whose errors would not name the weights
     tokenizer = load_tokenizer(path, trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    model = load_causal_lm(path, torch.float32, trust_remote_code)
     if torch.cuda.is_available():
         model = model.cuda()
     return model.eval(), tokenizer, path

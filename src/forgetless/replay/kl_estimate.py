@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 from forgetless.data.errors import DataError
 from forgetless.data.formats import IGNORE
 from forgetless.data.records import read_records
+from forgetless.data.text import decode_utf8
 from forgetless.replay.generate import Sample
 from forgetless.training.trainer import token_nll
 
@@ -169,9 +170,14 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
     meta_path = meta_path_for(path)
     if not meta_path.is_file():
         raise DataError(meta_path, None, None, "missing; expected the sidecar written by `forgetless generate`")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(decode_utf8(meta_path.read_bytes(), meta_path))
+    except json.JSONDecodeError as err:
+        raise DataError(meta_path, f"line {err.lineno}", None, f"expected a JSON object, got invalid JSON ({err.msg})") from None
+    if not isinstance(meta, dict):
+        raise DataError(meta_path, None, None, f"expected a JSON object, got {type(meta).__name__}")
     prompt_ids = meta.get("prompt_ids")
-    if not isinstance(prompt_ids, list):
+    if not isinstance(prompt_ids, list) or not all(isinstance(t, int) for t in prompt_ids):
         raise DataError(meta_path, None, "prompt_ids", "expected a list of token ids")
     samples = []
     for record in read_records(path)[:limit]:

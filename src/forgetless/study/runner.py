@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
+from forgetless.model_loading import load_causal_lm
 from forgetless.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
@@ -106,7 +107,8 @@ class Context:
 
 
 def _load(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    """A study model in float32, through the one load policy (safetensors only)."""
+    return load_causal_lm(path, torch.float32, trust_remote_code)
 
 
 def _evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[], torch.nn.Module]) -> dict[str, Any]:

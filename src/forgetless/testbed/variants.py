@@ -38,14 +38,13 @@ def cast_copy(source: Path, target: Path, dtype: torch.dtype) -> Path:
     The directory appears only when complete (``atomic_dir``), so an existing one is
     reused as it is.
     """
-    from transformers import AutoModelForCausalLM
-
     from forgetless.atomic import atomic_dir
+    from forgetless.model_loading import load_causal_lm
 
     if (target / "config.json").is_file():
         return target
     with atomic_dir(target, overwrite=True) as tmp:
-        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
+        model = load_causal_lm(source, dtype)
         model.save_pretrained(str(tmp), safe_serialization=True)
         for file in source.iterdir():
             if file.is_file() and file.name not in _WRITTEN and not file.name.endswith(".safetensors"):

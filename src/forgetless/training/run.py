@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ import torch
 import transformers
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -33,9 +33,11 @@ from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.dtypes import resolve_save_dtype, short_name
+from forgetless.model_loading import check_safetensors, load_causal_lm, load_errors
 from forgetless.objectives import build_objective
 from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
+from forgetless.training.checkpoints import split_checkpoints
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer
 
@@ -52,7 +54,8 @@ def resolve_model(spec: str) -> str:
 
 def load_tokenizer(model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load a tokenizer and make sure it can pad (real Llama tokenizers have no PAD)."""
-    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    with load_errors(model):
+        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -159,40 +162,49 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
     }
 
 
-def _check_resumable(cfg: TrainConfig, work: Path) -> None:
-    """Refuse to resume checkpoints that a different config wrote; record this config otherwise."""
+def _recorded_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that must match for checkpoints to be resumed (not the export's or cleanup's)."""
+    # identity() leaves out the launcher while it is the default, so configs recorded before it existed match.
+    return {**{k: v for k, v in cfg.identity().items() if k != "save_dtype"}, "output": cfg.output}
+
+
+def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
+    """The newest complete checkpoint in ``work/checkpoints`` to resume from, or None.
+
+    Incomplete checkpoints (a kill during a save) are removed, and said so: resuming from
+    the newest complete one and saving again redoes exactly the lost steps. The recorded
+    config is compared only when there is something to resume; a run that failed before its
+    first checkpoint (a bad ``--lr-scheduler``, an unloadable model) blocks nothing.
+
+    Raises:
+        ValueError: complete checkpoints exist and a different config wrote them.
+    """
+    complete, incomplete = split_checkpoints(work / "checkpoints")
     recorded = work / "config.json"
-    # save_dtype only changes the export, so a rerun may change it and still resume.
-    current = {**{k: v for k, v in cfg.identity().items() if k != "save_dtype"}, "output": cfg.output}
-    if recorded.is_file():
-        previous = json.loads(recorded.read_text())
+    if complete and recorded.is_file():
+        try:
+            previous = json.loads(recorded.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = None  # written atomically, so only a hand edit breaks it
+        current = _recorded_config(cfg)
+        if not isinstance(previous, dict):
+            raise ValueError(f"{recorded}: unreadable; delete {work} to start over")
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         if changed:
             raise ValueError(
                 f"{work}: holds checkpoints of an interrupted run with a different config (changed: "
                 f"{', '.join(changed)}); delete that directory to start over, or rerun with the same config to resume"
             )
-    else:
-        write_json(recorded, current)
-
-
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` in ``folder`` whose trainer state is readable, or None.
-
-    The Trainer writes ``trainer_state.json`` last and not atomically, so a run
-    killed while saving (a SIGKILLed study worker) leaves a newer, partial
-    checkpoint; resuming from it would fail, so it is skipped (the Trainer only
-    deletes older checkpoints after a new one is complete).
-    """
-    if not folder.is_dir():
+    if not complete and work.exists():
+        shutil.rmtree(work)  # nothing resumable: leftovers of a run that never saved
         return None
-    found = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
-    for _, path in sorted(found, reverse=True):
-        try:
-            json.loads((path / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return str(path)
+    for checkpoint, reason in incomplete.items():
+        print(f"forgetless: skipping incomplete {checkpoint} ({reason}; a save was interrupted); removing it",
+              file=sys.stderr)
+        shutil.rmtree(checkpoint)
+    if complete:
+        print(f"forgetless: resuming from {complete[-1]}", file=sys.stderr)
+        return str(complete[-1])
     return None
 
 
@@ -222,10 +234,12 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
     model_path = resolve_model(cfg.model)
+    check_safetensors(model_path)  # before anything is read: the weights would be refused anyway
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
-    base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    with load_errors(model_path):
+        base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
     limit = position_limit(base_config)
     save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
@@ -235,12 +249,10 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
 
         examples = add_replay(examples, cfg.replay, tokenizer, max_length, cfg.completion_only_loss, cfg.seed)
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
-    _check_resumable(cfg, checkpoints.parent)
+    last = _resume_point(cfg, checkpoints.parent)
     # Weights load in fp32: mixed precision is autocast's job, and fp32 master
     # weights keep small learning rates from rounding away.
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code
-    )
+    model = load_causal_lm(model_path, torch.float32, cfg.trust_remote_code)
     if cfg.replay is not None:  # the context-free KL estimate of forgetting, logged while training
         from forgetless.replay.kl_callback import kl_callback_for
 
@@ -248,8 +260,14 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         callbacks = [*(callbacks or []), *([kl_log] if kl_log else [])]
     timer = _LogHistory()
     trainer = make_trainer(cfg, model, tokenizer, examples, checkpoints, [timer, *(callbacks or [])])
-    last = last_complete_checkpoint(checkpoints)
-    result = trainer.train(resume_from_checkpoint=last)
+    # Recorded only now, once everything that can refuse the config has accepted it.
+    write_json(checkpoints.parent / "config.json", _recorded_config(cfg))
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    except BaseException:
+        if not split_checkpoints(checkpoints)[0]:
+            shutil.rmtree(checkpoints.parent, ignore_errors=True)  # nothing to resume: leave nothing behind
+        raise
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
             if cfg.lora:
