@@ -168,6 +168,20 @@ def _recorded_config(cfg: TrainConfig) -> dict[str, Any]:
     return {**{k: v for k, v in cfg.identity().items() if k != "save_dtype"}, "output": cfg.output}
 
 
+def _remove_unresumable(work: Path) -> None:
+    """Remove a run's checkpoints and recorded config, and ``work`` itself once empty.
+
+    Only what this run writes: under ``training.launcher: accelerate`` the launcher's
+    files live in ``work`` too, and another process may still be reading them.
+    """
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    (work / "config.json").unlink(missing_ok=True)
+    try:
+        work.rmdir()
+    except OSError:  # not empty (the launcher's files) or already gone
+        pass
+
+
 def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
     """The newest complete checkpoint in ``work/checkpoints`` to resume from, or None.
 
@@ -196,7 +210,7 @@ def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
                 f"{', '.join(changed)}); delete that directory to start over, or rerun with the same config to resume"
             )
     if not complete and work.exists():
-        shutil.rmtree(work)  # nothing resumable: leftovers of a run that never saved
+        _remove_unresumable(work)  # nothing resumable: leftovers of a run that never saved
         return None
     for checkpoint, reason in incomplete.items():
         print(f"forgetless: skipping incomplete {checkpoint} ({reason}; a save was interrupted); removing it",
@@ -266,7 +280,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         result = trainer.train(resume_from_checkpoint=last)
     except BaseException:
         if not split_checkpoints(checkpoints)[0]:
-            shutil.rmtree(checkpoints.parent, ignore_errors=True)  # nothing to resume: leave nothing behind
+            _remove_unresumable(checkpoints.parent)  # nothing to resume: leave nothing behind
         raise
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
