@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, TrainerCallback
+from train_methods import StepTimer  # bench/ is on sys.path when a bench script runs
+from transformers import AutoModelForCausalLM
 
 from forgetless.config import TrainConfig, load_yaml
 from forgetless.evaluation.codelength import code_length
@@ -37,19 +38,6 @@ from forgetless.testbed.build import build_testbed
 from forgetless.training.run import load_tokenizer, train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class StepTimer(TrainerCallback):
-    """Wall time of every optimizer step."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
-        self.times.append(time.perf_counter() - self.start)
 
 
 def recipe(data: Path, output: Path, precision: str, steps: int) -> TrainConfig:
