@@ -215,7 +215,7 @@ def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
     for checkpoint, reason in incomplete.items():
         print(f"forgetless: skipping incomplete {checkpoint} ({reason}; a save was interrupted); removing it",
               file=sys.stderr)
-        shutil.rmtree(checkpoint)
+        shutil.rmtree(checkpoint, ignore_errors=True)  # every process of a multi-process run does this
     if complete:
         print(f"forgetless: resuming from {complete[-1]}", file=sys.stderr)
         return str(complete[-1])
