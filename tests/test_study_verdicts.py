@@ -18,7 +18,7 @@ from forgetless.study.claims import seed_claims
 from forgetless.study.paired import difference, over_floor
 from forgetless.study.rows import Group, RowKind, family_of, group_id, groups
 from forgetless.study.selection import choose_alpha, choose_learning_rates, choose_model
-from forgetless.study.verdicts import compare, decide
+from forgetless.study.verdicts import compare, curve_note, decide
 
 N, DOCS, BASE_LOSS = 100, 40, 4.0
 
@@ -127,8 +127,16 @@ def test_no_ship_below_the_floor_says_why_with_the_learning_curve() -> None:
     assert decision.ship is None and decision.gain.verdict == "win"  # it gains over the base...
     assert decision.floor.verdict == "loss"  # ...but a constant answer does better
     text = " ".join(decision.reasons)
-    assert "did not beat the floor" in text and "too small" in text and "10.0% -> 30.0%" in text
-    assert "still rising" in text
+    assert "did not beat the floor" in text and "too small" in text and "10.0% -> 20.0% -> 30.0%" in text
+    assert "still rising at the end" in text
+
+
+def test_a_curve_that_peaked_is_not_called_still_rising() -> None:
+    # The demo's SFT: 0% -> 9.4% -> 6.2%. The net change is up, the end is down.
+    curve = [{"step": s, "validation_accuracy": v} for s, v in ((0, 0.0), (100, 0.094), (200, 0.062))]
+    group = groups([trained("sft", 1e-3, test=5, val=5, forget=1.0, curve=curve)], RowKind.TRAINED)[0]
+    assert curve_note(group) == ("; its validation exact match went 0.0% -> 9.4% -> 6.2% over steps 0-200 "
+                                 "(falling at the end)")
 
 
 def test_no_ship_when_the_gain_interval_includes_zero() -> None:

@@ -55,11 +55,12 @@ def curve_note(group: Group, last: int = 2) -> str:
     if len(curve) < 2:
         return ""
     tail = curve[-(last + 1):]
-    first, end = tail[0], tail[-1]
-    trend = ("still rising" if end["validation_accuracy"] > first["validation_accuracy"]
-             else "flat" if end["validation_accuracy"] == first["validation_accuracy"] else "falling")
-    return (f"; its validation exact match went {first['validation_accuracy']:.1%} -> {end['validation_accuracy']:.1%} "
-            f"over steps {first['step']}-{end['step']} ({trend})")
+    first, before, end = tail[0], tail[-2], tail[-1]
+    # The trend is the last interval's: 0% -> 9% -> 6% is falling at the end, not "still rising".
+    trend = ("still rising" if end["validation_accuracy"] > before["validation_accuracy"]
+             else "flat" if end["validation_accuracy"] == before["validation_accuracy"] else "falling")
+    path = " -> ".join(f"{point['validation_accuracy']:.1%}" for point in tail)
+    return f"; its validation exact match went {path} over steps {first['step']}-{end['step']} ({trend} at the end)"
 
 
 def _diagnose(rows: list[Row], floor: tuple[str, float, list[int]] | None, budget: float, resamples: int) -> str:
