@@ -61,3 +61,17 @@ def test_talr_plus_lora_trains_from_config(tiny_model_dir: Path, pc_data: Path, 
     assert torch.equal(base["model.embed_tokens.weight"], tuned["model.embed_tokens.weight"])
     batch = PadCollator(0)(load_examples(pc_data, AutoTokenizer.from_pretrained(out))[:2])
     assert AutoModelForCausalLM.from_pretrained(out)(**batch).loss.isfinite()
+
+
+def test_lora_adapters_do_not_depend_on_what_ran_before(tokenizer, pc_data, tmp_path) -> None:
+    """The adapters' random init is seeded by the run: a study worker's earlier cells must not change it."""
+    from forgetless.training.run import make_trainer
+
+    def adapters(draws: int) -> dict:
+        torch.rand(draws)  # what earlier work in the same process did to the global RNG
+        cfg = TrainConfig(model="x", data=str(pc_data), output="x", lora=True, lora_r=4, precision="fp32")
+        trainer = make_trainer(cfg, make_model(tokenizer), tokenizer, [], tmp_path / f"t{draws}", save_strategy="no")
+        return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_A" in n}
+
+    first, second = adapters(1), adapters(1000)
+    assert first and all(torch.equal(first[n], second[n]) for n in first)

@@ -118,6 +118,9 @@ def make_trainer(
     if cfg.lora:
         from forgetless.training.lora import apply_lora
 
+        # LoRA's A matrices are drawn from the global RNG: seed it here, or the adapters depend on
+        # whatever ran before in this process (a study worker's earlier cells changed them).
+        transformers.set_seed(cfg.seed)
         model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     trainer = ForgetlessTrainer(
         model=model,
