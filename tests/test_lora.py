@@ -68,9 +68,10 @@ def test_lora_adapters_do_not_depend_on_what_ran_before(tokenizer, pc_data, tmp_
     from forgetless.training.run import make_trainer
 
     def adapters(draws: int) -> dict:
+        model = make_model(tokenizer)  # seeds the global RNG itself, so the draws come after it
         torch.rand(draws)  # what earlier work in the same process did to the global RNG
         cfg = TrainConfig(model="x", data=str(pc_data), output="x", lora=True, lora_r=4, precision="fp32")
-        trainer = make_trainer(cfg, make_model(tokenizer), tokenizer, [], tmp_path / f"t{draws}", save_strategy="no")
+        trainer = make_trainer(cfg, model, tokenizer, [], tmp_path / f"t{draws}", save_strategy="no")
         return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_A" in n}
 
     first, second = adapters(1), adapters(1000)
