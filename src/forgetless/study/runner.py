@@ -295,11 +295,6 @@ def _replay_source(ctx: Context, kind: str, purpose: str, num_samples: int, temp
     return str(out)
 
 
-def _context_free(ctx: Context, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
-    """Context-free samples from the base (a cached cell): replay data or the KL estimate's held-out set."""
-    return _replay_source(ctx, "context-free", purpose, num_samples, temperature, seed)
-
-
 def _replay_corpus(ctx: Context) -> str:
     """The general text that corpus replay slices: configured, and never the held-out set."""
     cf = ctx.cfg.context_free
@@ -348,7 +343,7 @@ def attach_kl_samples(ctx: Context, draw: bool = True) -> None:
         return
     from forgetless.replay.kl_estimate import load_samples
 
-    held_out = _context_free(ctx, "kl-estimate", n, 1.0, seed=10_000)
+    held_out = _replay_source(ctx, "context-free", "kl-estimate", n, 1.0, seed=10_000)
     ctx.kl_samples = load_samples(held_out)
     ctx.eval_spec["kl_samples"] = data_hash(held_out)
 

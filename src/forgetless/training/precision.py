@@ -23,10 +23,6 @@ from __future__ import annotations
 
 import torch
 
-from forgetless.machine import cpu_has_native_bf16
-
-__all__ = ["cpu_has_native_bf16", "resolve_precision"]
-
 
 def resolve_precision(precision: str) -> str:
     """Map ``auto`` to ``bf16``, ``fp16`` or ``fp32`` for the current device; pass others through."""
