@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM
 from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.generate import _left_pad, greedy_decode
 from forgetless.testbed.build import build_testbed
-from forgetless.training.run import load_tokenizer
+from forgetless.models import load_tokenizer
 
 
 def main() -> None:

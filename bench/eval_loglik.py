@@ -24,7 +24,7 @@ from forgetless.evaluation.report import read_texts
 from forgetless.evaluation.scoring import score_pairs
 from forgetless.testbed.build import build_testbed
 from forgetless.testbed.presets import get_preset
-from forgetless.training.run import load_tokenizer
+from forgetless.models import load_tokenizer
 
 
 def small_model(vocab: int, bos: int, eos: int, pad: int) -> LlamaForCausalLM:

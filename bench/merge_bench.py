@@ -35,7 +35,7 @@ def build_checkpoints(workdir: Path, layers: int) -> list[Path]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from forgetless.testbed.build import build_testbed
-    from forgetless.training.run import load_tokenizer
+    from forgetless.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(build_testbed("tiny").base_model_dir))
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=2816,

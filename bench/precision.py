@@ -35,7 +35,8 @@ from forgetless.evaluation.domain import domain_accuracy
 from forgetless.evaluation.report import read_texts
 from forgetless.machine import machine_stamp
 from forgetless.testbed.build import build_testbed
-from forgetless.training.run import load_tokenizer, train
+from forgetless.models import load_tokenizer
+from forgetless.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -102,15 +102,15 @@ def test_testbed_bf16_spec_derives_a_cached_copy_next_to_the_base(tiny_model_dir
 
     from forgetless.testbed import variants
     from forgetless.testbed.build import Testbed
-    from forgetless.training.run import resolve_model
+    from forgetless.testbed.specs import resolve_spec
 
     root = tmp_path / "testbed" / "tiny-fake"
     shutil.copytree(tiny_model_dir, root / "base")
     built = []
     monkeypatch.setattr(variants, "build_testbed", lambda preset: built.append(preset) or Testbed(root))
 
-    assert resolve_model("testbed:tiny") == str(root / "base")
-    path = Path(resolve_model("testbed:tiny@bf16"))
+    assert resolve_spec("testbed:tiny") == str(root / "base")
+    path = Path(resolve_spec("testbed:tiny@bf16"))
     assert path == root / "base-bf16" and built == ["tiny", "tiny"]
     assert dtypes_on_disk(path) == {torch.bfloat16}
     assert (path / "tokenizer.json").read_text() == (root / "base" / "tokenizer.json").read_text()
@@ -121,10 +121,10 @@ def test_testbed_bf16_spec_derives_a_cached_copy_next_to_the_base(tiny_model_dir
     stamp = (path / "model.safetensors").stat().st_mtime_ns
     monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained",
                         lambda *a, **k: pytest.fail("the bf16 copy was rebuilt"))
-    assert Path(resolve_model("testbed:tiny@bf16")) == path
+    assert Path(resolve_spec("testbed:tiny@bf16")) == path
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match=r"testbed:tiny@int8: unknown dtype 'int8' after '@'"):
-        resolve_model("testbed:tiny@int8")
+        resolve_spec("testbed:tiny@int8")
 
 
 # --- merge, sweep and budget on bf16 checkpoints --------------------------------------------------

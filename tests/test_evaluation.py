@@ -16,7 +16,8 @@ from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy
 from forgetless.evaluation.codelength import code_length, text_code_lengths
 from forgetless.evaluation.exact_match import exact_match, extract_answer
 from forgetless.evaluation.generate import greedy_decode
-from forgetless.evaluation.scoring import capabilities, score_pairs
+from forgetless.evaluation.scoring import score_pairs
+from forgetless.models import capabilities
 from tests.conftest import make_model
 
 

@@ -11,7 +11,7 @@ import torch
 
 from forgetless.cli import main
 from forgetless.data.errors import DataError
-from forgetless.evaluation.loading import load_model
+from forgetless.models import load_model
 from forgetless.evaluation.report import METRICS, EvalSettings, evaluation_report
 from tests.conftest import TEXT, make_model, write_jsonl
 

@@ -1,4 +1,4 @@
-"""One load policy: safetensors only, through ``forgetless.model_loading``, at every entry point (issue 18)."""
+"""One load policy: safetensors only, through ``forgetless.models``, at every entry point (issue 18)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from forgetless.cli import main
-from forgetless.model_loading import ModelLoadError, load_causal_lm
+from forgetless.models import ModelLoadError, load_causal_lm
 from tests.conftest import write_jsonl
 
 

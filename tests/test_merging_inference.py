@@ -167,7 +167,7 @@ def test_cocktail_weights_and_refusals():
 
 def test_ensemble_decodes_with_its_caches_as_without(pair, tokenizer):
     from forgetless.evaluation.generate import greedy_decode
-    from forgetless.evaluation.scoring import capabilities
+    from forgetless.models import capabilities
 
     base, ft = pair
     ensemble = OutputEnsemble(base, ft, 0.5)

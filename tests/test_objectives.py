@@ -12,7 +12,7 @@ from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, load_examples
 from forgetless.objectives import OBJECTIVES, build_objective
 from forgetless.training.run import make_trainer
-from forgetless.training.trainer import token_nll
+from forgetless.losses import token_nll
 from tests.conftest import make_model, write_jsonl
 
 

@@ -14,7 +14,7 @@ from forgetless.data.formats import IGNORE
 from forgetless.replay.corpus import corpus_slice, split_text
 from forgetless.replay.mixing import load_replay_examples, mix_replay
 from forgetless.training.run import train
-from forgetless.training.trainer import token_nll
+from forgetless.losses import token_nll
 from tests.conftest import make_model, write_jsonl
 
 

@@ -152,7 +152,7 @@ def test_pretraining_runs_in_the_recipes_precision(monkeypatch) -> None:  # noqa
         seen["precision"] = cfg.precision
         raise RuntimeError("stop")
 
-    monkeypatch.setattr("forgetless.training.run.make_trainer", fake_make_trainer)
+    monkeypatch.setattr(build, "make_trainer", fake_make_trainer)
     monkeypatch.setattr(build, "load_examples", lambda *a, **k: [])
     monkeypatch.setattr(build, "build_base_model", lambda preset, tok: torch.nn.Linear(1, 1))
     with pytest.raises(RuntimeError, match="stop"):

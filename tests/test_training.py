@@ -14,7 +14,8 @@ from forgetless.config import TrainConfig
 from forgetless.data import DataError, PadCollator, load_examples
 from forgetless.objectives import build_objective
 from forgetless.training.run import train
-from forgetless.training.trainer import ForgetlessTrainer, token_nll
+from forgetless.losses import token_nll
+from forgetless.training.trainer import ForgetlessTrainer
 from tests.conftest import make_model, write_jsonl
 
 

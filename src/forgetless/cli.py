@@ -32,7 +32,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Fine-tune a causal LM (plain SFT with --method nll)."""
     from forgetless.training.run import train_sweep
 
-    cfg = _merged_config(TrainConfig, args)
+    from forgetless.testbed.specs import resolve_specs
+
+    cfg = resolve_specs(_merged_config(TrainConfig, args))
     for output in train_sweep(cfg):
         resolved = json.loads((output / "forgetless.json").read_text())["resolved"]
         print(f"model written to {output} ({resolved.get('save_dtype', 'fp32')}, "
@@ -141,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``forgetless`` console script (exit 2 and one line on bad input)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "testbed":  # its arguments are preset names, not specs
+            from forgetless.testbed.specs import resolve_specs
+
+            # testbed: specs on the command line become paths here, once (a --config file's are
+            # resolved by the command that reads it).
+            args = resolve_specs(args)
         return args.func(args)
     except Exception as err:
         message = error_message(err)

@@ -21,8 +21,8 @@ from transformers import PreTrainedTokenizerBase
 
 from forgetless.data.errors import DataError
 from forgetless.data.records import Record
+from forgetless.losses import IGNORE  # noqa: F401  (the label of an unsupervised position; used here and re-exported)
 
-IGNORE = -100
 Format = Literal["auto", "text", "prompt_completion", "messages"]
 # ``input_ids`` and ``labels`` (lists of ints), optionally ``sample_weight`` (a float).
 Example = dict[str, Any]

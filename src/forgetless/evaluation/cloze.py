@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from forgetless.atomic import write_jsonl
 from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
 from forgetless.evaluation.scoring import encode_pair, score_pairs
@@ -126,7 +127,6 @@ def multiple_choice_accuracy(
 
 def write_cloze(items: list[dict[str, Any]], path: str | Path) -> Path:
     """Write cloze items as JSONL (atomically), e.g. for lm-eval's offline task YAML."""
-    from forgetless.atomic import write_jsonl
 
     write_jsonl(path, items)
     return Path(path)

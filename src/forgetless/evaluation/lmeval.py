@@ -5,7 +5,8 @@ model forgetless can score (a checkpoint, a PEFT model, an interpolation, an out
 ensemble), so every lm-eval task runs on it through forgetless's batched engines::
 
     import lm_eval
-    from forgetless.evaluation.lmeval import ForgetlessLM, write_testbed_tasks
+    from forgetless.evaluation.lmeval import ForgetlessLM
+    from forgetless.testbed.lmeval_tasks import write_testbed_tasks
 
     tasks_dir = write_testbed_tasks("/tmp/fl-tasks")          # offline YAMLs for the testbed
     lm_eval.simple_evaluate(model=ForgetlessLM(model, tokenizer), tasks=["forgetless_cloze"],
@@ -30,9 +31,9 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError("the lm-eval adapter needs the optional extra: pip install 'forgetless[lmeval]'") from err
 
 from forgetless.data.formats import encode_prompt
-from forgetless.evaluation.cloze import build_cloze, write_cloze
 from forgetless.evaluation.generate import greedy_decode
 from forgetless.evaluation.scoring import encode_pair, score_pairs
+from forgetless.models import load_model
 
 # The answer line of the documented extraction (forgetless.evaluation.exact_match), as
 # lm-eval's regex filter: the last "Answer:" and the rest of its line, minus one
@@ -59,9 +60,9 @@ class ForgetlessLM(LM):
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> ForgetlessLM:
-        """``lm_eval --model forgetless --model_args pretrained=PATH[,batch_size=N]`` (loads with ``load_model``)."""
-        from forgetless.evaluation.loading import load_model
-
+        """``lm_eval --model forgetless --model_args pretrained=PATH[,batch_size=N]`` (loads with
+        ``forgetless.models.load_model``; PATH is a model or adapter directory or a hub id — for the
+        testbed's base, the path ``forgetless testbed path tiny`` prints, followed by ``/base``)."""
         args = dict(kv.split("=", 1) for kv in arg_string.split(",") if kv)
         model, tokenizer, _ = load_model(args.pop("pretrained"))
         batch = (additional_config or {}).get("batch_size") or args.get("batch_size", 32)
@@ -174,17 +175,3 @@ def write_task_yamls(
             "  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
         )
     return out
-
-
-def write_testbed_tasks(out_dir: str | Path, preset: str = "tiny", cloze_items: int = 200, seed: int = 0) -> Path:
-    """lm-eval YAMLs for a built testbed: ``forgetless_cloze`` (the same items ``forgetless
-    eval`` builds from ``general/heldout.jsonl``) and one ``forgetless_<family>`` per task's test split."""
-    from forgetless.evaluation.report import read_texts
-    from forgetless.testbed.build import build_testbed
-    from forgetless.testbed.tasks import FAMILIES
-
-    testbed = build_testbed(preset)
-    out = Path(out_dir)
-    cloze = write_cloze(build_cloze(read_texts(testbed.general_heldout), n_items=cloze_items, seed=seed),
-                        out / "cloze.jsonl")
-    return write_task_yamls(out, cloze, {name: testbed.task(name, "test") for name in FAMILIES})

@@ -53,6 +53,8 @@ from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, r
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import completion_loss, domain_accuracy
 from forgetless.evaluation.scoring import score_pairs
+from forgetless.models import load_model
+from forgetless.replay.kl_estimate import load_samples
 
 SCHEMA_VERSION = 1
 # metric -> (group, higher_is_better)
@@ -158,8 +160,6 @@ def evaluate(
         for metric in ("mc_accuracy", "mc_accuracy_norm"):
             _with_ci(block, metric, result.units[metric], s)
     if s.kl_samples:
-        from forgetless.replay.kl_estimate import load_samples
-
         samples = load_samples(s.kl_samples, s.kl_limit)
         empty = [i for i, sample in enumerate(samples) if not sample.token_ids or not sample.prompt_ids]
         if empty:
@@ -248,7 +248,7 @@ def evaluate_model(
     """Load ``model_spec`` (and ``base``) and return ``evaluation_report``.
 
     Args:
-        model_spec: checkpoint dir, LoRA adapter dir, hub id, or ``testbed:PRESET``.
+        model_spec: checkpoint dir, LoRA adapter dir or hub id (``testbed:`` specs resolved by the caller).
         general: held-out general text (JSONL with ``text``); also the source of the cloze task.
         domain: prompt/completion test set.
         limit: evaluate only the first ``limit`` domain records.
@@ -256,8 +256,6 @@ def evaluate_model(
         base: the model to measure forgetting and gain against.
         **options: other ``EvalSettings`` fields (``general_limit``, ``choices``, ``batch_size``, ...).
     """
-    from forgetless.evaluation.loading import load_model
-
     settings = EvalSettings(general=None if general is None else str(general),
                             domain=None if domain is None else str(domain), limit=limit, **options)
     model, tokenizer, path = load_model(model_spec, trust_remote_code)

@@ -26,7 +26,6 @@ interpolation, an output ensemble.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +33,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from forgetless.data.formats import encode_prompt
+from forgetless.models import Capabilities, capabilities, core_model, model_device
 from forgetless.positions import fit_pair, position_limit
 
 
@@ -50,43 +51,6 @@ class Score:
     logprob: float
     greedy: bool
     tokens: int
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """Which optional forward arguments a model accepts (checked by signature)."""
-
-    logits_to_keep: bool
-    position_ids: bool
-    kv_cache: bool
-
-
-def core_model(model: nn.Module) -> nn.Module:
-    """The module to call: a PEFT wrapper's base model (its LoRA layers are injected
-    in place, so calling the base model runs the adapter), else the model itself."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
-def capabilities(model: nn.Module) -> Capabilities:
-    """Inspect ``forward`` for ``logits_to_keep``, ``position_ids`` and ``past_key_values``.
-
-    Only explicitly named parameters count: a ``**kwargs`` forward (a user's ensemble
-    wrapper) gets the plain ``(input_ids, attention_mask)`` call, which always works.
-    """
-    params = inspect.signature(core_model(model).forward).parameters
-    return Capabilities(
-        logits_to_keep="logits_to_keep" in params,
-        position_ids="position_ids" in params,
-        kv_cache="past_key_values" in params and "use_cache" in params,
-    )
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameterless module)."""
-    for parameter in model.parameters():
-        return parameter.device
-    return torch.device("cpu")
 
 
 def _check(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> None:
@@ -259,7 +223,6 @@ def encode_pair(tokenizer: object, context: str, continuation: str) -> tuple[lis
     running text. When the joint encoding does not extend the context's (a merge
     across the boundary), the continuation is encoded on its own.
     """
-    from forgetless.data.formats import encode_prompt
 
     context_ids = encode_prompt(tokenizer, context)  # type: ignore[arg-type]
     whole = encode_prompt(tokenizer, context + continuation)  # type: ignore[arg-type]

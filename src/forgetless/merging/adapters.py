@@ -35,8 +35,7 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
     """
     from transformers import AutoTokenizer
 
-    from forgetless.model_loading import load_adapter, load_causal_lm
-    from forgetless.training.run import resolve_model
+    from forgetless.models import load_adapter, load_causal_lm
 
     path = Path(path)
     if not (path / "adapter_model.safetensors").is_file():
@@ -44,7 +43,7 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
     base = base or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
         raise MergeError(f"{path}: adapter_config.json names no base_model_name_or_path; pass the base explicitly")
-    base_path = resolve_model(base)
+    base_path = base  # testbed: specs are resolved by the entry points
     # The dtype of the base on disk is kept, so the merged adapter matches full checkpoints.
     model = load_causal_lm(base_path, "auto", trust_remote_code)
     merged = load_adapter(model, path).merge_and_unload()

@@ -19,8 +19,10 @@ from forgetless.schema_flags import add_schema_flags
 
 def _config(args: argparse.Namespace) -> MergeConfig:
     from forgetless.config import build_config, load_yaml
+    from forgetless.testbed.specs import resolve_specs
 
-    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    # A --config file's testbed: specs are resolved here (the command line's were resolved by main).
+    values: dict[str, Any] = resolve_specs(load_yaml(args.config)) if args.config else {}
     for name in MergeConfig.model_fields:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
@@ -58,10 +60,10 @@ def build_rule(cfg: MergeConfig) -> Any:
 def _loss_score(cfg: MergeConfig) -> Any:
     """Held-out score of greedy soup: minus the mean loss per token on --validation."""
     from forgetless.merging.scoring import example_texts, mean_loss
-    from forgetless.training.run import load_tokenizer, resolve_model
+    from forgetless.models import load_tokenizer
 
     texts = example_texts(cfg.validation, None)
-    tokenizer = load_tokenizer(resolve_model(cfg.models[0]), cfg.trust_remote_code)
+    tokenizer = load_tokenizer(cfg.models[0], cfg.trust_remote_code)
     return lambda model: -mean_loss(model, tokenizer, texts)
 
 
@@ -145,9 +147,9 @@ def cmd_merge_sweep(cfg: MergeConfig) -> int:
     from forgetless.merging.engine import merge_checkpoints, resolve_inputs
     from forgetless.merging.ensemble import OutputEnsemble
     from forgetless.merging.interpolate import Interpolate, check_alpha
-    from forgetless.merging.scoring import load_model
+    from forgetless.merging.scoring import load_for_scoring
     from forgetless.merging.sweep import alpha_sweep
-    from forgetless.training.run import load_tokenizer
+    from forgetless.models import load_tokenizer
 
     if len(cfg.models) != 2:
         raise MergeError(f"a sweep takes exactly 2 models (base, fine-tuned), got {len(cfg.models)}")
@@ -168,7 +170,7 @@ def cmd_merge_sweep(cfg: MergeConfig) -> int:
         if cfg.ensemble:
             import time
 
-            base_model, ft_model = load_model(base, cfg.trust_remote_code), load_model(ft, cfg.trust_remote_code)
+            base_model, ft_model = load_for_scoring(base, cfg.trust_remote_code), load_for_scoring(ft, cfg.trust_remote_code)
             curve = []
             for alpha in alphas:
                 start = time.time()
@@ -177,7 +179,7 @@ def cmd_merge_sweep(cfg: MergeConfig) -> int:
                 curve.append(point)
                 _print_point(point)
         else:
-            curve = alpha_sweep(load_model(ft, cfg.trust_remote_code), base, ft, alphas, evaluate, _print_point)
+            curve = alpha_sweep(load_for_scoring(ft, cfg.trust_remote_code), base, ft, alphas, evaluate, _print_point)
         result: dict[str, Any] = {"models": cfg.models, "mode": kind, "curve": curve}
         if budget:
             choice = choose_alpha(curve, cfg.budget, cfg.budget_unit)  # type: ignore[arg-type]

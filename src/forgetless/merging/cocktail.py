@@ -83,8 +83,8 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
     """L_k: each model's loss on the first ``num_examples`` target examples, loading one
     model at a time, with the tokenizer of the first model (as lm-cocktail does)."""
     from forgetless.merging.cocktail_loss import example_pairs, reference_batches, reference_loss
-    from forgetless.merging.scoring import example_texts, load_model, mean_loss
-    from forgetless.training.run import load_tokenizer
+    from forgetless.merging.scoring import example_texts, load_for_scoring, mean_loss
+    from forgetless.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(models[0]), trust_remote_code)
     if loss == "lm-cocktail":
@@ -93,7 +93,7 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
         texts = example_texts(examples, num_examples)
     losses = []
     for path in models:
-        model = load_model(path, trust_remote_code)
+        model = load_for_scoring(path, trust_remote_code)
         losses.append(reference_loss(model, batches) if loss == "lm-cocktail" else mean_loss(model, tokenizer, texts))
         del model
     return losses

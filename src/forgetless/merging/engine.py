@@ -120,11 +120,7 @@ def resolve_inputs(models: Sequence[str | Path], stack: ExitStack, adapter_base:
     """Open every input as a ``Checkpoint``; LoRA adapter directories are merged into their base first."""
     checkpoints = []
     for spec in models:
-        path = Path(spec)
-        if str(spec).startswith("testbed:"):  # imported only then: the training stack is heavy to import
-            from forgetless.training.run import resolve_model
-
-            path = Path(resolve_model(str(spec)))
+        path = Path(spec)  # testbed: specs are resolved by the entry points
         if is_adapter(path):
             path = materialize_adapter(path, stack, adapter_base, trust_remote_code)
         checkpoints.append(Checkpoint(path))

@@ -37,11 +37,11 @@ class GreedySoup(MergeRule):
     name = "greedy_soup"
 
     def coefficients(self, models: list[Path]) -> Coefficients:
-        from forgetless.merging.scoring import load_model
+        from forgetless.merging.scoring import load_for_scoring
 
         if len(models) < 2:
             raise MergeError(f"greedy_soup needs at least 2 models, got {len(models)}")
-        host = load_model(models[0])
+        host = load_for_scoring(models[0])
         params = dict(host.named_parameters())
         names = [n for n in Checkpoint(models[0]).tensors if n in params]
         singles = []

@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
 from forgetless.evaluation.codelength import code_length
-from forgetless.model_loading import load_causal_lm
+from forgetless.models import load_causal_lm
 
 
 def example_texts(path: str | Path, limit: int | None = None) -> list[str]:
@@ -30,8 +30,9 @@ def example_texts(path: str | Path, limit: int | None = None) -> list[str]:
     return texts
 
 
-def load_model(path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
-    """A causal LM in float32 and eval mode (losses and sweeps compare in one precision)."""
+def load_for_scoring(path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
+    """A causal LM in float32 and eval mode, without its tokenizer (losses and sweeps compare in one
+    precision; the rules score every model with the first model's tokenizer, as lm-cocktail does)."""
     model = load_causal_lm(path, torch.float32, trust_remote_code)
     return model.eval()
 

@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedModel
 
 from forgetless.merging.checkpoint import Checkpoint, MergeError
+from forgetless.merging.checks import check_compatible
 from forgetless.merging.interpolate import check_alpha
 
 Evaluate = Callable[[PreTrainedModel], dict[str, Any]]
@@ -37,7 +38,6 @@ class Interpolator:
         self.model = model
         self.params = {n: p for n, p in model.named_parameters() if p.is_floating_point()}
         base_ckpt, ft_ckpt = Checkpoint(base), Checkpoint(finetuned)
-        from forgetless.merging.checks import check_compatible
 
         check_compatible([base_ckpt, ft_ckpt])
         # named_parameters lists a tied lm_head once, under the embedding's name, as saved.

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from forgetless.losses import token_nll
 from forgetless.objectives.base import Objective
 
 _CACHE_VERSION = "flow-v1"
@@ -70,8 +71,6 @@ def base_token_losses(trainer: Any, examples: list[dict[str, Any]], batch_size: 
         For each example, ``[T_i − 1]`` fp32 losses of predicting token ``t+1``, NaN
         where the target is not supervised.
     """
-    from forgetless.training.trainer import token_nll
-
     model = trainer.model
     was_training = model.training
     model.eval()

@@ -27,7 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from forgetless.data.collate import PadCollator
 from forgetless.regularizers.base import Regularizer
+from forgetless.replay.mixing import load_replay_examples
 
 
 def full_vocab_kl(base_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,9 +92,6 @@ class KLRegularizer(Regularizer):
             self._base = copy.deepcopy(getattr(model, "module", model)).eval()
             self._base.requires_grad_(False)
         if self.data is not None:
-            from forgetless.data.collate import PadCollator
-            from forgetless.replay.mixing import load_replay_examples
-
             tokenizer = trainer.processing_class
             self._examples = load_replay_examples(self.data, tokenizer, self.max_length, completion_only=False)
             self._collate = PadCollator(tokenizer.pad_token_id)

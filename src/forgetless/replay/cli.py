@@ -19,17 +19,13 @@ from forgetless.atomic import write_json, write_jsonl
 
 
 def _load(model_spec: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
-    import torch
-    from forgetless.model_loading import check_safetensors, load_causal_lm
-    from forgetless.training.run import load_tokenizer, resolve_model
+    """The model (fp32, on the GPU when there is one), its tokenizer and its path."""
+    import torch  # imported here: `forgetless --help` should not pay for torch
 
-    path = resolve_model(model_spec)
-    check_safetensors(path)  # before the tokenizer, whose errors would not name the weights
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    model = load_causal_lm(path, torch.float32, trust_remote_code)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    return model.eval(), tokenizer, path
+    from forgetless.models import load_model
+
+    model, tokenizer, path = load_model(model_spec, trust_remote_code)
+    return (model.cuda() if torch.cuda.is_available() else model), tokenizer, path
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

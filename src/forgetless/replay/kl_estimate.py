@@ -33,7 +33,7 @@ from forgetless.data.formats import IGNORE
 from forgetless.data.records import read_records
 from forgetless.data.text import decode_utf8
 from forgetless.replay.generate import Sample
-from forgetless.training.trainer import token_nll
+from forgetless.losses import token_nll
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 

@@ -104,14 +104,15 @@ def train_peer(ctx: Any, peer: Any) -> str:
 
 def _inputs(ctx: Any) -> tuple[list[str], list[str], str]:
     """The models of the mix (base, fine-tuned, peers: names and directories) and the target examples."""
-    from forgetless.study.runner import resolve_data, trained_path, trained_row_id
+    from forgetless.study.runner import trained_path, trained_row_id
+    from forgetless.testbed.specs import resolve_spec
 
     method, lr, seed = cocktail_parent(ctx.cfg)
     peers = [(peer.name, trained_path(ctx, peer_method(peer), peer.learning_rate, ctx.cfg.seeds[0], peer.data))
              for peer in ctx.cfg.cocktail.peers]
     # Target examples come from the validation set (given, or carved from train and never
     # trained on): the weights are a choice, and every choice is made on validation.
-    examples = ctx.validation_path or resolve_data(ctx.cfg.data.train)
+    examples = ctx.validation_path or resolve_spec(ctx.cfg.data.train)
     names = ["base", trained_row_id(method, lr, seed), *(name for name, _ in peers)]
     paths = [ctx.base_path, trained_path(ctx, method, lr, seed), *(path for _, path in peers)]
     return names, paths, examples

@@ -29,6 +29,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from forgetless.machine import usable_cores
 from forgetless.study.graph import Graph, Task
 from forgetless.study.worker import worker_main
 
@@ -265,7 +266,6 @@ def local_gpus() -> list[str]:
 
 def default_workers() -> int:
     """Local workers by default: one per GPU when there are GPUs, else one per usable core."""
-    from forgetless.machine import usable_cores
 
     return len(local_gpus()) or usable_cores()
 

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from forgetless.evaluation.bootstrap import bootstrap_difference
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
+from forgetless.replay.kl_estimate import sequence_nll
 
 
 def measure(
@@ -55,8 +56,6 @@ def measure(
         scored = domain_accuracy(model, tokenizer, validation, limit=validation_limit, progress=False)
         result["validation_correct"] = [int(p["correct"]) for p in scored["predictions"]]
     if kl_samples:
-        from forgetless.replay.kl_estimate import sequence_nll
-
         result["kl_nll"] = sequence_nll(model, kl_samples).tolist()
     return result
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.evaluation.report import read_texts
+from forgetless.models import load_tokenizer
 from forgetless.study import runner
 from forgetless.study.cells import content_key
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.graph import Graph
 from forgetless.study.rows import RowKind
-from forgetless.training.run import load_tokenizer
 
 KL_SAMPLES, REPLAY_SAMPLES, BASE = "samples/kl-estimate", "samples/replay", "eval/base"
 

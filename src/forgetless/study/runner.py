@@ -34,7 +34,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
-from forgetless.model_loading import load_causal_lm
+from forgetless.models import load_causal_lm, load_tokenizer
 from forgetless.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
@@ -46,18 +46,8 @@ from forgetless.study.data_checks import carve_validation, check_answers, consta
 from forgetless.study.executors import Executor
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
 from forgetless.study.rows import RowKind, family_of
-from forgetless.training.run import load_tokenizer, resolve_model, train
-
-
-def resolve_data(spec: str) -> str:
-    """Resolve ``testbed:PRESET/relative/path`` to a file of the built testbed; pass paths through."""
-    if spec.startswith("testbed:"):
-        from forgetless.testbed.build import build_testbed
-
-        preset, _, rest = spec.removeprefix("testbed:").partition("/")
-        # testbed:tiny@bf16/tasks/...: the data of a testbed is the same whatever its base's dtype.
-        return str(build_testbed(preset.partition("@")[0]).root / rest)
-    return spec
+from forgetless.testbed.specs import resolve_spec
+from forgetless.training.run import train
 
 
 @dataclass
@@ -174,7 +164,7 @@ def train_spec(probe: TrainConfig, base_path: str, data: str | None = None) -> d
     spec = {
         "train": {k: v for k, v in probe.identity().items() if k != "save_dtype"},
         "base": model_fingerprint(base_path),
-        "data": data_hash(resolve_data(data or probe.data)),
+        "data": data_hash(resolve_spec(data or probe.data)),
     }
     saved = resolve_save_dtype(probe.save_dtype, base_path)
     if saved != torch.float32:  # fp32 is what every run wrote before save_dtype: those cells stay valid
@@ -218,7 +208,7 @@ def _train(ctx: Context, method: MethodConfig, lr: float, seed: int, data: str |
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
             train(cfg.model_copy(update={"model": ctx.base_path,
-                                         "data": resolve_data(data or ctx.train_data or cfg.data)}),
+                                         "data": resolve_spec(data or ctx.train_data or cfg.data)}),
                   callbacks=[curve] if curve is not None else None)
         record = json.loads((model_dir / "forgetless.json").read_text())
         unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds"),
@@ -256,7 +246,7 @@ def _samples_cell(ctx: Context, kind: str, purpose: str, num_samples: int, tempe
 
 def _contextual_prompts(ctx: Context) -> str:
     """The prompts contextual replay completes: the data the models train on."""
-    return ctx.train_data or resolve_data(ctx.cfg.data.train)
+    return ctx.train_data or resolve_spec(ctx.cfg.data.train)
 
 
 def _replay_source(ctx: Context, kind: str, purpose: str, num_samples: int, temperature: float, seed: int) -> str:
@@ -301,8 +291,8 @@ def _replay_corpus(ctx: Context) -> str:
     if cf.replay_corpus is None:
         raise ValueError("context_free.replay_corpus: missing; `replay.data: corpus` needs general text to slice "
                          "(e.g. testbed:tiny/general/pretrain.jsonl)")
-    corpus = resolve_data(cf.replay_corpus)
-    if Path(corpus).resolve() == Path(resolve_data(ctx.cfg.data.general)).resolve():
+    corpus = resolve_spec(cf.replay_corpus)
+    if Path(corpus).resolve() == Path(resolve_spec(ctx.cfg.data.general)).resolve():
         raise ValueError("context_free.replay_corpus: is data.general, the held-out text that measures forgetting; "
                          "replaying it would hide forgetting; expected other general text")
     return corpus
@@ -378,10 +368,10 @@ def prepare_domain_data(cfg: StudyConfig, root: Path,
         ``(training data, validation set, notes)``; the notes (where the validation set
         came from, duplicate prompt counts) go into the base row for the report.
     """
-    train_data = resolve_data(cfg.data.train)
-    check_answers(resolve_data(cfg.data.test))
+    train_data = resolve_spec(cfg.data.train)
+    check_answers(resolve_spec(cfg.data.test))
     if cfg.data.validation is not None:
-        validation = resolve_data(cfg.data.validation)
+        validation = resolve_spec(cfg.data.validation)
         check_answers(validation)
         source = f"`{cfg.data.validation}`"
     else:
@@ -389,7 +379,7 @@ def prepare_domain_data(cfg: StudyConfig, root: Path,
         source = (f"{len(check_answers(validation))} examples carved from `{cfg.data.train}` (seeded sample, "
                   "removed from training; no data.validation given)")
     duplicates = {}
-    for name, path in (("validation", validation), ("test", resolve_data(cfg.data.test))):
+    for name, path in (("validation", validation), ("test", resolve_spec(cfg.data.test))):
         overlap = duplicates[name] = duplicate_prompts(train_data, path)
         if overlap:
             print_fn(f"[study] warning: {overlap} {name} prompts appear verbatim in the training data; their "
@@ -423,9 +413,9 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None]) -> tuple[
     """
     root = Path(cfg.output)
     root.mkdir(parents=True, exist_ok=True)
-    base_path = resolve_model(cfg.base_model)
-    general = resolve_data(cfg.data.general)
-    test = resolve_data(cfg.data.test)
+    base_path = resolve_spec(cfg.base_model)
+    general = resolve_spec(cfg.data.general)
+    test = resolve_spec(cfg.data.test)
     train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
     ctx = Context(
         cfg=cfg, root=root, base_path=base_path, tokenizer=load_tokenizer(base_path),

@@ -30,6 +30,7 @@ from forgetless.testbed.corpus import corpus_fingerprint, load_documents, split_
 from forgetless.testbed.presets import Preset, get_preset
 from forgetless.testbed.tasks import FAMILIES, constant_answer_floor, generate_family
 from forgetless.testbed.tokenizer import train_tokenizer
+from forgetless.training.run import make_trainer
 
 
 def cache_root() -> Path:
@@ -100,8 +101,6 @@ def build_base_model(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> Llam
 
 
 def _pretrain(preset: Preset, tokenizer: PreTrainedTokenizerBase, corpus: Path, work: Path) -> LlamaForCausalLM:
-    from forgetless.training.run import make_trainer
-
     model = build_base_model(preset, tokenizer)
     cfg = TrainConfig(
         model="(from config)",

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 
+from forgetless.atomic import atomic_dir
 from forgetless.dtypes import SHORT_NAMES, parse_dtype
+from forgetless.models import load_causal_lm
 from forgetless.testbed.build import build_testbed
 
 # Files ``save_pretrained`` writes itself; every other file of the base (the tokenizer) is copied.
@@ -38,8 +40,6 @@ def cast_copy(source: Path, target: Path, dtype: torch.dtype) -> Path:
     The directory appears only when complete (``atomic_dir``), so an existing one is
     reused as it is.
     """
-    from forgetless.atomic import atomic_dir
-    from forgetless.model_loading import load_causal_lm
 
     if (target / "config.json").is_file():
         return target

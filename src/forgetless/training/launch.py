@@ -77,15 +77,13 @@ def launch_accelerate(cfg: TrainConfig) -> Path:
     Raises:
         RuntimeError: the launched run failed (its exit status; its output went to this terminal).
     """
-    from forgetless.training.run import resolve_model
-
     assert cfg.accelerate_config is not None
     output = Path(cfg.output)
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    model = resolve_model(cfg.model)
+    model = cfg.model  # testbed: specs are resolved by the entry points
     accelerate_yaml = work / "accelerate.yaml"
     accelerate_yaml.write_text(yaml.safe_dump(resolve_accelerate_config(cfg.accelerate_config, model,
                                                                         cfg.trust_remote_code)))

@@ -20,7 +20,6 @@ import torch
 import transformers
 from transformers import (
     AutoConfig,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
@@ -33,32 +32,16 @@ from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.dtypes import resolve_save_dtype, short_name
-from forgetless.model_loading import check_safetensors, load_causal_lm, load_errors
+from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
 from forgetless.objectives import build_objective
 from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
+from forgetless.replay.kl_callback import kl_callback_for
+from forgetless.replay.mixing import add_replay
 from forgetless.training.checkpoints import split_checkpoints
+from forgetless.training.launch import launch_accelerate
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer
-
-
-def resolve_model(spec: str) -> str:
-    """Resolve ``testbed:PRESET`` (or ``testbed:PRESET@bf16``, a bf16 copy) to the built testbed
-    base model; pass anything else through."""
-    if spec.startswith("testbed:"):
-        from forgetless.testbed.variants import testbed_model
-
-        return str(testbed_model(spec))
-    return spec
-
-
-def load_tokenizer(model: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """Load a tokenizer and make sure it can pad (real Llama tokenizers have no PAD)."""
-    with load_errors(model):
-        tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 class _LogHistory(TrainerCallback):
@@ -243,14 +226,11 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         if callbacks:
             raise ValueError("launcher: accelerate trains in other processes, which callbacks cannot follow "
                              "(a study measures no learning curve for such cells)")
-        # launch imports this module (resolve_model), so it is imported here.
-        from forgetless.training.launch import launch_accelerate
-
         return launch_accelerate(cfg)
     output = Path(cfg.output)
     if output.exists() and not cfg.overwrite:
         raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
-    model_path = resolve_model(cfg.model)
+    model_path = cfg.model  # testbed: specs are resolved by the entry points
     check_safetensors(model_path)  # before anything is read: the weights would be refused anyway
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
@@ -262,8 +242,6 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
     examples = load_examples(cfg.data, tokenizer, cfg.format, max_length, cfg.completion_only_loss, cfg.packing)
     if cfg.replay is not None:  # replay samples mixed in, weighted by λ (forgetless.replay.mixing)
-        from forgetless.replay.mixing import add_replay
-
         examples = add_replay(examples, cfg.replay, tokenizer, max_length, cfg.completion_only_loss, cfg.seed)
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
     last = _resume_point(cfg, checkpoints.parent)
@@ -271,8 +249,6 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     # weights keep small learning rates from rounding away.
     model = load_causal_lm(model_path, torch.float32, cfg.trust_remote_code)
     if cfg.replay is not None:  # the context-free KL estimate of forgetting, logged while training
-        from forgetless.replay.kl_callback import kl_callback_for
-
         kl_log = kl_callback_for(cfg.replay, model, tokenizer, cfg.seed)
         callbacks = [*(callbacks or []), *([kl_log] if kl_log else [])]
     timer = _LogHistory()

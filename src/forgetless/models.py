@@ -1,8 +1,20 @@
-"""The one way forgetless loads model weights: safetensors only, never unpickled.
+"""The ground floor for models: the one place forgetless loads a model and its tokenizer.
 
-``train``, ``generate``, ``eval``, merge sweeps, LoRA bases and the study all load
-through ``load_causal_lm`` (and adapters through ``load_adapter``), so one policy
-holds everywhere: ``use_safetensors=True``. A pickled checkpoint (``pytorch_model.bin``,
+Everything above (training, replay, evaluation, merging, the study, the CLI) loads
+through this module, and this module imports nothing of forgetless: it sits at the
+bottom of the package's layers (``tests/test_layers.py``).
+
+- ``load_model(spec)``: ``(model, tokenizer, path)`` from a checkpoint directory, a hub
+  id or a LoRA adapter directory (merged into its base); in-memory models need no
+  loading. ``load_causal_lm`` and ``load_tokenizer`` are its two halves.
+- ``capabilities(model)``: which optional forward arguments a model accepts.
+- ``testbed:PRESET`` specs are *not* resolved here: the entry points (the CLI, the
+  study) resolve them with ``forgetless.testbed.specs`` before calling anything that
+  loads, and a spec that reaches this module unresolved is refused with that hint.
+
+Weights are safetensors only, never unpickled: ``train``, ``generate``, ``eval``, merge
+sweeps, LoRA bases and the study all load through ``load_causal_lm`` (and adapters
+through ``load_adapter``), so one policy holds everywhere: ``use_safetensors=True``. A pickled checkpoint (``pytorch_model.bin``,
 ``*.pt``) is refused with a one-line error saying how to convert it, rather than
 unpickled: unpickling an untrusted file runs its code, and even ``weights_only``
 loading is a second, weaker policy. Load failures become one-line ``ModelLoadError``s
@@ -12,14 +24,19 @@ naming the path (a truncated shard, a missing model, code that needs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # transformers is heavy to import; it is imported where a model is loaded
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class ModelLoadError(ValueError):
@@ -53,8 +70,6 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
     Raises:
         ModelLoadError: naming the directory and the file at fault.
     """
-    import json
-
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -137,6 +152,7 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
+    check_resolved(path)
     check_safetensors(path)
     if dtype is not None:
         kwargs["dtype"] = dtype
@@ -158,3 +174,114 @@ def load_adapter(base: PreTrainedModel, path: str | Path) -> Any:
     with load_errors(path):
         # PEFT takes adapter_model.safetensors when present; the check above makes sure it is.
         return PeftModel.from_pretrained(base, str(path))
+
+
+def check_resolved(spec: str | Path) -> None:
+    """Refuse a ``testbed:`` spec that reached the loaders unresolved (a hub id would be tried instead).
+
+    Raises:
+        ModelLoadError: naming the spec and the resolver.
+    """
+    if str(spec).startswith("testbed:"):
+        raise ModelLoadError(f"{spec}: a testbed spec; resolve it first with "
+                             "forgetless.testbed.specs.resolve_spec (the CLI and the study do)")
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load a tokenizer and make sure it can pad (real Llama tokenizers have no PAD token).
+
+    Raises:
+        ModelLoadError: no tokenizer at ``path``, or one that needs remote code.
+    """
+    from transformers import AutoTokenizer
+
+    check_resolved(path)
+    with load_errors(path):
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists()
+
+
+def load_model(
+    spec: str | Path,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype | str = torch.float32,
+    resolve: Callable[[str], str] = str,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """Load ``(model, tokenizer, path)`` in eval mode: a model directory, a hub id or a LoRA adapter.
+
+    A directory with ``adapter_config.json`` is a PEFT (LoRA) adapter: its base model
+    (``base_model_name_or_path``) is loaded, the adapter applied and merged, so the
+    result runs at the base model's speed. The tokenizer comes from the adapter
+    directory when it has one, else from the base.
+
+    Args:
+        spec: a model directory, a hub id or an adapter directory (``testbed:`` resolved already).
+        trust_remote_code: run the model's own code (off unless asked).
+        dtype: the dtype to load in; fp32 by default, so losses compare in one precision.
+        resolve: applied to an adapter's base name (the entry points pass the testbed's resolver,
+            for adapters whose base is ``testbed:PRESET``).
+
+    Raises:
+        ModelLoadError: ``spec`` looks like a local path but does not exist, an adapter names
+            no base, or the weights cannot be loaded (pickled, truncated, remote code needed).
+    """
+    path = Path(str(spec))
+    # A hub id ("org/name") may legitimately not exist locally; a filesystem path must.
+    if not path.exists() and (str(spec).startswith((".", "/", "~")) or str(spec).count("/") > 1):
+        raise ModelLoadError(f"{spec}: no such model directory")
+    adapter_config = path / "adapter_config.json"
+    if adapter_config.exists():
+        base_spec = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        if not isinstance(base_spec, str):
+            raise ModelLoadError(f"{adapter_config}: expected a string 'base_model_name_or_path'")
+        base_path = resolve(base_spec)
+        model = load_adapter(load_causal_lm(base_path, dtype, trust_remote_code), path).merge_and_unload()
+        tokenizer = load_tokenizer(path if _has_tokenizer(path) else base_path, trust_remote_code)
+    else:
+        model = load_causal_lm(path if path.exists() else str(spec), dtype, trust_remote_code)
+        tokenizer = load_tokenizer(path if path.exists() else str(spec), trust_remote_code)
+    model.eval()
+    return model, tokenizer, str(spec)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Which optional forward arguments a model accepts (checked by signature)."""
+
+    logits_to_keep: bool
+    position_ids: bool
+    kv_cache: bool
+
+
+def core_model(model: nn.Module) -> nn.Module:
+    """The module to call: a PEFT wrapper's base model (its LoRA layers are injected
+    in place, so calling the base model runs the adapter), else the model itself."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def capabilities(model: nn.Module) -> Capabilities:
+    """Inspect ``forward`` for ``logits_to_keep``, ``position_ids`` and ``past_key_values``.
+
+    Only explicitly named parameters count: a ``**kwargs`` forward (a user's ensemble
+    wrapper) gets the plain ``(input_ids, attention_mask)`` call, which always works.
+    """
+    params = inspect.signature(core_model(model).forward).parameters
+    return Capabilities(
+        logits_to_keep="logits_to_keep" in params,
+        position_ids="position_ids" in params,
+        kv_cache="past_key_values" in params and "use_cache" in params,
+    )
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameterless module)."""
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
