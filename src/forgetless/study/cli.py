@@ -18,6 +18,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: valid ({len(cfg.methods)} methods)")
         return 0
+    if args.dry_run:
+        from forgetless.study.dry_run import dry_run
+        from forgetless.study.executors import default_workers
+
+        workers = args.workers or (1 if args.executor == "serial" else default_workers())
+        print(f"{args.config}: valid ({len(cfg.methods)} methods); dry run, nothing is trained")
+        for line in dry_run(cfg, workers, timing=not args.no_timing).lines():
+            print(line)
+        return 0
     try:
         run_study(cfg, executor=make_executor(args.executor, args.workers, args.address, args.retries))
     except (ExecutorError, CellFailed) as err:
@@ -45,6 +54,10 @@ def add_study_parser(sub: argparse._SubParsersAction) -> None:
     study.add_argument("config", help="study YAML (see configs/quick.yaml)")
     study.add_argument("--output", help="study directory (overrides the YAML's output)")
     study.add_argument("--check", action="store_true", help="validate the config and stop")
+    study.add_argument("--dry-run", action="store_true",
+                       help="check the base and every data file, count the cells and estimate the time from a few "
+                            "timed steps on this machine; trains nothing")
+    study.add_argument("--no-timing", action="store_true", help="with --dry-run: count the cells, time nothing")
     study.add_argument("--executor", choices=["serial", "local", "ray"],
                        help="where cells run: serial (this process), local (a process pool; the default with more "
                             "than one worker) or ray (a Ray cluster; pip install 'forgetless[ray]')")

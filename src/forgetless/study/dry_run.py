@@ -1,0 +1,221 @@
+"""``forgetless study CONFIG --dry-run``: check everything a study needs, count its cells, estimate its time.
+
+Nothing is trained and no cell is written. The dry run resolves the base model and
+every data spec, checks the base's weights (safetensors headers and config) and the
+domain data (extractable answers, the test set's constant-answer floor, overlaps with
+train), plans the cell graph exactly as ``run_study`` would, and then, unless told
+not to, *measures* on this machine what the cells are made of: a few training steps
+of the base at the study's batch size, greedy answers to a few validation prompts,
+the code length of a few general texts and a few context-free samples. Each cell's
+duration is estimated from those rates, and the graph is scheduled on ``workers``
+slots the way the local executor takes tasks (declaration order, as soon as their
+dependencies are done), which gives the wall time.
+
+The estimate is rough and says what it leaves out: every method's step is timed as
+plain SFT (L2-SP, KL and FLOW's pre-pass cost more), a fine-tuned model's answers may
+be longer or shorter than the base's, and parallel workers share memory bandwidth.
+On the 2-core machine the quick study's estimate is compared with its measured time
+in the README.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, TrainerCallback
+
+from forgetless.evaluation.codelength import text_code_lengths
+from forgetless.evaluation.domain import domain_accuracy
+from forgetless.machine import machine_stamp
+from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
+from forgetless.replay.generate import SamplingSettings, generate_context_free
+from forgetless.study.config import StudyConfig
+from forgetless.study.data_checks import check_answers, constant_floor
+from forgetless.study.graph import Graph
+from forgetless.study.plan import plan_cells
+from forgetless.study.runner import prepare_context
+from forgetless.training.run import train
+
+PROBE_STEPS = 6  # training steps timed (the first is dropped: it pays for warm-up allocations)
+PROBE_ANSWERS = 32  # validation prompts answered greedily: one batch, as evaluation batches them
+PROBE_TEXTS = 16  # general texts scored
+PROBE_SAMPLES = 4  # context-free samples drawn
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What one unit of each kind of work costs on this machine, in seconds."""
+
+    step: float
+    answer: float
+    text: float
+    sample: float
+    machine: str
+
+
+@dataclass
+class DryRun:
+    """The outcome of a dry run: the cells by kind, the training steps, and the time estimate."""
+
+    cells: dict[str, int]
+    train_steps: int
+    notes: list[str] = field(default_factory=list)
+    rates: Rates | None = None
+    serial_seconds: float | None = None
+    parallel_seconds: float | None = None
+    workers: int = 1
+
+    def lines(self) -> list[str]:
+        """The dry run as printable lines."""
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.cells.items())
+        out = [f"cells: {sum(self.cells.values())} ({kinds}); {self.train_steps:,} training steps in all", *self.notes]
+        if self.rates is not None and self.serial_seconds is not None and self.parallel_seconds is not None:
+            r = self.rates
+            out += [f"measured on {r.machine}: {r.step:.3f} s per training step, {r.answer:.3f} s per greedy answer, "
+                    f"{r.text:.3f} s per general text, {r.sample:.3f} s per context-free sample",
+                    f"estimated time: {self.serial_seconds / 60:.1f} min on one worker, "
+                    f"{self.parallel_seconds / 60:.1f} min on {self.workers} workers (rough: every step timed as plain "
+                    "SFT; KL, L2-SP and FLOW's pre-pass cost more; workers share memory bandwidth)"]
+        return out
+
+
+def _kind(task_id: str) -> str:
+    """A cell's kind from its id (``forgetless.study.plan``): ``train/ROW``, ``eval/ROW`` (a model),
+    ``eval/ROW/interp=A`` or ``eval/ROW/ensemble=A`` (a sweep point), ``samples/...``, ``cocktail/...``."""
+    head, last = task_id.split("/", 1)[0], task_id.rsplit("/", 1)[-1]
+    if head == "eval" and last.startswith(("interp=", "ensemble=")):
+        return "sweep"
+    return {"train": "train", "eval": "eval", "samples": "samples", "cocktail": "cocktail"}.get(head, head)
+
+
+def _steps(cfg: StudyConfig, task_id: str) -> int:
+    """Training steps of a ``train/...`` cell (``max_steps``; epochs are not estimated)."""
+    steps = cfg.training.get("max_steps")
+    name = task_id.split("/")[1] if task_id.count("/") else ""
+    for method in cfg.methods:
+        if method.name == name:  # train/METHOD/lr=LR/seed=S
+            steps = method.train.get("max_steps", steps)
+    return int(steps) if steps else 0
+
+
+class _StepTimes(TrainerCallback):
+    """Wall-clock time of each optimizer step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._last = 0.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.times.append(time.perf_counter() - self._last)
+
+
+def measure_rates(cfg: StudyConfig, base_path: str, train_data: str, validation: str | None,
+                  general_texts: list[str]) -> Rates:
+    """Time the units of a study's work on this machine (a few of each; see the module docstring)."""
+    method = cfg.methods[0]
+    work = Path(tempfile.mkdtemp(prefix="forgetless-dry-run-"))
+    try:
+        probe = cfg.train_config(method, method.learning_rates[0], cfg.seeds[0], str(work / "model"))
+        timer = _StepTimes()
+        train(probe.model_copy(update={"model": base_path, "data": train_data, "max_steps": PROBE_STEPS,
+                                       "epochs": 1, "save_steps": 10 * PROBE_STEPS, "method": "nll",
+                                       "method_params": {}, "regularizers": {}, "lora": False, "replay": None}),
+              callbacks=[timer])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    step = statistics.median(timer.times[1:] or timer.times)
+    model = load_causal_lm(base_path, torch.float32).eval()
+    tokenizer = load_tokenizer(base_path)
+    start = time.perf_counter()
+    domain_accuracy(model, tokenizer, validation or train_data, limit=PROBE_ANSWERS, progress=False)
+    answer = (time.perf_counter() - start) / PROBE_ANSWERS
+    texts = general_texts[:PROBE_TEXTS]
+    start = time.perf_counter()
+    text_code_lengths(model, tokenizer, texts, progress=False)
+    text = (time.perf_counter() - start) / max(len(texts), 1)
+    cf = cfg.context_free
+    start = time.perf_counter()
+    generate_context_free(model, tokenizer, SamplingSettings(num_samples=PROBE_SAMPLES, max_new_tokens=cf.max_new_tokens,
+                                                             temperature=cf.temperature, seed=0), progress=False)
+    sample = (time.perf_counter() - start) / PROBE_SAMPLES
+    return Rates(step=step, answer=answer, text=text, sample=sample, machine=machine_stamp()["summary"])
+
+
+def cell_seconds(cfg: StudyConfig, task_id: str, rates: Rates) -> float:
+    """The estimated duration of one cell from the measured rates."""
+    ev, cf = cfg.eval, cfg.context_free
+    answers = (ev.domain_limit or 200) + (ev.validation_limit or 0)
+    evaluation = answers * rates.answer + (ev.general_limit or 0) * rates.text + (cf.kl_samples or 0) * rates.text
+    kind = _kind(task_id)
+    if kind == "train":
+        curve = ev.curve_points * (ev.curve_examples * rates.answer + ev.curve_documents * rates.text)
+        return _steps(cfg, task_id) * rates.step + (0 if "peer-" in task_id else curve)
+    if kind == "samples":
+        n = cf.kl_samples if task_id.endswith("kl-estimate") else cf.replay_samples
+        return 0.0 if task_id.endswith("/corpus") else n * rates.sample
+    if task_id.endswith("/mix"):  # the cocktail's weights: a loss per model on a few examples
+        return (2 + len(cfg.cocktail.peers if cfg.cocktail else [])) * 8 * rates.text
+    return evaluation
+
+
+def schedule(graph: Graph, seconds: Callable[[str], float], workers: int) -> float:
+    """The wall time of ``graph`` on ``workers`` slots, taking ready tasks in declaration order (like the
+    local executor) as soon as a slot is free."""
+    finish: dict[str, float] = {}
+    slots = [0.0] * max(workers, 1)
+    pending = list(graph)
+    while pending:
+        free = min(range(len(slots)), key=slots.__getitem__)
+        now = slots[free]
+        ready = [t for t in pending if all(d in finish and finish[d] <= now for d in t.deps)]
+        if not ready:  # wait for the earliest dependency to finish
+            later = [finish[d] for t in pending for d in t.deps if d in finish and finish[d] > now]
+            slots[free] = min(later) if later else now
+            continue
+        task = ready[0]
+        pending.remove(task)
+        finish[task.id] = now + seconds(task.id)
+        slots[free] = finish[task.id]
+    return max(finish.values(), default=0.0)
+
+
+def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True,
+            print_fn: Callable[[str], None] = print) -> DryRun:
+    """Check a study's inputs, plan its cells and (with ``timing``) estimate its time; trains nothing.
+
+    Raises:
+        ModelLoadError: the base's weights or config cannot be read.
+        DataError: a data file is missing or malformed, or the test set has no extractable answers.
+    """
+    ctx, _ = prepare_context(cfg, print_fn)
+    check_safetensors(ctx.base_path)
+    with load_errors(ctx.base_path):
+        config = AutoConfig.from_pretrained(ctx.base_path)
+    graph = plan_cells(ctx)
+    cells: dict[str, int] = {}
+    for task in graph:
+        cells[_kind(task.id)] = cells.get(_kind(task.id), 0) + 1
+    steps = sum(_steps(cfg, t.id) for t in graph if _kind(t.id) == "train")
+    floor = constant_floor(check_answers(ctx.test_path)[: cfg.eval.domain_limit])
+    lines = [f"base: {ctx.base_path} ({', '.join(config.architectures or [config.model_type])})",
+             f"test set: always answering {floor['majority_answer']!r} scores {floor['majority_accuracy']:.1%} "
+             "(the constant-answer floor a trained model must beat)"]
+    result = DryRun(cells=cells, train_steps=steps, notes=lines, workers=workers)
+    if timing:
+        rates = measure_rates(cfg, ctx.base_path, ctx.train_data or str(ctx.test_path), ctx.validation_path,
+                              ctx.general_texts)
+        result.rates = rates
+        result.serial_seconds = schedule(graph, lambda i: cell_seconds(cfg, i, rates), 1)
+        result.parallel_seconds = schedule(graph, lambda i: cell_seconds(cfg, i, rates), workers)
+    return result
