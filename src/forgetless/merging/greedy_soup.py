@@ -33,8 +33,8 @@ def float_state(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
 class GreedySoupParams(RuleParams):
     """``--rule greedy_soup``: the held-out examples are required (they are what the soups are scored on)."""
 
-    validation: str = Field(min_length=1, description="Held-out examples (JSONL: text, or prompt+completion); a model is kept "
-                                        "if the soup's loss on them does not rise.")
+    validation: str = Field(min_length=1, description="Held-out examples (JSONL: text, or prompt+completion); a "
+                                                      "model is kept if the soup's loss on them does not rise.")
 
 
 def loss_score(validation: str, context: RuleContext) -> Score:
