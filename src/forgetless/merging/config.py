@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from forgetless.merging.base import MergeRule
 
@@ -57,7 +58,7 @@ class MergeConfig(BaseModel):
     trust_remote_code: bool = Field(False, description="Allow model code from the model directories.")
 
 
-def _rule_field_help(entries: list[tuple[str, Any]]) -> str:
+def _rule_field_help(entries: list[tuple[str, FieldInfo]]) -> str:
     """Help of a parameter flag: each rule that takes it, its description and default."""
     parts = []
     for rule, field in entries:
@@ -80,7 +81,7 @@ def merge_schema(rules: Mapping[str, type[MergeRule]]) -> type[MergeConfig]:
         TypeError: two rules take a parameter of the same name with different types, or a
             parameter has the name of a ``MergeConfig`` field (a mistake in a rule's file).
     """
-    owners: dict[str, list[tuple[str, Any]]] = {}
+    owners: dict[str, list[tuple[str, FieldInfo]]] = {}
     for name, rule in rules.items():
         for key, field in rule.params_model.model_fields.items():
             if key in MergeConfig.model_fields:
