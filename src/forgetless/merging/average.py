@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from forgetless.merging.base import Coefficients, MergeRule
+from pydantic import Field
+
+from forgetless.merging.base import Coefficients, MergeRule, RuleParams
 from forgetless.merging.checkpoint import MergeError
 
 
@@ -25,12 +27,21 @@ def normalized_weights(weights: list[float] | None, n_models: int) -> list[float
     return [w / total for w in weights]
 
 
+class AverageParams(RuleParams):
+    """``--rule average``: optional weights."""
+
+    # Checked by ``normalized_weights``, which knows how many models there are.
+    weights: list[float] | None = Field(None, description="Non-negative weight per model (normalized); uniform "
+                                                          "when omitted.")
+
+
 @dataclass
 class Average(MergeRule):
     """θ = Σ_k w_k θ_k with w ≥ 0 normalized to sum 1; uniform without weights."""
 
     weights: list[float] | None = None
     name = "average"
+    params_model = AverageParams
 
     def coefficients(self, models: list[Path]) -> Coefficients:
         if len(models) < 2:

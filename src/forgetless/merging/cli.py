@@ -1,7 +1,9 @@
 """``forgetless merge``: weight merges, α sweeps and the forgetting budget from the command line.
 
-Flags are built from the fields of ``MergeConfig``, and ``--config merge.yaml`` takes the
-same keys (flags override it), so the two cannot drift apart.
+Flags are built from the fields of ``MergeConfig`` plus every registered rule's parameter
+model (``merge_schema``), and ``--config merge.yaml`` takes the same keys (flags override
+it), so the two cannot drift apart. The rule is built by ``forgetless.merging.registry.build_rule``,
+which validates its parameters with the rule's own model and refuses another rule's.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from forgetless.merging.base import MergeRule, RuleContext
 from forgetless.merging.checkpoint import MergeError
-from forgetless.merging.config import MergeConfig
+from forgetless.merging.config import MergeConfig, merge_schema
+from forgetless.merging.registry import RULES
+from forgetless.merging.registry import build_rule as build_registered_rule
 from forgetless.schema_flags import add_schema_flags
 
 
@@ -21,50 +26,26 @@ def _config(args: argparse.Namespace) -> MergeConfig:
     from forgetless.config import build_config, load_yaml
     from forgetless.testbed.specs import resolve_specs
 
+    schema = merge_schema(RULES)
     # A --config file's testbed: specs are resolved here (the command line's were resolved by main).
     values: dict[str, Any] = resolve_specs(load_yaml(args.config)) if args.config else {}
-    for name in MergeConfig.model_fields:
+    for name in schema.model_fields:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     if "models" not in values and not args.config:
         raise MergeError("--models is required (here or in --config)")
-    return build_config(MergeConfig, values, args.config or "command line")  # names a missing key too
+    return build_config(schema, values, args.config or "command line")  # names a missing key too
 
 
-def build_rule(cfg: MergeConfig) -> Any:
-    """The configured coefficient rule of ``cfg``."""
-    from forgetless.merging.registry import RULES
-
-    rule = RULES[cfg.rule]
-    if cfg.rule == "interpolate":
-        if cfg.alpha is None:
-            raise MergeError("interpolate needs --alpha (or --sweep / --budget to choose one)")
-        return rule(alpha=cfg.alpha)
-    if cfg.rule == "average":
-        return rule(weights=cfg.weights)
-    if cfg.rule == "task_arithmetic":
-        if not cfg.lambdas:
-            raise MergeError("task_arithmetic needs --lambdas")
-        return rule(lambdas=cfg.lambdas)
-    if cfg.rule == "cocktail":
-        # The rule asks for --examples only when more than one model is in the softmax
-        # (mono-specialist and a paper merge of base + fine-tuned need none).
-        return rule(examples=Path(cfg.examples) if cfg.examples else None, finetuned=cfg.finetuned,
-                    temperature=cfg.temperature, alpha=cfg.alpha, num_examples=cfg.num_examples,
-                    variant=cfg.variant, candidates=cfg.candidates, loss=cfg.cocktail_loss)
-    if not cfg.validation:
-        raise MergeError("greedy_soup needs --validation: held-out examples to score each soup on")
-    return rule(score=_loss_score(cfg))
+def rule_params(cfg: MergeConfig) -> dict[str, Any]:
+    """The rule parameters given in ``cfg`` (flags or YAML keys): its fields beyond ``MergeConfig``'s that are set."""
+    return {key: getattr(cfg, key) for key in cfg.model_fields_set
+            if key not in MergeConfig.model_fields and getattr(cfg, key) is not None}
 
 
-def _loss_score(cfg: MergeConfig) -> Any:
-    """Held-out score of greedy soup: minus the mean loss per token on --validation."""
-    from forgetless.merging.scoring import example_texts, mean_loss
-    from forgetless.models import load_tokenizer
-
-    texts = example_texts(cfg.validation, None)
-    tokenizer = load_tokenizer(cfg.models[0], cfg.trust_remote_code)
-    return lambda model: -mean_loss(model, tokenizer, texts)
+def build_rule(cfg: MergeConfig) -> MergeRule:
+    """The configured coefficient rule of ``cfg`` (see ``forgetless.merging.registry.build_rule``)."""
+    return build_registered_rule(cfg.rule, rule_params(cfg), RuleContext(cfg.models, cfg.trust_remote_code))
 
 
 def _print_weights(models: list[str], values: list[float], info: dict[str, Any]) -> None:
@@ -219,5 +200,5 @@ def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``merge`` to the ``forgetless`` command."""
     parser = subparsers.add_parser("merge", help=cmd_merge.__doc__.splitlines()[0], description=cmd_merge.__doc__)
     parser.add_argument("--config", help="YAML file with merge keys (the flags below, with underscores); flags override it")
-    add_schema_flags(parser, MergeConfig)
+    add_schema_flags(parser, merge_schema(RULES))
     parser.set_defaults(func=cmd_merge)

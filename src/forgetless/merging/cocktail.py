@@ -31,15 +31,20 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from pydantic import Field
 
-from forgetless.merging.base import Coefficients, MergeRule
+from forgetless.merging.base import Coefficients, MergeRule, RuleContext, RuleParams
 from forgetless.merging.checkpoint import MergeError
-from forgetless.merging.cocktail_loss import LossConvention
 from forgetless.merging.interpolate import check_alpha
 
 Variant = Literal["paper", "mono-specialist", "without-finetuning"]
 Candidates = Literal["others", "all"]
+# The two conventions of ``forgetless.merging.cocktail_loss``; named here so that building
+# the ``merge`` parser does not import that module (it needs transformers).
+LossConvention = Literal["tokens", "lm-cocktail"]
 DEFAULT_ALPHA = 0.5
+DEFAULT_TEMPERATURE = 5.0  # the paper's and lm-cocktail's
+DEFAULT_NUM_EXAMPLES = 5  # "about five examples" in the paper
 
 
 def cocktail_weights(losses: list[float], temperature: float) -> list[float]:
@@ -99,6 +104,31 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
     return losses
 
 
+class CocktailParams(RuleParams):
+    """``--rule cocktail``: every parameter has a default; ``examples`` is needed whenever more
+    than one model is in the softmax (the rule says so when it is missing)."""
+
+    # Ranges of alpha and temperature are checked by the rule, whose messages say what they mean.
+    examples: str | None = Field(None, description="Target-domain examples (JSONL: text, or prompt+completion; "
+                                                   "input+output or prompt+completion with --cocktail-loss "
+                                                   "lm-cocktail).")
+    finetuned: int = Field(1, ge=0, description="Index in --models of the fine-tuned model.")
+    alpha: float | None = Field(None, description=f"Share kept of the fine-tuned model (default {DEFAULT_ALPHA}).")
+    num_examples: int = Field(DEFAULT_NUM_EXAMPLES, ge=1, description="How many target examples the losses use.")
+    temperature: float = Field(DEFAULT_TEMPERATURE, description="Softmax temperature T of the weights softmax(-L/T).")
+    variant: Variant = Field(
+        "paper", description="paper = alpha*FT + (1-alpha)*sum_i w_i*model_i over the other models (base, peers), "
+                             "w = softmax(-L/T); mono-specialist = alpha*FT + (1-alpha)*BASE (2 models, no examples); "
+                             "without-finetuning = sum_i w_i*model_i over all --models, no alpha.")
+    candidates: Candidates = Field(
+        "others", description="Models in the softmax: others (the paper: all but the fine-tuned one) or all (the "
+                              "fine-tuned one too; a variant, not the paper's method).")
+    cocktail_loss: LossConvention = Field(
+        "tokens", description="Loss L_k: tokens = mean NLL per token of BOS+text+EOS pooled over the examples; "
+                              "lm-cocktail = lm-cocktail 0.0.4's (output tokens + EOS only, mean per batch of 2 "
+                              "examples, then over batches).")
+
+
 @dataclass
 class Cocktail(MergeRule):
     """LM-Cocktail coefficients over ``models``: the base, the fine-tuned model (at index
@@ -119,14 +149,24 @@ class Cocktail(MergeRule):
 
     examples: Path | None = None
     finetuned: int = 1
-    temperature: float = 5.0
+    temperature: float = DEFAULT_TEMPERATURE
     alpha: float | None = None
-    num_examples: int = 5
+    num_examples: int = DEFAULT_NUM_EXAMPLES
     variant: Variant = "paper"
     candidates: Candidates = "others"
     loss: LossConvention = "tokens"
     losses_fn: Callable[[list[Path]], list[float]] | None = field(default=None, repr=False)
     name = "cocktail"
+    params_model = CocktailParams
+
+    @classmethod
+    def from_params(cls, params: CocktailParams, context: RuleContext) -> Cocktail:  # type: ignore[override]
+        """The rule with the flags' names mapped to its own (``cocktail_loss`` is ``loss``)."""
+        # --examples is asked for only when more than one model is in the softmax (mono-specialist
+        # and a paper merge of base + fine-tuned need none), so an empty value means none.
+        return cls(examples=Path(params.examples) if params.examples else None, finetuned=params.finetuned,
+                   temperature=params.temperature, alpha=params.alpha, num_examples=params.num_examples,
+                   variant=params.variant, candidates=params.candidates, loss=params.cocktail_loss)
 
     def _check(self, n_models: int) -> tuple[int | None, float, list[int]]:
         """(fine-tuned index or None, α, candidate indices), or a one-line MergeError."""

@@ -22,7 +22,6 @@ how L is averaged, and the two implementations differ:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -31,7 +30,6 @@ from forgetless.data.errors import DataError
 from forgetless.data.formats import IGNORE
 from forgetless.data.records import read_records
 
-LossConvention = Literal["tokens", "lm-cocktail"]
 # lm-cocktail 0.0.4's defaults of mix_models_with_data / compute_weights for decoders.
 REFERENCE_BATCH_SIZE = 2
 REFERENCE_MAX_LENGTH = 2048

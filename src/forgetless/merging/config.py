@@ -1,16 +1,27 @@
-"""The schema of ``forgetless merge``: one field per flag and YAML key, documented once."""
+"""The schema of ``forgetless merge``: one field per flag and YAML key, documented once.
+
+``MergeConfig`` holds what every merge, sweep and budget shares; each rule's parameters
+live in the rule's own ``RuleParams`` model (``forgetless.merging.base``), and
+``merge_schema`` adds them all, from the registry, as optional fields marked with their
+rule. The command then passes the ones given to ``build_rule``, which validates them with
+the chosen rule's model (so a flag of another rule is refused, by name).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
+
+from forgetless.merging.base import MergeRule
 
 DEFAULT_ALPHAS = [round(0.1 * i, 2) for i in range(11)]
 
 
 class MergeConfig(BaseModel):
-    """Everything that determines one merge, sweep or budgeted choice."""
+    """Everything that determines one merge, sweep or budgeted choice, but the rule's parameters."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -20,31 +31,8 @@ class MergeConfig(BaseModel):
                                           "--finetuned gives the fine-tuned one's index.")
     output: str | None = Field(None, description="Merged model directory (written atomically). A sweep writes "
                                                  "nothing; with --budget it writes the chosen alpha here.")
-    rule: Literal["interpolate", "average", "greedy_soup", "task_arithmetic", "cocktail"] = Field(
-        "interpolate", description="Coefficient rule.")
-    alpha: float | None = Field(None, description="interpolate: weight of the fine-tuned model (0 = base, 1 = "
-                                                  "fine-tuned); cocktail: share kept of the fine-tuned model (default 0.5).")
-    weights: list[float] | None = Field(None, description="average: non-negative weight per model (normalized); "
-                                                          "uniform when omitted.")
-    lambdas: list[float] | None = Field(None, description="task_arithmetic: one scale for every task vector, or one each.")
-    finetuned: int = Field(1, ge=0, description="cocktail: index in --models of the fine-tuned model.")
-    examples: str | None = Field(None, description="cocktail: target-domain examples (JSONL: text, or prompt+completion; "
-                                                   "input+output or prompt+completion with --cocktail-loss lm-cocktail).")
-    num_examples: int = Field(5, ge=1, description="cocktail: how many target examples the losses use.")
-    temperature: float = Field(5.0, description="cocktail: softmax temperature T of the weights softmax(-L/T).")
-    variant: Literal["paper", "mono-specialist", "without-finetuning"] = Field(
-        "paper", description="cocktail: paper = alpha*FT + (1-alpha)*sum_i w_i*model_i over the other models (base, "
-                             "peers), w = softmax(-L/T); mono-specialist = alpha*FT + (1-alpha)*BASE (2 models, no "
-                             "examples); without-finetuning = sum_i w_i*model_i over all --models, no alpha.")
-    candidates: Literal["others", "all"] = Field(
-        "others", description="cocktail: models in the softmax: others (the paper: all but the fine-tuned one) or all "
-                              "(the fine-tuned one too; a variant, not the paper's method).")
-    cocktail_loss: Literal["tokens", "lm-cocktail"] = Field(
-        "tokens", description="cocktail: loss L_k: tokens = mean NLL per token of BOS+text+EOS pooled over the "
-                              "examples; lm-cocktail = lm-cocktail 0.0.4's (output tokens + EOS only, mean per "
-                              "batch of 2 examples, then over batches).")
-    validation: str | None = Field(None, description="greedy_soup: held-out examples; a model is kept if the soup's "
-                                                     "loss on them does not rise.")
+    rule: str = Field("interpolate", description="Coefficient rule; its parameters are the flags marked "
+                                                 "'(rule: NAME)'.")
     sweep: bool = Field(False, description="Evaluate the interpolation of BASE and FINETUNED at every --alphas point "
                                            "in memory and print the curve.")
     ensemble: bool = Field(False, description="Sweep/budget the output ensemble (per-token mixture of the two "
@@ -68,3 +56,47 @@ class MergeConfig(BaseModel):
                                                        "adapter_config.json names).")
     overwrite: bool = Field(False, description="Replace an existing --output.")
     trust_remote_code: bool = Field(False, description="Allow model code from the model directories.")
+
+
+def _rule_field_help(entries: list[tuple[str, FieldInfo]]) -> str:
+    """Help of a parameter flag: each rule that takes it, its description and default."""
+    parts = []
+    for rule, field in entries:
+        text = f"(rule: {rule}{', required' if field.is_required() else ''}) {field.description or ''}".rstrip()
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        if default is not None:
+            text += f" (default: {default})"
+        parts.append(text)
+    return " ".join(parts)
+
+
+def merge_schema(rules: Mapping[str, type[MergeRule]]) -> type[MergeConfig]:
+    """``MergeConfig`` with ``rule`` restricted to the registered names and every rule's
+    parameters added as optional fields (None: not given), for flags and YAML keys.
+
+    Built when asked, not at import, so a rule registered later is a ``--rule`` choice too.
+    Type and range checks beyond the field's type are left to the rule's own model.
+
+    Raises:
+        TypeError: two rules take a parameter of the same name with different types, or a
+            parameter has the name of a ``MergeConfig`` field (a mistake in a rule's file).
+    """
+    owners: dict[str, list[tuple[str, FieldInfo]]] = {}
+    for name, rule in rules.items():
+        for key, field in rule.params_model.model_fields.items():
+            if key in MergeConfig.model_fields:
+                raise TypeError(f"rule {name}: parameter {key!r} has the name of a forgetless merge setting")
+            owners.setdefault(key, []).append((name, field))
+    fields: dict[str, Any] = {
+        "rule": (Literal[tuple(rules)], Field(MergeConfig.model_fields["rule"].default,  # type: ignore[valid-type]
+                                               description=MergeConfig.model_fields["rule"].description)),
+    }
+    for key, entries in owners.items():
+        # Optional[] of the annotation object: X and X | None are then one type (alpha: required in
+        # interpolate, optional in cocktail).
+        kinds = {Optional[field.annotation] for _, field in entries}
+        if len(kinds) > 1:
+            raise TypeError(f"rules {', '.join(r for r, _ in entries)} take parameter {key!r} with different "
+                            f"types; give it one type, or another name")
+        fields[key] = (kinds.pop(), Field(None, description=_rule_field_help(entries)))
+    return create_model("MergeSchema", __base__=MergeConfig, **fields)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from pydantic import Field
 
-from forgetless.merging.base import Coefficients, MergeRule
+from forgetless.merging.base import Coefficients, MergeRule, RuleContext, RuleParams
 from forgetless.merging.checkpoint import Checkpoint, MergeError
 
 if TYPE_CHECKING:  # transformers costs a second at start-up; the merge command never needs it
@@ -29,12 +30,36 @@ def float_state(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
     return {name: checkpoint.read(name).to(torch.float32) for name in names}
 
 
+class GreedySoupParams(RuleParams):
+    """``--rule greedy_soup``: the held-out examples are required (they are what the soups are scored on)."""
+
+    validation: str = Field(min_length=1, description="Held-out examples (JSONL: text, or prompt+completion); a "
+                                                      "model is kept if the soup's loss on them does not rise.")
+
+
+def loss_score(validation: str, context: RuleContext) -> Score:
+    """Held-out score of a soup: minus the mean loss per token on ``validation``, with the
+    tokenizer of the first model."""
+    from forgetless.merging.scoring import example_texts, mean_loss
+    from forgetless.models import load_tokenizer
+
+    texts = example_texts(validation, None)
+    tokenizer = load_tokenizer(context.models[0], context.trust_remote_code)
+    return lambda model: -mean_loss(model, tokenizer, texts)
+
+
 @dataclass
 class GreedySoup(MergeRule):
     """``score`` maps a model to a held-out score, higher is better (e.g. −loss or exact match)."""
 
     score: Score = field(repr=False)
     name = "greedy_soup"
+    params_model = GreedySoupParams
+
+    @classmethod
+    def from_params(cls, params: GreedySoupParams, context: RuleContext) -> GreedySoup:  # type: ignore[override]
+        """Score soups by their loss on ``params.validation`` (read, and the tokenizer loaded, now)."""
+        return cls(score=loss_score(params.validation, context))
 
     def coefficients(self, models: list[Path]) -> Coefficients:
         from forgetless.merging.scoring import load_for_scoring

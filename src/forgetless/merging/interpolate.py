@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from forgetless.merging.base import Coefficients, MergeRule
+from pydantic import Field
+
+from forgetless.merging.base import Coefficients, MergeRule, RuleParams
 from forgetless.merging.checkpoint import MergeError
 
 
@@ -18,12 +20,21 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
     return float(alpha)
 
 
+class InterpolateParams(RuleParams):
+    """``--rule interpolate``: α is required (``--sweep`` / ``--budget`` choose it instead, without this rule)."""
+
+    # No range here: ``check_alpha`` says what α means when it is out of [0, 1].
+    alpha: float = Field(description="Weight of the fine-tuned model (0 = base, 1 = fine-tuned); or --sweep / "
+                                     "--budget to choose one.")
+
+
 @dataclass
 class Interpolate(MergeRule):
     """Two models, base first: coefficients (1 − α, α)."""
 
     alpha: float
     name = "interpolate"
+    params_model = InterpolateParams
 
     def coefficients(self, models: list[Path]) -> Coefficients:
         if len(models) != 2:

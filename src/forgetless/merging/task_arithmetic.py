@@ -9,8 +9,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from forgetless.merging.base import Coefficients, MergeRule
+from pydantic import Field
+
+from forgetless.merging.base import Coefficients, MergeRule, RuleParams
 from forgetless.merging.checkpoint import MergeError
+
+
+class TaskArithmeticParams(RuleParams):
+    """``--rule task_arithmetic``: the λ are required (there is no neutral default)."""
+
+    # Their count is checked against the models in ``coefficients``.
+    lambdas: list[float] = Field(min_length=1, description="One scale for every task vector, or one each.")
 
 
 @dataclass
@@ -19,6 +28,7 @@ class TaskArithmetic(MergeRule):
 
     lambdas: list[float]
     name = "task_arithmetic"
+    params_model = TaskArithmeticParams
 
     def coefficients(self, models: list[Path]) -> Coefficients:
         if len(models) < 2:

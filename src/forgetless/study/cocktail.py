@@ -59,16 +59,19 @@ def _mix(ctx: Any, names: list[str], paths: list[str], examples: str) -> tuple[s
     When a single model carries all the weight (no peers), the mix is that model's own directory,
     so the α curve's evaluation cells are WiSE-FT's.
     """
-    from forgetless.merging.cocktail import Cocktail
+    from forgetless.merging.base import RuleContext
     from forgetless.merging.engine import merge_checkpoints
+    from forgetless.merging.registry import build_rule
 
     cfg = ctx.cfg.cocktail
     unit = _mix_cell(ctx, paths, examples)
     cached = unit.done()
     ctx.progress.begin(f"LM-Cocktail weights over {', '.join(names)}", 1.0, cached)
     if not cached:
-        rule = Cocktail(examples=Path(examples), finetuned=1, temperature=cfg.temperature, alpha=0.0,
-                        num_examples=cfg.examples, candidates=cfg.candidates, loss=cfg.loss)
+        # The mix alone (α = 0); the study's `examples` is a count, the rule's is the file.
+        rule = build_rule("cocktail", {"examples": str(examples), "finetuned": 1, "temperature": cfg.temperature,
+                                       "alpha": 0.0, "num_examples": cfg.examples, "candidates": cfg.candidates,
+                                       "cocktail_loss": cfg.loss}, RuleContext(paths))
         result = rule.coefficients([Path(p) for p in paths])
         used = [k for k, c in enumerate(result.values) if c != 0]
         single = len(used) == 1 and result.values[used[0]] == 1.0
