@@ -14,11 +14,11 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${FORGETLESS_UNLOCKED:-0}" = 1 ]; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev,ray]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,ray,lmeval]"
 else
   .venv/bin/python -m pip install --quiet -r requirements.lock
   .venv/bin/python -m pip install --quiet --no-deps -e .
-  # Anything beyond the lock was installed by hand (e.g. the lm-eval extra): say so.
+  # Anything beyond the lock was installed by hand: say so.
   extra=$(comm -13 <(grep -v '^#' requirements.lock | sort) <(.venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' | sort) || true)
   [ -z "$extra" ] || echo "note: .venv holds packages beyond requirements.lock: $(echo $extra)" >&2
 fi
