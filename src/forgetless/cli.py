@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
@@ -59,17 +60,40 @@ def cmd_testbed_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_epilog() -> str:
+    """The parameters of every method and regularizer, for ``forgetless train --help``."""
+    # Imported only when the help is printed: the registries import torch, which the
+    # command's start-up does not pay for.
+    from forgetless.objectives import OBJECTIVES
+    from forgetless.params import params_help
+    from forgetless.regularizers import REGULARIZERS
+
+    methods = {name: cls.params_model for name, cls in OBJECTIVES.items()}
+    regularizers = {name: cls.params_model for name, cls in REGULARIZERS.items()}
+    return (params_help("method parameters (--method-params '{\"tau\": 0.5}', or method_params: in --config):", methods)
+            + "\n\n" + params_help("regularizer parameters (--regularizers '{\"l2sp\": {\"weight\": 0.001}}', "
+                                    "or regularizers: in --config):", regularizers))
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags.
 
     argparse's own test for a negative number (``-1``, ``-0.5``) misses scientific
     notation, so ``--alpha -1e-3`` failed with "expected one argument". Subparsers
-    inherit the class.
+    inherit the class. ``epilog_factory`` builds the epilog when the help is printed
+    (so what it imports is paid for only then).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        """The help, with the epilog built now when it is built on demand."""
+        if self._epilog_factory is not None:
+            self.epilog = self._epilog_factory()
+        return super().format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="forgetless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
+    train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__, epilog_factory=_train_epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", help="YAML file with TrainConfig keys; flags override it")
     add_schema_flags(train, TrainConfig, {"model", "data", "output"})
     train.set_defaults(func=cmd_train)
