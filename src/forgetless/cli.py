@@ -1,7 +1,7 @@
 """The ``forgetless`` command. Each subcommand parses its arguments and calls the library.
 
-Subcommands are listed once, in ``build_parser``. ``train`` builds its flags from
-the fields of ``TrainConfig``, so flags and YAML keys cannot drift apart.
+Subcommands are listed once, in ``build_parser``. Each builds its flags from the fields
+of a schema (``train`` from ``TrainConfig``, so flags and YAML keys cannot drift apart).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
 from forgetless.data.errors import DataError
-from forgetless.schema_flags import add_schema_flags
+from forgetless.schema_flags import add_schema_flags, schema_command
 
 
 def _merged_config(schema: type, args: argparse.Namespace) -> Any:
@@ -41,7 +43,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_testbed_build(args: argparse.Namespace) -> int:
+class TestbedBuildArgs(BaseModel):
+    """Which testbed ``forgetless testbed build`` builds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("tiny", description="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
+    force: bool = Field(False, description="rebuild even if cached")
+
+
+class TestbedPathArgs(BaseModel):
+    """Which testbed ``forgetless testbed path`` locates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("tiny", description="tiny or small")
+
+
+def cmd_testbed_build(args: TestbedBuildArgs) -> int:
     """Build the embedded testbed (cached; instant when already built)."""
     from forgetless.testbed.build import build_testbed
 
@@ -51,7 +70,7 @@ def cmd_testbed_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_testbed_path(args: argparse.Namespace) -> int:
+def cmd_testbed_path(args: TestbedPathArgs) -> int:
     """Print where a preset's testbed is (or would be) cached."""
     from forgetless.testbed.build import testbed_dir
     from forgetless.testbed.presets import get_preset
@@ -110,12 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     testbed = sub.add_parser("testbed", help="The embedded testbed: tokenizer, base model, domain tasks")
     testbed_sub = testbed.add_subparsers(dest="testbed_command", required=True)
     build = testbed_sub.add_parser("build", help=cmd_testbed_build.__doc__)
-    build.add_argument("--preset", default="tiny", help="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
-    build.add_argument("--force", action="store_true", help="rebuild even if cached")
-    build.set_defaults(func=cmd_testbed_build)
+    add_schema_flags(build, TestbedBuildArgs, show_defaults=True, standalone=True)
+    build.set_defaults(func=schema_command(TestbedBuildArgs, cmd_testbed_build))
     path = testbed_sub.add_parser("path", help=cmd_testbed_path.__doc__)
-    path.add_argument("--preset", default="tiny")
-    path.set_defaults(func=cmd_testbed_path)
+    add_schema_flags(path, TestbedPathArgs, show_defaults=True, standalone=True)
+    path.set_defaults(func=schema_command(TestbedPathArgs, cmd_testbed_path))
 
     from forgetless.evaluation.cli import add_eval_parser
 
