@@ -29,7 +29,8 @@ def test_a_wrong_type_of_a_regularizer_parameter_is_named() -> None:
     message = _config_error(regularizers={"kl": {"batch_size": "many"}})
     assert message == ("run.yaml: key 'regularizers': Value error, regularizer kl: batch_size must be an integer >= 1, "
                        "got 'many'")
-    assert "regularizer l2sp: weight must be a number >= 0, got -1" in _config_error(regularizers={"l2sp": {"weight": -1}})
+    message = _config_error(regularizers={"l2sp": {"weight": -1}})
+    assert "regularizer l2sp: weight must be a number >= 0, got -1" in message
 
 
 def test_an_unknown_parameter_lists_the_known_ones() -> None:

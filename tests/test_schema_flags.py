@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
 def test_a_standalone_schema_becomes_positionals_required_flags_choices_and_switches() -> None:
     args = schema_from_flags(_Args, _parser().parse_args(["in.txt", "--target", "o", "--quiet", "--sizes", "1", "2"]))
     assert args == _Args(source="in.txt", target="o", quiet=True, sizes=[1, 2])
-    assert schema_from_flags(_Args, _parser().parse_args(["in", "--target", "o"])).mode == "fast"  # the schema's default
+    defaults = schema_from_flags(_Args, _parser().parse_args(["in", "--target", "o"]))
+    assert defaults.mode == "fast" and defaults.limit is None  # the schema's defaults
     help_text = _parser().format_help()
     assert "--mode {fast,slow}" in help_text and "how (default: fast)" in help_text
     assert "(default: None)" not in help_text and "--no-quiet" not in help_text
@@ -43,7 +44,8 @@ def test_a_standalone_schema_becomes_positionals_required_flags_choices_and_swit
     (["in"], "the following arguments are required: --target"),
     ([], "the following arguments are required: source, --target"),
     (["in", "--target", "o", "--mode", "medium"], "argument --mode: invalid choice: 'medium'"),
-    (["in", "--target", "o", "--prompts", "p", "--corpus", "c"], "argument --corpus: not allowed with argument --prompts"),
+    (["in", "--target", "o", "--prompts", "p", "--corpus", "c"],
+     "argument --corpus: not allowed with argument --prompts"),
 ])
 def test_refused_command_lines(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as done:

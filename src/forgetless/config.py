@@ -49,8 +49,8 @@ class TrainConfig(BaseModel):
     method: str = Field("nll", description="Training objective, by registered name (nll is plain SFT).")
     method_params: dict[str, Any] = Field(
         default_factory=dict,
-        description='Parameters of the method, e.g. talr {"tau": "token_median", "floor": 0.01}, flow {"normalize": "mean"} '
-                    '(each method\'s are listed below).',
+        description='Parameters of the method, e.g. talr {"tau": "token_median", "floor": 0.01}, '
+                    'flow {"normalize": "mean"} (each method\'s are listed below).',
     )
     regularizers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -11,14 +11,17 @@ class EvalArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="checkpoint dir, LoRA adapter dir, hub id, or testbed:PRESET")
-    base: str | None = Field(None, description="base model to measure forgetting and gain against (same forms as --model)")
-    general: str | None = Field(None, description="held-out general text (JSONL with 'text'): code length, and the cloze task")
+    base: str | None = Field(
+        None, description="base model to measure forgetting and gain against (same forms as --model)")
+    general: str | None = Field(
+        None, description="held-out general text (JSONL with 'text'): code length, and the cloze task")
     general_limit: int | None = Field(None, description="score code length on the first N general texts only")
-    choices: str | None = Field(None, description="multiple-choice JSONL ({context, choices, label}) instead of the built cloze")
+    choices: str | None = Field(
+        None, description="multiple-choice JSONL ({context, choices, label}) instead of the built cloze")
     no_cloze: bool = Field(False, description="do not build the cloze task from --general")
     cloze_items: int = Field(200, description="cloze items built from --general")
-    kl_samples: str | None = Field(None, description="context-free samples of the base (forgetless generate, T=1): with "
-                                   "--base, forgetting of cf_nll estimates KL(p_base || p_model)")
+    kl_samples: str | None = Field(None, description="context-free samples of the base (forgetless generate, T=1): "
+                                   "with --base, forgetting of cf_nll estimates KL(p_base || p_model)")
     kl_limit: int | None = Field(None, description="use only the first N context-free samples")
     domain: str | None = Field(None, description="domain test set (prompt/completion JSONL with 'answer' or 'Answer:')")
     limit: int | None = Field(None, description="evaluate only the first N domain examples")

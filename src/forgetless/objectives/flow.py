@@ -98,8 +98,8 @@ class FLOWParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     normalize: Literal[False, "false", "none", "mean"] = Field(
-        False, description="false (the paper; 'false' and 'none' say the same): w = exp(−ℓ̄(θ*)/τ) as is; mean: weights "
-        "divided by their mean over the training samples (tokens), so equal base losses give exactly nll.")
+        False, description="false (the paper; 'false' and 'none' say the same): w = exp(−ℓ̄(θ*)/τ) as is; mean: "
+        "weights divided by their mean over the training samples (tokens), so equal base losses give exactly nll.")
     batch_size: int = Field(16, ge=1, description="Examples per forward pass of the base model's pre-pass.")
 
 

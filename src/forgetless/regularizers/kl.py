@@ -80,7 +80,8 @@ class KLRegularizer(Regularizer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p: KLParams = self.params
-        self.beta, self.data, self.batch_size, self.max_length, self.seed = p.beta, p.data, p.batch_size, p.max_length, p.seed
+        self.beta, self.data, self.batch_size, self.max_length = p.beta, p.data, p.batch_size, p.max_length
+        self.seed = p.seed
         self._base: torch.nn.Module | None = None
         self._examples: list[dict[str, Any]] = []
         self._order: list[int] = []

@@ -14,10 +14,12 @@ class GenerateArgs(BaseModel):
 
     model: str | None = Field(None, description="model directory, hub id, or testbed:PRESET (not needed with --corpus)")
     output: str = Field(description="JSONL to write; settings go to OUTPUT.meta.json")
-    prompts: str | None = Field(None, description="contextual replay: complete the prompts of this prompt/completion file")
+    prompts: str | None = Field(
+        None, description="contextual replay: complete the prompts of this prompt/completion file")
     corpus: str | None = Field(None, description="corpus replay: slice this general-text file (records with 'text')")
     num_samples: int | None = Field(
-        None, description="sequences (context-free, default 1000), prompts (contextual, default all) or pieces (corpus)")
+        None,
+        description="sequences (context-free, default 1000), prompts (contextual, default all) or pieces (corpus)")
     temperature: float = Field(1.0, description="1.0 keeps the KL estimate unbiased; 0 is greedy")
     top_p: float = Field(1.0, description="nucleus mass kept (1.0: the full distribution)")
     max_new_tokens: int = Field(128, description="length limit L of a sample, in tokens")
