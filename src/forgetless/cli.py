@@ -1,7 +1,7 @@
 """The ``forgetless`` command. Each subcommand parses its arguments and calls the library.
 
-Subcommands are listed once, in ``build_parser``. ``train`` builds its flags from
-the fields of ``TrainConfig``, so flags and YAML keys cannot drift apart.
+Subcommands are listed once, in ``build_parser``. Each builds its flags from the fields
+of a schema (``train`` from ``TrainConfig``, so flags and YAML keys cannot drift apart).
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
 from forgetless.data.errors import DataError
-from forgetless.schema_flags import add_schema_flags
+from forgetless.schema_flags import add_schema_flags, schema_command
 
 
 def _merged_config(schema: type, args: argparse.Namespace) -> Any:
@@ -42,7 +45,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_testbed_build(args: argparse.Namespace) -> int:
+class TestbedBuildArgs(BaseModel):
+    """Which testbed ``forgetless testbed build`` builds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("tiny", description="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
+    force: bool = Field(False, description="rebuild even if cached")
+
+
+class TestbedPathArgs(BaseModel):
+    """Which testbed ``forgetless testbed path`` locates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = Field("tiny", description="tiny or small")
+
+
+def cmd_testbed_build(args: TestbedBuildArgs) -> int:
     """Build the embedded testbed (cached; instant when already built)."""
     from forgetless.testbed.build import build_testbed
 
@@ -52,7 +72,7 @@ def cmd_testbed_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_testbed_path(args: argparse.Namespace) -> int:
+def cmd_testbed_path(args: TestbedPathArgs) -> int:
     """Print where a preset's testbed is (or would be) cached."""
     from forgetless.testbed.build import testbed_dir
     from forgetless.testbed.presets import get_preset
@@ -61,17 +81,40 @@ def cmd_testbed_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_epilog() -> str:
+    """The parameters of every method and regularizer, for ``forgetless train --help``."""
+    # Imported only when the help is printed: the registries import torch, which the
+    # command's start-up does not pay for.
+    from forgetless.objectives import OBJECTIVES
+    from forgetless.params import params_help
+    from forgetless.regularizers import REGULARIZERS
+
+    methods = {name: cls.params_model for name, cls in OBJECTIVES.items()}
+    regularizers = {name: cls.params_model for name, cls in REGULARIZERS.items()}
+    return (params_help("method parameters (--method-params '{\"tau\": 0.5}', or method_params: in --config):", methods)
+            + "\n\n" + params_help("regularizer parameters (--regularizers '{\"l2sp\": {\"weight\": 0.001}}', "
+                                    "or regularizers: in --config):", regularizers))
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags.
 
     argparse's own test for a negative number (``-1``, ``-0.5``) misses scientific
     notation, so ``--alpha -1e-3`` failed with "expected one argument". Subparsers
-    inherit the class.
+    inherit the class. ``epilog_factory`` builds the epilog when the help is printed
+    (so what it imports is paid for only then).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        """The help, with the epilog built now when it is built on demand."""
+        if self._epilog_factory is not None:
+            self.epilog = self._epilog_factory()
+        return super().format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="forgetless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__)
+    train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__, epilog_factory=_train_epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", help="YAML file with TrainConfig keys; flags override it")
     add_schema_flags(train, TrainConfig, {"model", "data", "output"})
     train.set_defaults(func=cmd_train)
@@ -87,12 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     testbed = sub.add_parser("testbed", help="The embedded testbed: tokenizer, base model, domain tasks")
     testbed_sub = testbed.add_subparsers(dest="testbed_command", required=True)
     build = testbed_sub.add_parser("build", help=cmd_testbed_build.__doc__)
-    build.add_argument("--preset", default="tiny", help="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
-    build.add_argument("--force", action="store_true", help="rebuild even if cached")
-    build.set_defaults(func=cmd_testbed_build)
+    add_schema_flags(build, TestbedBuildArgs, show_defaults=True, standalone=True)
+    build.set_defaults(func=schema_command(TestbedBuildArgs, cmd_testbed_build))
     path = testbed_sub.add_parser("path", help=cmd_testbed_path.__doc__)
-    path.add_argument("--preset", default="tiny")
-    path.set_defaults(func=cmd_testbed_path)
+    add_schema_flags(path, TestbedPathArgs, show_defaults=True, standalone=True)
+    path.set_defaults(func=schema_command(TestbedPathArgs, cmd_testbed_path))
 
     from forgetless.evaluation.cli import add_eval_parser
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -49,11 +49,13 @@ class TrainConfig(BaseModel):
     method: str = Field("nll", description="Training objective, by registered name (nll is plain SFT).")
     method_params: dict[str, Any] = Field(
         default_factory=dict,
-        description='Parameters of the method, e.g. talr {"tau": "token_median", "floor": 0.01}, flow {"normalize": "mean"}.',
+        description='Parameters of the method, e.g. talr {"tau": "token_median", "floor": 0.01}, '
+                    'flow {"normalize": "mean"} (each method\'s are listed below).',
     )
     regularizers: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Penalties added to the loss, by name with their parameters, e.g. {"l2sp": {"weight": 1e-3}}.',
+        description='Penalties added to the loss, by name with their parameters, e.g. {"l2sp": {"weight": 1e-3}} '
+                    '(listed below).',
     )
     lora: bool = Field(False, description="Train PEFT LoRA adapters instead of all weights; merged weights are exported.")
     lora_r: int = Field(64, gt=0, description="LoRA rank.")
@@ -181,16 +183,26 @@ class TrainConfig(BaseModel):
             raise ValueError(f"accelerate_config: {self.accelerate_config} is not a file")
         return self
 
-    @model_validator(mode="after")
-    def _method_and_regularizer_params(self) -> "TrainConfig":
-        # Build once here so a bad parameter fails at load time, naming the method.
-        from forgetless.objectives import build_objective
+    @field_validator("method_params")
+    @classmethod
+    def _method_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Validated against the method's params_model here, so a bad parameter fails at load
+        # time naming the method, the parameter and what it takes. The dict is kept as given:
+        # it is part of the run's identity (caches, resume checks).
+        if "method" in info.data:  # else the method itself was refused, with its own error
+            from forgetless.objectives import build_objective
+
+            build_objective(info.data["method"], value)
+        return value
+
+    @field_validator("regularizers")
+    @classmethod
+    def _regularizer_params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         from forgetless.regularizers import build_regularizer
 
-        build_objective(self.method, self.method_params)
-        for name, params in self.regularizers.items():
+        for name, params in value.items():
             build_regularizer(name, params)
-        return self
+        return value
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -17,11 +17,9 @@ def build_registered(registry: Mapping[str, type[T]], kind: str, name: str, para
 
     Raises:
         ValueError: the name is unknown (the message lists the known ones), or a
-            parameter is unknown or out of range (the message names it).
+            parameter is unknown or invalid (the class validates ``params`` against its
+            ``params_model``; see ``forgetless.params.validate_params``).
     """
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(registry)}")
-    try:
-        return registry[name](**(params or {}))
-    except TypeError as err:  # an unknown keyword
-        raise ValueError(f"{kind} {name!r}: bad parameters {sorted(params or {})} ({err})") from None
+    return registry[name](**(params or {}))

@@ -1,9 +1,10 @@
 """Command-line flags generated from a pydantic schema, so flags and YAML keys cannot drift apart.
 
-One builder for every subcommand that takes a schema (``train``, ``merge``, ``theory``):
-each field becomes ``--field-name``, typed from its annotation and documented by its
+One builder for every subcommand: each field of the command's schema becomes
+``--field-name`` (or a positional), typed from its annotation and documented by its
 description. Flags default to None, so "not given" is distinguishable from a value
-and a YAML config can fill in what the command line leaves out.
+and a YAML config can fill in what the command line leaves out; ``schema_from_flags``
+then builds the schema from the flags that were given, so its defaults are the only ones.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import types
-from typing import Any, Literal, Union, get_args, get_origin
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+
+S = TypeVar("S", bound=BaseModel)
 
 
 def json_object(text: str) -> dict[str, Any]:
@@ -38,6 +43,10 @@ def add_schema_flags(
     schema: type[BaseModel],
     required: frozenset[str] | set[str] = frozenset(),
     show_defaults: bool = False,
+    *,
+    standalone: bool = False,
+    positional: Collection[str] = (),
+    exclusive: Sequence[Collection[str]] = (),
 ) -> None:
     """Add one ``--flag`` per field of ``schema``.
 
@@ -47,11 +56,20 @@ def add_schema_flags(
 
     Args:
         required: fields whose help says they are required (here or in ``--config``).
-        show_defaults: append each field's default to its help.
+        show_defaults: append each field's default (other than None) to its help.
+        standalone: the command line is the only source of values (no ``--config``): a
+            field without a default is a required flag, and a ``bool`` that defaults to
+            False is a plain switch ``--x``.
+        positional: fields given by position (``forgetless study CONFIG``), not as flags.
+        exclusive: groups of fields of which at most one may be given.
     """
+    owner: dict[str, Any] = {}  # field -> the mutually exclusive group its flag joins
+    for group in exclusive:
+        owner.update(dict.fromkeys(group, parser.add_mutually_exclusive_group()))
     for name, field in schema.model_fields.items():
         help_text = field.description or ""
-        if show_defaults:
+        switch = standalone and field.annotation is bool and field.default is False
+        if show_defaults and field.default not in (None, PydanticUndefined) and not switch:
             help_text += f" (default: {field.default})"
         if name in required:
             help_text += " (required, here or in --config)"
@@ -61,7 +79,9 @@ def add_schema_flags(
             if len(options) == 1:  # X | None: the flag takes X
                 annotation = options[0]
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
-        if annotation is bool:
+        if switch:
+            kwargs["action"] = "store_true"
+        elif annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(annotation) is dict:
             kwargs.update(type=json_object, help=help_text + " (JSON)")
@@ -71,4 +91,37 @@ def add_schema_flags(
             kwargs["choices"] = get_args(annotation)
         else:
             kwargs["type"] = annotation if annotation in (int, float, str) else str
-        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
+        if name in positional:  # a positional's name is its dest; one with a default may be left out
+            del kwargs["dest"]
+            if not field.is_required():
+                kwargs["nargs"] = "?"
+            parser.add_argument(name, **kwargs)
+            continue
+        if standalone and field.is_required():
+            kwargs["required"] = True
+        owner.get(name, parser).add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def schema_from_flags(schema: type[S], args: argparse.Namespace) -> S:
+    """``schema`` built from the flags given on the command line (its defaults for the rest).
+
+    Raises:
+        ValueError: one line naming each bad flag (``--d: Input should be greater than 1``).
+    """
+    values = {name: getattr(args, name) for name in schema.model_fields if getattr(args, name, None) is not None}
+    try:
+        return schema(**values)
+    except ValidationError as err:
+        # One line per problem, named by its flag, for the command's "forgetless: error:" line.
+        problems = [(f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else "") + e["msg"] for e in err.errors()]
+        raise ValueError("; ".join(problems)) from None
+
+
+def schema_command(schema: type[S], command: Callable[[S], int]) -> Callable[[argparse.Namespace], int]:
+    """A parser's ``func``: ``command`` called with ``schema`` built from the parsed flags."""
+
+    def run(args: argparse.Namespace) -> int:
+        return command(schema_from_flags(schema, args))
+
+    run.__doc__ = command.__doc__
+    return run

@@ -10,27 +10,32 @@ ranks), so no objective can get the normalization wrong under accumulation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel
+
+from forgetless.params import NoParams, validate_params
 
 
 class Objective(ABC):
     """Turns per-token losses into per-token loss weights.
 
-    Subclasses are configured instances (``params`` from the config); they are
-    registered by name in ``forgetless.objectives.registry``.
+    Subclasses are configured instances (``params`` from the config, validated against
+    their ``params_model``); they are registered by name in ``forgetless.objectives.registry``.
     """
 
     name: str = ""
+    #: The method's parameters: types, defaults and descriptions (listed by ``forgetless train --help``).
+    params_model: ClassVar[type[BaseModel]] = NoParams
     #: ``None``: weights need no batch statistic. ``"global"``: ``fit`` must see the
     #: whole global batch (all micro-batches, all ranks) before ``weights``.
     #: ``"micro_batch"``: ``fit`` sees each micro-batch on its own.
     statistic_scope: str | None = None
 
     def __init__(self, **params: Any) -> None:
-        if params:
-            raise ValueError(f"method {self.name!r} takes no parameters, got {sorted(params)}")
+        """Validate ``params`` against ``params_model`` (the error names the method and the parameter)."""
+        self.params: Any = validate_params("method", self.name, self.params_model, params)
 
     def prepare(self, trainer: Any) -> None:
         """Hook run once before training (e.g. a pre-pass over the data). Default: nothing."""

@@ -33,9 +33,10 @@ import hashlib
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
 from forgetless.losses import token_nll
@@ -90,19 +91,29 @@ def base_token_losses(trainer: Any, examples: list[dict[str, Any]], batch_size: 
     return out
 
 
+class FLOWParams(BaseModel):
+    """The open choices of FLOW and flow_token (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    normalize: Literal[False, "false", "none", "mean"] = Field(
+        False, description="false (the paper; 'false' and 'none' say the same): w = exp(−ℓ̄(θ*)/τ) as is; mean: "
+        "weights divided by their mean over the training samples (tokens), so equal base losses give exactly nll.")
+    batch_size: int = Field(16, ge=1, description="Examples per forward pass of the base model's pre-pass.")
+
+
 class FLOW(Objective):
     """Sample-level FLOW: per-sample weights from the base model, set once in ``prepare``."""
 
     name = "flow"
+    params_model = FLOWParams
     level = "sample"
 
-    def __init__(self, normalize: bool | str = False, batch_size: int = 16) -> None:
-        if normalize not in (False, "mean", "false", "none"):
-            raise ValueError(f"{self.name}: normalize must be false or 'mean', got {normalize!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
-        self.normalize = "mean" if normalize == "mean" else False
-        self.batch_size = batch_size
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p: FLOWParams = self.params
+        self.normalize = "mean" if p.normalize == "mean" else False
+        self.batch_size = p.batch_size
         self._report: dict[str, Any] = {}
         self._stats: dict[str, float] = {}
 

@@ -32,38 +32,42 @@ Open choices (METHODS.md), as parameters with their defaults:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from forgetless.objectives.base import Objective
 
-_TAU_RULES = ("token_median", "sample_median")
+
+class TALRParams(BaseModel):
+    """The open choices of TALR (see the module docstring), with the defaults of this implementation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tau: Literal["token_median", "sample_median"] | PositiveFloat = Field(
+        "token_median", description="Temperature τ of w_t ∝ exp(−ℓ_t/τ): the lower median of the batch's supervised "
+        "token losses, of its per-sample mean token losses, or a fixed number.")
+    floor: float = Field(0.01, ge=0, lt=1, description="w_min as a fraction of the mean weight, applied before "
+                         "normalization.")
+    normalize: Literal["mean", "none"] = Field("mean", description="mean: weights rescaled to mean 1 over the "
+                                               "batch's supervised tokens (the loss scale of nll); none: exp(−ℓ_t/τ).")
+    scope: Literal["global", "micro_batch"] = Field(
+        "global", description="Batch the statistics are fitted on: the global batch (weights independent of the "
+        "batch layout) or each micro-batch (no extra forward pass).")
 
 
 class TALR(Objective):
     """w_t = max(exp(−ℓ_t/τ), floor·mean) / normalizer, stop-gradient; see the module docstring."""
 
     name = "talr"
+    params_model = TALRParams
 
-    def __init__(
-        self, tau: str | float = "token_median", floor: float = 0.01, normalize: str = "mean", scope: str = "global"
-    ) -> None:
-        if isinstance(tau, str) and tau not in _TAU_RULES:
-            try:
-                tau = float(tau)
-            except ValueError:
-                raise ValueError(f"talr: tau must be one of {list(_TAU_RULES)} or a positive number, got {tau!r}") from None
-        if not isinstance(tau, str) and not (isinstance(tau, (int, float)) and tau > 0):
-            raise ValueError(f"talr: tau must be one of {list(_TAU_RULES)} or a positive number, got {tau!r}")
-        if not 0 <= float(floor) < 1:
-            raise ValueError(f"talr: floor must be in [0, 1), got {floor!r}")
-        if normalize not in ("mean", "none"):
-            raise ValueError(f"talr: normalize must be 'mean' or 'none', got {normalize!r}")
-        if scope not in ("global", "micro_batch"):
-            raise ValueError(f"talr: scope must be 'global' or 'micro_batch', got {scope!r}")
-        self.tau, self.floor, self.normalize, self.scope = tau, float(floor), normalize, scope
-        self.statistic_scope = scope
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p: TALRParams = self.params
+        self.tau, self.floor, self.normalize, self.scope = p.tau, p.floor, p.normalize, p.scope
+        self.statistic_scope = self.scope
         self._fit: dict[str, float] | None = None
         self._stats: dict[str, float] = {}
 

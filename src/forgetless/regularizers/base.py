@@ -11,15 +11,24 @@ counted once over ranks too.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel
+
+from forgetless.params import NoParams, validate_params
 
 
 class Regularizer(ABC):
     """A configured penalty on the model (or on its outputs); registered by name."""
 
     name: str = ""
+    #: The regularizer's parameters: types, defaults and descriptions (listed by ``forgetless train --help``).
+    params_model: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, **params: Any) -> None:
+        """Validate ``params`` against ``params_model`` (the error names the regularizer and the parameter)."""
+        self.params: Any = validate_params("regularizer", self.name, self.params_model, params)
 
     @property
     def reads_batch_logits(self) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.data.collate import PadCollator
 from forgetless.regularizers.base import Regularizer
@@ -59,23 +60,30 @@ def _peft_model(model: torch.nn.Module) -> Any:
     return inner if isinstance(inner, PeftModel) else None
 
 
+class KLParams(BaseModel):
+    """The parameters of ``kl`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beta: float = Field(1.0, ge=0, description="β, the penalty's weight.")
+    data: str | None = Field(None, description="Replay file whose inputs the KL is taken on (one extra forward pass "
+                             "per micro-batch); null: the training micro-batch itself.")
+    batch_size: int = Field(8, ge=1, description="Replay rows drawn per micro-batch (with data).")
+    max_length: int = Field(256, ge=2, description="Maximum tokens per replay row.")
+    seed: int = Field(0, description="Seed of the replay rows' order.")
+
+
 class KLRegularizer(Regularizer):
     """β · KL(p_θ* ‖ p_θ) on replay inputs; see the module docstring."""
 
     name = "kl"
+    params_model = KLParams
 
-    def __init__(
-        self, beta: float = 1.0, data: str | None = None, batch_size: int = 8, max_length: int = 256, seed: int = 0
-    ) -> None:
-        if not isinstance(beta, (int, float)) or beta < 0:
-            raise ValueError(f"kl: beta must be a non-negative number, got {beta!r}")
-        if data is not None and not isinstance(data, str):
-            raise ValueError(f"kl: data must be a path to a replay file, got {data!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"kl: batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(max_length, int) or max_length < 2:
-            raise ValueError(f"kl: max_length must be an integer >= 2, got {max_length!r}")
-        self.beta, self.data, self.batch_size, self.max_length, self.seed = float(beta), data, batch_size, max_length, seed
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p: KLParams = self.params
+        self.beta, self.data, self.batch_size, self.max_length = p.beta, p.data, p.batch_size, p.max_length
+        self.seed = p.seed
         self._base: torch.nn.Module | None = None
         self._examples: list[dict[str, Any]] = []
         self._order: list[int] = []

@@ -15,9 +15,10 @@ adapted weight matrices.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.regularizers.base import Regularizer
 
@@ -37,19 +38,28 @@ def _lora_layers(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
     return found
 
 
+class L2SPParams(BaseModel):
+    """The parameters of ``l2sp`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = Field(1e-3, ge=0, description="λ, the penalty's weight.")
+    reduction: Literal["mean", "sum"] = Field(
+        "mean", description="sum: λ‖θ − θ*‖²; mean: divided by P, the number of parameters compared.")
+    anchor_dtype: Literal["fp32", "bf16"] = Field("fp32", description="dtype of the stored copy of θ* (bf16 halves "
+                                                  "its memory).")
+
+
 class L2SP(Regularizer):
     """λ‖θ − θ*‖² (sum) or its mean over the compared parameters; see the module docstring."""
 
     name = "l2sp"
+    params_model = L2SPParams
 
-    def __init__(self, weight: float = 1e-3, reduction: str = "mean", anchor_dtype: str = "fp32") -> None:
-        if not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"l2sp: weight (λ) must be a non-negative number, got {weight!r}")
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"l2sp: reduction must be 'mean' or 'sum', got {reduction!r}")
-        if anchor_dtype not in ("fp32", "bf16"):
-            raise ValueError(f"l2sp: anchor_dtype must be 'fp32' or 'bf16', got {anchor_dtype!r}")
-        self.weight, self.reduction, self.anchor_dtype = float(weight), reduction, anchor_dtype
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p: L2SPParams = self.params
+        self.weight, self.reduction, self.anchor_dtype = p.weight, p.reduction, p.anchor_dtype
         self._pairs: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
         self._lora: list[tuple[torch.nn.Module, str]] = []
         self._count = 0

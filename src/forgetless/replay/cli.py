@@ -9,13 +9,14 @@ Each writes ``OUT.jsonl`` and a sidecar ``OUT.meta.json`` with the settings, ato
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
 import forgetless
 from forgetless.atomic import write_json, write_jsonl
+from forgetless.replay.config import GenerateArgs, KLEstimateArgs
+from forgetless.schema_flags import add_schema_flags, schema_command
 
 
 def _load(model_spec: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
@@ -28,7 +29,7 @@ def _load(model_spec: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
     return (model.cuda() if torch.cuda.is_available() else model), tokenizer, path
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: GenerateArgs) -> int:
     """Write replay data: context-free samples, contextual completions, or a corpus slice."""
     from forgetless.replay.kl_estimate import meta_path_for
 
@@ -75,7 +76,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_kl_estimate(args: argparse.Namespace) -> int:
+def cmd_kl_estimate(args: KLEstimateArgs) -> int:
     """Estimate KL(p_base || p_model) on held-out context-free samples of the base (a forgetting measure)."""
     from pathlib import Path
 
@@ -101,33 +102,9 @@ def cmd_kl_estimate(args: argparse.Namespace) -> int:
 def add_generate_parser(subparsers: Any) -> None:
     """Register ``generate`` and ``kl-estimate`` on the ``forgetless`` command's subparsers."""
     gen = subparsers.add_parser("generate", help=cmd_generate.__doc__, description=__doc__)
-    gen.add_argument("--model", help="model directory, hub id, or testbed:PRESET (not needed with --corpus)")
-    gen.add_argument("--output", required=True, help="JSONL to write; settings go to OUTPUT.meta.json")
-    source = gen.add_mutually_exclusive_group()
-    source.add_argument("--prompts", help="contextual replay: complete the prompts of this prompt/completion file")
-    source.add_argument("--corpus", help="corpus replay: slice this general-text file (records with 'text')")
-    gen.add_argument("--num-samples", type=int, default=None,
-                     help="sequences (context-free, default 1000), prompts (contextual, default all) or pieces (corpus)")
-    gen.add_argument("--temperature", type=float, default=1.0, help="1.0 (default) keeps the KL estimate unbiased; 0 is greedy")
-    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus mass kept (1.0: the full distribution)")
-    gen.add_argument("--max-new-tokens", type=int, default=128, help="length limit L of a sample, in tokens")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--batch-size", type=int, default=32, help="sequences sampled in parallel")
-    gen.add_argument("--prompt", choices=["bos", "chat"], default="bos",
-                     help="context-free prompt: BOS alone, or an empty user turn through the chat template")
-    gen.add_argument("--max-chars", type=int, default=512, help="corpus: maximum characters per piece")
-    gen.add_argument("--corpus-order", choices=["random", "first"], default="random", help="corpus: which pieces")
-    gen.add_argument("--trust-remote-code", action="store_true")
-    gen.set_defaults(func=cmd_generate)
+    add_schema_flags(gen, GenerateArgs, show_defaults=True, standalone=True, exclusive=[("prompts", "corpus")])
+    gen.set_defaults(func=schema_command(GenerateArgs, cmd_generate))
 
     kl = subparsers.add_parser("kl-estimate", help=cmd_kl_estimate.__doc__, description=cmd_kl_estimate.__doc__)
-    kl.add_argument("--model", required=True, help="the fine-tuned model")
-    kl.add_argument("--base", help="the base model (default: the one recorded in MODEL/forgetless.json)")
-    kl.add_argument("--samples", required=True,
-                    help="held-out context-free samples of the base (`forgetless generate` output at T=1), not trained on")
-    kl.add_argument("--limit", type=int, help="use only the first N samples")
-    kl.add_argument("--batch-size", type=int, default=32)
-    kl.add_argument("--output", help="also write the result JSON here")
-    kl.add_argument("--trust-remote-code", action="store_true")
-    kl.set_defaults(func=cmd_kl_estimate)
-
+    add_schema_flags(kl, KLEstimateArgs, show_defaults=True, standalone=True)
+    kl.set_defaults(func=schema_command(KLEstimateArgs, cmd_kl_estimate))

@@ -1,11 +1,49 @@
-"""``forgetless study CONFIG`` and ``forgetless report DIR``."""
+"""``forgetless study CONFIG`` and ``forgetless report DIR``.
+
+Their flags are built from ``StudyArgs`` and ``ReportArgs``, one field per flag.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from forgetless.schema_flags import add_schema_flags, schema_command
 
 
-def cmd_study(args: argparse.Namespace) -> int:
+class StudyArgs(BaseModel):
+    """Which study ``forgetless study`` runs, and where its cells run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str = Field(description="study YAML (see configs/quick.yaml)")
+    output: str | None = Field(None, description="study directory (overrides the YAML's output)")
+    check: bool = Field(False, description="validate the config and stop")
+    dry_run: bool = Field(False, description="check the base and every data file, count the cells and estimate the "
+                                             "time from a few timed steps on this machine; trains nothing")
+    no_timing: bool = Field(False, description="with --dry-run: count the cells, time nothing")
+    executor: Literal["serial", "local", "ray"] | None = Field(
+        None, description="where cells run: serial (this process), local (a process pool; the default with more than "
+                          "one worker) or ray (a Ray cluster; pip install 'forgetless[ray]')")
+    workers: int | None = Field(
+        None, description="local worker processes (default: one per GPU, else one per usable core; 1 = serial)")
+    address: str | None = Field(None, description="Ray cluster to join (with --executor ray): 'auto' or HOST:PORT; "
+                                                   "default: start a local Ray instance")
+    retries: int = Field(2, description="times a cell whose worker died is started again before the study fails")
+
+
+class ReportArgs(BaseModel):
+    """The finished study whose report ``forgetless report`` rebuilds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_dir: str = Field(description="the study directory (holds results.jsonl)")
+    config: str = Field(description="the study's YAML")
+
+
+def cmd_study(args: StudyArgs) -> int:
     """Run (or resume) a study: train, sweep, evaluate, and write the report."""
     import sys
 
@@ -35,7 +73,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: ReportArgs) -> int:
     """Rebuild a finished study's report from its results.jsonl."""
     from pathlib import Path
 
@@ -51,24 +89,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``study`` and ``report`` on the ``forgetless`` command."""
     study = sub.add_parser("study", help=cmd_study.__doc__, description=cmd_study.__doc__)
-    study.add_argument("config", help="study YAML (see configs/quick.yaml)")
-    study.add_argument("--output", help="study directory (overrides the YAML's output)")
-    study.add_argument("--check", action="store_true", help="validate the config and stop")
-    study.add_argument("--dry-run", action="store_true",
-                       help="check the base and every data file, count the cells and estimate the time from a few "
-                            "timed steps on this machine; trains nothing")
-    study.add_argument("--no-timing", action="store_true", help="with --dry-run: count the cells, time nothing")
-    study.add_argument("--executor", choices=["serial", "local", "ray"],
-                       help="where cells run: serial (this process), local (a process pool; the default with more "
-                            "than one worker) or ray (a Ray cluster; pip install 'forgetless[ray]')")
-    study.add_argument("--workers", type=int,
-                       help="local worker processes (default: one per GPU, else one per usable core; 1 = serial)")
-    study.add_argument("--address", help="Ray cluster to join (with --executor ray): 'auto' or HOST:PORT; "
-                                         "default: start a local Ray instance")
-    study.add_argument("--retries", type=int, default=2,
-                       help="times a cell whose worker died is started again before the study fails (default 2)")
-    study.set_defaults(func=cmd_study)
+    add_schema_flags(study, StudyArgs, show_defaults=True, standalone=True, positional={"config"})
+    study.set_defaults(func=schema_command(StudyArgs, cmd_study))
     report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
-    report.add_argument("study_dir")
-    report.add_argument("--config", required=True, help="the study's YAML")
-    report.set_defaults(func=cmd_report)
+    add_schema_flags(report, ReportArgs, standalone=True, positional={"study_dir"})
+    report.set_defaults(func=schema_command(ReportArgs, cmd_report))

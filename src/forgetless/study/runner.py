@@ -257,29 +257,24 @@ def _replay_source(ctx: Context, kind: str, purpose: str, num_samples: int, temp
     of the configured general corpus. Uses ``forgetless generate`` itself, so the
     file and its sidecar are what a user gets.
     """
-    from forgetless.replay.cli import add_generate_parser
+    from forgetless.replay.cli import cmd_generate
+    from forgetless.replay.config import GenerateArgs
 
     cf = ctx.cfg.context_free
-    source: list[str]
+    source: dict[str, str]
     if kind == "context-free":
-        source = ["--model", ctx.base_path]
+        source = {"model": ctx.base_path}
     elif kind == "contextual":
-        source = ["--model", ctx.base_path, "--prompts", _contextual_prompts(ctx)]
+        source = {"model": ctx.base_path, "prompts": _contextual_prompts(ctx)}
     else:
-        source = ["--corpus", _replay_corpus(ctx)]
+        source = {"corpus": _replay_corpus(ctx)}
     unit = _samples_cell(ctx, kind, purpose, num_samples, temperature, seed)
     out = unit.dir / "samples.jsonl"
     cached = unit.done()
     ctx.progress.begin(f"make {num_samples} {kind} replay samples ({purpose})", 1.0, cached)
     if not cached:
-        import argparse
-
-        parser = argparse.ArgumentParser()
-        add_generate_parser(parser.add_subparsers())
-        args = parser.parse_args(["generate", *source, "--output", str(out), "--num-samples", str(num_samples),
-                                  "--max-new-tokens", str(cf.max_new_tokens), "--temperature", str(temperature),
-                                  "--seed", str(seed)])
-        args.func(args)
+        cmd_generate(GenerateArgs(**source, output=str(out), num_samples=num_samples, max_new_tokens=cf.max_new_tokens,
+                                  temperature=temperature, seed=seed))
         unit.save({"samples": str(out)})
     ctx.progress.end(1.0, cached)
     return str(out)

@@ -12,23 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from forgetless.atomic import write_json
-from forgetless.schema_flags import add_schema_flags
+from forgetless.schema_flags import add_schema_flags, schema_from_flags
 from forgetless.theory.overadaptation import OveradaptationParams, run_overadaptation
 from forgetless.theory.tilting import TiltingParams, run_tilting
-
-
-def _params(schema: type[BaseModel], args: argparse.Namespace) -> Any:
-    """The schema built from the flags given on the command line (defaults for the rest)."""
-    values = {name: getattr(args, name) for name in schema.model_fields if getattr(args, name, None) is not None}
-    try:
-        return schema(**values)
-    except ValidationError as err:
-        # One line per problem, named by its flag, for the command's "forgetless: error:" line.
-        problems = [(f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else "") + e["msg"] for e in err.errors()]
-        raise ValueError("; ".join(problems)) from None
 
 
 def _write(result: dict[str, Any], output: Path, name: str, plot: Callable[[dict[str, Any], Path], Path]) -> None:
@@ -41,7 +28,7 @@ def cmd_overadaptation(args: argparse.Namespace) -> int:
     """Bias-variance of fine-tuning, ridge towards the pretrained weights, and their ensemble."""
     from forgetless.theory.plots import plot_overadaptation
 
-    result = run_overadaptation(_params(OveradaptationParams, args))
+    result = run_overadaptation(schema_from_flags(OveradaptationParams, args))
     output = Path(args.output or "runs/theory/overadaptation")
     _write(result, output, "overadaptation", plot_overadaptation)
     s = result["summary"]["averaged"]
@@ -63,7 +50,7 @@ def cmd_tilting(args: argparse.Namespace) -> int:
     """Code-length trade-off of fine-tuning as exponential tilting, plain and TALR-weighted."""
     from forgetless.theory.plots import plot_tilting
 
-    result = run_tilting(_params(TiltingParams, args))
+    result = run_tilting(schema_from_flags(TiltingParams, args))
     output = Path(args.output or "runs/theory/tilting")
     _write(result, output, "tilting", plot_tilting)
     s = result["summary"]

@@ -1,0 +1,36 @@
+"""The arguments of ``forgetless eval``: one field per flag, documented once (the flags are built from it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EvalArgs(BaseModel):
+    """What ``forgetless eval`` measures, on which data, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="checkpoint dir, LoRA adapter dir, hub id, or testbed:PRESET")
+    base: str | None = Field(
+        None, description="base model to measure forgetting and gain against (same forms as --model)")
+    general: str | None = Field(
+        None, description="held-out general text (JSONL with 'text'): code length, and the cloze task")
+    general_limit: int | None = Field(None, description="score code length on the first N general texts only")
+    choices: str | None = Field(
+        None, description="multiple-choice JSONL ({context, choices, label}) instead of the built cloze")
+    no_cloze: bool = Field(False, description="do not build the cloze task from --general")
+    cloze_items: int = Field(200, description="cloze items built from --general")
+    kl_samples: str | None = Field(None, description="context-free samples of the base (forgetless generate, T=1): "
+                                   "with --base, forgetting of cf_nll estimates KL(p_base || p_model)")
+    kl_limit: int | None = Field(None, description="use only the first N context-free samples")
+    domain: str | None = Field(None, description="domain test set (prompt/completion JSONL with 'answer' or 'Answer:')")
+    limit: int | None = Field(None, description="evaluate only the first N domain examples")
+    batch_size: int = Field(32, description="requests per forward pass / prompts decoded together")
+    window: int = Field(256, description="tokens per code-length window")
+    max_new_tokens: int | None = Field(None, description="generation budget (default: longest gold completion + 16)")
+    resamples: int = Field(2000, description="bootstrap resamples")
+    confidence: float = Field(0.95, description="bootstrap interval coverage")
+    seed: int = Field(0, description="seed of the bootstrap and the cloze builder")
+    output: str | None = Field(None, description="also write the result JSON here (atomically)")
+    no_progress: bool = Field(False, description="hide progress bars")
+    trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")

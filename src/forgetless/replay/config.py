@@ -1,0 +1,47 @@
+"""The arguments of ``forgetless generate`` and ``forgetless kl-estimate``: one field per flag, documented once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GenerateArgs(BaseModel):
+    """Where ``forgetless generate`` writes replay data, from which source, and how it samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="model directory, hub id, or testbed:PRESET (not needed with --corpus)")
+    output: str = Field(description="JSONL to write; settings go to OUTPUT.meta.json")
+    prompts: str | None = Field(
+        None, description="contextual replay: complete the prompts of this prompt/completion file")
+    corpus: str | None = Field(None, description="corpus replay: slice this general-text file (records with 'text')")
+    num_samples: int | None = Field(
+        None,
+        description="sequences (context-free, default 1000), prompts (contextual, default all) or pieces (corpus)")
+    temperature: float = Field(1.0, description="1.0 keeps the KL estimate unbiased; 0 is greedy")
+    top_p: float = Field(1.0, description="nucleus mass kept (1.0: the full distribution)")
+    max_new_tokens: int = Field(128, description="length limit L of a sample, in tokens")
+    seed: int = Field(0, description="seed of the sampling (and of the corpus slice)")
+    batch_size: int = Field(32, description="sequences sampled in parallel")
+    prompt: Literal["bos", "chat"] = Field(
+        "bos", description="context-free prompt: BOS alone, or an empty user turn through the chat template")
+    max_chars: int = Field(512, description="corpus: maximum characters per piece")
+    corpus_order: Literal["random", "first"] = Field("random", description="corpus: which pieces")
+    trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
+
+
+class KLEstimateArgs(BaseModel):
+    """The models and held-out samples of ``forgetless kl-estimate``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="the fine-tuned model")
+    base: str | None = Field(None, description="the base model (default: the one recorded in MODEL/forgetless.json)")
+    samples: str = Field(description="held-out context-free samples of the base (`forgetless generate` output at T=1), "
+                                     "not trained on")
+    limit: int | None = Field(None, description="use only the first N samples")
+    batch_size: int = Field(32, description="sequences scored per forward pass")
+    output: str | None = Field(None, description="also write the result JSON here")
+    trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
