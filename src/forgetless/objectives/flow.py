@@ -17,10 +17,11 @@ do not depend on the batch layout.
 with τ the (lower) median of all supervised base token losses; the weights are looked
 up per example by its token ids (so, again, shuffling and sharding do not matter).
 
-Open choices, as parameters: ``normalize: false`` (the paper; a median sample gets
-e^{-1}, so with equal base losses the loss is ``nll`` scaled by e^{-1}) or ``mean``
-(weights divided by their mean over the training samples, resp. supervised tokens, so
-equal base losses give exactly ``nll``); ``batch_size`` of the pre-pass.
+Open choices (docs/methods.md#flow), as parameters: ``normalize: false`` (the paper;
+a median sample gets e^{-1}, so with equal base losses the loss is ``nll`` scaled by
+e^{-1}) or ``mean`` (weights divided by their mean over the training samples, resp.
+supervised tokens, so equal base losses give exactly ``nll``); ``batch_size`` of the
+pre-pass.
 
 The base losses are cached, keyed by a hash of the model's parameters and of the
 encoded examples, in the trainer's ``cache_dir`` (next to the data), so the pass is
