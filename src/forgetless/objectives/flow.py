@@ -44,7 +44,7 @@ from forgetless.objectives.base import Objective
 _CACHE_VERSION = "flow-v1"
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
+def parameters_hash(model: torch.nn.Module) -> str:
     """SHA-256 of a model's parameter names, dtypes and bytes (what the base losses depend on)."""
     digest = hashlib.sha256()
     for name, param in sorted(model.state_dict().items()):
@@ -54,7 +54,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def examples_fingerprint(examples: list[dict[str, Any]]) -> str:
+def examples_hash(examples: list[dict[str, Any]]) -> str:
     """SHA-256 of the encoded examples' token ids and labels."""
     digest = hashlib.sha256()
     for example in examples:
@@ -96,7 +96,6 @@ class FLOW(Objective):
     """Sample-level FLOW: per-sample weights from the base model, set once in ``prepare``."""
 
     name = "flow"
-    level = "sample"
 
     def __init__(self, normalize: bool | str = False, batch_size: int = 16) -> None:
         if normalize not in (False, "mean", "false", "none"):
@@ -116,7 +115,7 @@ class FLOW(Objective):
         path = None
         if cache_dir is not None:
             key = hashlib.sha256(
-                f"{_CACHE_VERSION}:{model_fingerprint(trainer.model)}:{examples_fingerprint(examples)}".encode()
+                f"{_CACHE_VERSION}:{parameters_hash(trainer.model)}:{examples_hash(examples)}".encode()
             ).hexdigest()[:32]
             path = Path(cache_dir) / f"flow-{key}.safetensors"
         with trainer.accelerator.main_process_first():  # rank 0 computes and caches, the others read
@@ -190,7 +189,6 @@ class FLOWToken(FLOW):
     """Token-level FLOW: w_t = exp(−ℓ_t(θ*)/τ), τ the median base token loss; looked up by token ids."""
 
     name = "flow_token"
-    level = "token"
 
     def _apply(self, examples: list[dict[str, Any]], losses: list[torch.Tensor]) -> torch.Tensor:
         flat = torch.cat(losses)
