@@ -28,9 +28,11 @@ class MergeConfig(BaseModel):
                                                           "uniform when omitted.")
     lambdas: list[float] | None = Field(None, description="task_arithmetic: one scale for every task vector, or one each.")
     finetuned: int = Field(1, ge=0, description="cocktail: index in --models of the fine-tuned model.")
-    examples: str | None = Field(None, description="cocktail: target-domain examples (JSONL: text, or prompt+completion; "
-                                                   "input+output or prompt+completion with --cocktail-loss lm-cocktail).")
-    num_examples: int = Field(5, ge=1, description="cocktail: how many target examples the losses use.")
+    examples: str | None = Field(None, description="cocktail: file of target-domain examples (JSONL: text, or "
+                                                   "prompt+completion; input+output or prompt+completion with "
+                                                   "--cocktail-loss lm-cocktail).")
+    num_examples: int = Field(5, ge=1, description="cocktail: how many records of --examples (from the top) the "
+                                                   "losses use.")
     temperature: float = Field(5.0, description="cocktail: softmax temperature T of the weights softmax(-L/T).")
     variant: Literal["paper", "mono-specialist", "without-finetuning"] = Field(
         "paper", description="cocktail: paper = alpha*FT + (1-alpha)*sum_i w_i*model_i over the other models (base, "
