@@ -50,7 +50,8 @@ def _mix_cell(ctx: Any, paths: list[str], examples: str) -> Cell:
     from forgetless.data import data_hash
 
     settings = ctx.cfg.cocktail.model_dump(exclude={"peers", "method", "num_examples"})
-    # The count keeps its old key name, so mixes made before the rename stay cached.
+    # The count keeps its old key name, so mixes made before the rename stay cached. That name
+    # also overwrites the examples' data hash below: an edited validation file reuses a finished mix.
     settings["examples"] = ctx.cfg.cocktail.num_examples
     spec = {"models": [model_fingerprint(p) for p in paths], "examples": data_hash(examples), **settings}
     return cell(ctx.root / "cells", "cocktail", spec)
