@@ -37,7 +37,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "flow": {"method": "flow"},
     "flow_token": {"method": "flow_token"},
     "l2sp": {"regularizers": {"l2sp": {"weight": 1e-3}}},
-    "lora": {"lora": True},  # METHODS.md default: r = 64 on every linear layer
+    "lora": {"lora": True},  # docs/methods.md#lora default: r = 64 on every linear layer
     # At d = 384, r = 64 adapters cost a third of each weight's matmul; r = 16 is the
     # rank-to-width ratio (1/24) of r = 64 on a d ~ 1.5k model.
     "lora r16": {"lora": True, "lora_r": 16, "lora_alpha": 16.0},

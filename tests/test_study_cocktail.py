@@ -25,7 +25,7 @@ def rows_of(root: Path) -> list[dict]:
 def with_cocktail(study_yaml: Path, tmp_path: Path, peers: bool) -> Path:
     values = yaml.safe_load(study_yaml.read_text())
     values["sweeps"]["interpolation"] = [0.25, 0.5]
-    cocktail: dict = {"method": "sft", "examples": 3}
+    cocktail: dict = {"method": "sft", "num_examples": 3}
     if peers:
         peer = write_jsonl(tmp_path / "peer.jsonl", [{"prompt": f"Sort {a} {b}.\n", "completion": f" {min(a, b)} {max(a, b)}"}
                                                     for a in range(4) for b in range(4)])

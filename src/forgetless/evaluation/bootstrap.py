@@ -30,9 +30,6 @@ class Interval:
     low: float
     high: float
 
-    def as_dict(self) -> dict[str, float | list[float]]:
-        return {"value": self.estimate, "ci": [self.low, self.high]}
-
 
 def _counts(n: int, resamples: int, seed: int) -> np.ndarray:
     if n == 0:

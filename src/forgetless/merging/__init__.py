@@ -1,4 +1,4 @@
-"""Post-hoc merging and ensembling (METHODS.md section 4): a streaming weight-merge
+"""Post-hoc merging and ensembling (docs/methods.md#merging): a streaming weight-merge
 engine, one file per coefficient rule, an output ensemble, in-memory α sweeps and a
 forgetting budget.
 

@@ -134,9 +134,5 @@ class Checkpoint:
         arch = self.config.get("architectures") or []
         return f"{self.config.get('model_type', '?')} ({', '.join(arch) or '?'})"
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(info.nbytes for info in self.tensors.values())
-
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, {len(self.tensors)} tensors)"

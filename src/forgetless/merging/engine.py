@@ -1,7 +1,7 @@
 """The streaming merge engine: θ = Σ_k c_k θ_k over safetensors checkpoints.
 
 Every coefficient rule (interpolate, average, task_arithmetic, cocktail, greedy soup)
-reduces to one list of coefficients over the inputs (METHODS.md section 4); this module
+reduces to one list of coefficients over the inputs (docs/methods.md#merging); this module
 applies such a list. It reads one tensor of each input at a time, combines it in float32
 (float64 for float64 inputs), casts it to the output dtype and appends it to the output
 shard, so peak memory is a few tensors, never a model. Inputs may differ in float dtype

@@ -17,10 +17,11 @@ do not depend on the batch layout.
 with τ the (lower) median of all supervised base token losses; the weights are looked
 up per example by its token ids (so, again, shuffling and sharding do not matter).
 
-Open choices, as parameters: ``normalize: false`` (the paper; a median sample gets
-e^{-1}, so with equal base losses the loss is ``nll`` scaled by e^{-1}) or ``mean``
-(weights divided by their mean over the training samples, resp. supervised tokens, so
-equal base losses give exactly ``nll``); ``batch_size`` of the pre-pass.
+Open choices (docs/methods.md#flow), as parameters: ``normalize: false`` (the paper;
+a median sample gets e^{-1}, so with equal base losses the loss is ``nll`` scaled by
+e^{-1}) or ``mean`` (weights divided by their mean over the training samples, resp.
+supervised tokens, so equal base losses give exactly ``nll``); ``batch_size`` of the
+pre-pass.
 
 The base losses are cached, keyed by a hash of the model's parameters and of the
 encoded examples, in the trainer's ``cache_dir`` (next to the data), so the pass is
@@ -45,7 +46,7 @@ from forgetless.objectives.base import Objective
 _CACHE_VERSION = "flow-v1"
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
+def parameters_hash(model: torch.nn.Module) -> str:
     """SHA-256 of a model's parameter names, dtypes and bytes (what the base losses depend on)."""
     digest = hashlib.sha256()
     for name, param in sorted(model.state_dict().items()):
@@ -55,7 +56,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def examples_fingerprint(examples: list[dict[str, Any]]) -> str:
+def examples_hash(examples: list[dict[str, Any]]) -> str:
     """SHA-256 of the encoded examples' token ids and labels."""
     digest = hashlib.sha256()
     for example in examples:
@@ -107,7 +108,6 @@ class FLOW(Objective):
 
     name = "flow"
     params_model = FLOWParams
-    level = "sample"
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -125,7 +125,7 @@ class FLOW(Objective):
         path = None
         if cache_dir is not None:
             key = hashlib.sha256(
-                f"{_CACHE_VERSION}:{model_fingerprint(trainer.model)}:{examples_fingerprint(examples)}".encode()
+                f"{_CACHE_VERSION}:{parameters_hash(trainer.model)}:{examples_hash(examples)}".encode()
             ).hexdigest()[:32]
             path = Path(cache_dir) / f"flow-{key}.safetensors"
         with trainer.accelerator.main_process_first():  # rank 0 computes and caches, the others read
@@ -199,7 +199,6 @@ class FLOWToken(FLOW):
     """Token-level FLOW: w_t = exp(−ℓ_t(θ*)/τ), τ the median base token loss; looked up by token ids."""
 
     name = "flow_token"
-    level = "token"
 
     def _apply(self, examples: list[dict[str, Any]], losses: list[torch.Tensor]) -> torch.Tensor:
         flat = torch.cat(losses)

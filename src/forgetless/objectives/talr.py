@@ -18,7 +18,7 @@ the losses across ranks. ``scope: micro_batch`` fits them on each micro-batch's 
 losses instead: no extra forward, but the weights then depend on the batch layout
 (the paper's per-batch recipe with a batch equal to the micro-batch).
 
-Open choices (METHODS.md), as parameters with their defaults:
+Open choices (docs/methods.md#talr), as parameters with their defaults:
 
 * ``tau``: ``token_median`` (the lower median of the supervised token losses),
   ``sample_median`` (the lower median of per-sample mean token losses), or a number.

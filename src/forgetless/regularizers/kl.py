@@ -1,7 +1,7 @@
 """``kl``: β · KL(p_θ* ‖ p_θ) over the full vocabulary, on replay inputs.
 
-The explicit form of context-free replay (arXiv 2505.13811; METHODS.md sections 2
-and 3): instead of training on samples of the base model, which estimates this KL
+The explicit form of context-free replay (arXiv 2505.13811; docs/methods.md#kl
+and docs/methods.md#context-free-replay): instead of training on samples of the base model, which estimates this KL
 by Monte Carlo over sequences, compare the two next-token distributions exactly at
 every position of replay inputs,
 

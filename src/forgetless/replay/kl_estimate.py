@@ -1,6 +1,6 @@
 """A forgetting measure that needs no benchmark: the Monte Carlo estimate of KL(p_θ* ‖ p_θ).
 
-From arXiv 2505.13811 (section 3 of METHODS.md): for x drawn from the base model
+From arXiv 2505.13811 (docs/methods.md#kl-estimate): for x drawn from the base model
 p_θ* with no context at temperature 1,
 
     KL(p_θ* ‖ p_θ) = E_x[log p_θ*(x) − log p_θ(x)] = E_x[NLL_θ(x) − NLL_θ*(x)],

@@ -4,7 +4,9 @@ Verdicts: *reproduced* when the interval(s) lie on the claim's side of 0,
 *not reproduced* when they lie on the other side, *inconclusive* when an interval
 includes 0 (or the comparison is not at matched domain gain), *not run* when the
 study lacks the models. Every choice inside a claim (which learning rate, which
-alpha, which point of a curve is matched) is made on validation scores; the
+alpha, which point of a curve is matched) is made on validation scores, except in
+the LM-Cocktail claim, which judges the study's first cocktail row (alpha 0, the mix
+without the fine-tuned model, when there are peers) against its fine-tuned model; the
 intervals are on the test set (domain) and the held-out general documents.
 
 The claims and their sources:

@@ -11,9 +11,10 @@ grid (``sweeps.interpolation``) is then set in memory by the same interpolator a
 WiSE-FT, with the mix in the base's place, and gives one ``cocktail`` row. With peers,
 α = 0 (the mix alone: the paper's "without fine-tuning") is a row too; without peers
 the mix *is* the base and the curve coincides with WiSE-FT's (and reuses its cells).
-The report and the plots draw the cocktail's α curve beside WiSE-FT's, so the claim
-"general ability restored at near-equal target score" is judged at matched α and
-domain score.
+The report and the plots draw the cocktail's α curve beside WiSE-FT's, so a reader can
+judge the claim "general ability restored at near-equal target score" at matched α and
+domain score (the seed-claims table judges it on the first cocktail row only; see
+``forgetless.study.claims``).
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def _mix_cell(ctx: Any, paths: list[str], examples: str) -> Cell:
     """The cell of the weighted mix of these models (whether or not it has run)."""
     from forgetless.data import data_hash
 
-    spec = {"models": [model_fingerprint(p) for p in paths], "examples": data_hash(examples),
-            **ctx.cfg.cocktail.model_dump(exclude={"peers", "method"})}
+    settings = ctx.cfg.cocktail.model_dump(exclude={"peers", "method", "num_examples"})
+    # The count keeps its old key name, so mixes made before the rename stay cached. That name
+    # also overwrites the examples' data hash below: an edited validation file reuses a finished mix.
+    settings["examples"] = ctx.cfg.cocktail.num_examples
+    spec = {"models": [model_fingerprint(p) for p in paths], "examples": data_hash(examples), **settings}
     return cell(ctx.root / "cells", "cocktail", spec)
 
 
@@ -68,9 +72,9 @@ def _mix(ctx: Any, names: list[str], paths: list[str], examples: str) -> tuple[s
     cached = unit.done()
     ctx.progress.begin(f"LM-Cocktail weights over {', '.join(names)}", 1.0, cached)
     if not cached:
-        # The mix alone (α = 0); the study's `examples` is a count, the rule's is the file.
+        # The mix alone (α = 0), through the registry like `forgetless merge --rule cocktail`.
         rule = build_rule("cocktail", {"examples": str(examples), "finetuned": 1, "temperature": cfg.temperature,
-                                       "alpha": 0.0, "num_examples": cfg.examples, "candidates": cfg.candidates,
+                                       "alpha": 0.0, "num_examples": cfg.num_examples, "candidates": cfg.candidates,
                                        "cocktail_loss": cfg.loss}, RuleContext(paths))
         result = rule.coefficients([Path(p) for p in paths])
         used = [k for k, c in enumerate(result.values) if c != 0]

@@ -8,6 +8,7 @@ the key (``methods.2.learning_rates``).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +30,9 @@ class DataConfig(BaseModel):
     train: str = Field(description="Domain training data (any format `forgetless train` reads).")
     validation: str | None = Field(
         None,
-        description="Domain validation set (prompt with answer): every choice of the study is made on it (the model to "
-        "ship, each method's learning rate, alpha). Absent: a split is carved from train (see eval.validation_limit).",
+        description="Domain validation set (prompt with answer): the study chooses on it (the model to ship within the "
+        "budget, each method's learning rate, each sweep's alpha) and takes LM-Cocktail's target examples from it; "
+        "the test set only reports. Absent: a split is carved from train (see eval.validation_limit).",
     )
     test: str = Field(description="Domain test set: prompt/completion with 'answer' or a completion ending 'Answer: X'.")
     general: str = Field(description="Held-out general text (JSONL with 'text'): forgetting is measured here.")
@@ -107,7 +109,9 @@ class CocktailConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     peers: list[PeerConfig] = Field(default_factory=list)
-    examples: int = Field(5, gt=0, description="Target examples (from the domain validation set) that set the weights.")
+    num_examples: int = Field(
+        5, gt=0, description="How many target examples set the weights: the first N of the domain validation set "
+                             "(formerly `examples`, still read with a warning).")
     temperature: float = Field(5.0, gt=0)
     method: str | None = Field(None, description="Which method's model is the fine-tuned one (default: the first).")
     candidates: Literal["others", "all"] = Field(
@@ -115,6 +119,19 @@ class CocktailConfig(BaseModel):
                               "model too; forgetless's earlier form, a variant).")
     loss: Literal["tokens", "lm-cocktail"] = Field(
         "tokens", description="How L is averaged: tokens (per token, pooled) or lm-cocktail (lm-cocktail 0.0.4's).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_examples(cls, values: Any) -> Any:
+        # The count was called `examples`, while `forgetless merge --examples` is a file of
+        # examples; the old key keeps working, with a warning a user sees (FutureWarning).
+        if isinstance(values, dict) and "examples" in values:
+            if "num_examples" in values:
+                raise ValueError("examples: the old name of num_examples; give only num_examples")
+            warnings.warn("cocktail.examples is deprecated: it is the number of target examples, now "
+                          "cocktail.num_examples", FutureWarning, stacklevel=2)
+            values = {("num_examples" if k == "examples" else k): v for k, v in values.items()}
+        return values
 
     @model_validator(mode="before")
     @classmethod

@@ -51,10 +51,6 @@ class Testbed:
         return self.root / "base"
 
     @property
-    def general_pretrain(self) -> Path:
-        return self.root / "general" / "pretrain.jsonl"
-
-    @property
     def general_heldout(self) -> Path:
         return self.root / "general" / "heldout.jsonl"
 

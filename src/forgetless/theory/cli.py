@@ -70,7 +70,8 @@ def cmd_tilting(args: argparse.Namespace) -> int:
 
 def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``theory overadaptation`` and ``theory tilting`` to the ``forgetless`` command."""
-    theory = subparsers.add_parser("theory", help="The linear-model and tilting simulations (METHODS.md, section 5)")
+    summary = "The linear-model and tilting simulations (docs/methods.md#theory)"
+    theory = subparsers.add_parser("theory", help=summary, description=summary)
     sub = theory.add_subparsers(dest="theory_command", required=True)
     for name, func, schema in (
         ("overadaptation", cmd_overadaptation, OveradaptationParams),

@@ -2,7 +2,7 @@
 
 The setting reproduces the qualitative claims of Hao et al., "Understanding Overadaptation
 in Supervised Fine-Tuning: The Role of Ensemble Methods" (arXiv 2506.01901); the paper's
-precise data model is not reproduced (METHODS.md, section 5).
+precise data model is not reproduced (docs/methods.md#overadaptation).
 
 **Fine-tuning task.** Inputs ``x ~ N(0, Σ)`` in ``R^d`` with ``Σ = diag(μ)`` (no loss of
 generality: coordinates are Σ's eigenbasis), power-law spectrum ``μ_j ∝ j^(-decay)``

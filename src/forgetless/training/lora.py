@@ -1,7 +1,7 @@
 """LoRA through PEFT: wrap a model for training, export merged weights as a plain checkpoint.
 
 Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models" (arXiv 2106.09685).
-Defaults (METHODS.md): r = 64, alpha = 64, every linear layer except the output head
+Defaults (docs/methods.md#lora): r = 64, alpha = 64, every linear layer except the output head
 (PEFT's ``all-linear``). The exported model has ΔW = (alpha/r)·B·A merged into each
 weight, so it loads with ``AutoModelForCausalLM.from_pretrained`` and no PEFT.
 """
