@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from forgetless.evaluation.bootstrap import bootstrap_difference, bootstrap_ratio
+from forgetless.bootstrap import bootstrap_difference, bootstrap_ratio
 from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy
 from forgetless.evaluation.codelength import code_length, text_code_lengths
 from forgetless.evaluation.exact_match import exact_match, extract_answer

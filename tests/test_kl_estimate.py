@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
 
+import numpy as np
 import pytest
 import torch
 
 from forgetless.replay.generate import Sample, SamplingSettings, sample_sequences
-from forgetless.replay.kl_estimate import Z95, estimate_from_nll, kl_estimate, sequence_nll
+from forgetless.replay.kl_estimate import estimate_from_nll, kl_estimate, sequence_nll
 from tests.test_replay_generate import BOS, EOS, PAD, tiny_vocab_model
 
 VOCAB, LENGTH = 5, 3
@@ -41,13 +41,17 @@ def draw(model: torch.nn.Module, n: int, seed: int) -> list[Sample]:
 
 
 def test_estimate_from_hand_computed_differences() -> None:
-    est = estimate_from_nll(torch.tensor([3.0, 5.0, 7.0]), torch.tensor([2.0, 3.0, 4.0]), torch.tensor([1, 1, 2]))
+    est = estimate_from_nll(torch.tensor([3.0, 5.0, 7.0]), torch.tensor([2.0, 3.0, 4.0]), torch.tensor([1, 1, 2]),
+                            resamples=500, seed=4)
     assert est.kl == pytest.approx(2.0)  # differences 1, 2, 3
-    assert est.ci_high - est.kl == pytest.approx(Z95 * 1.0 / math.sqrt(3))  # sample std of (1, 2, 3) is 1
     assert est.kl_per_token == pytest.approx(6 / 4)
-    # residuals d - 1.5 n = (-0.5, 0.5, 0): std 0.5, divided by the mean length 4/3
-    assert est.ci_high_per_token - est.kl_per_token == pytest.approx(Z95 * 0.5 / math.sqrt(3) / (4 / 3))
     assert est.nll_model == pytest.approx(5.0) and est.nll_base == pytest.approx(3.0) and est.tokens == 4
+    # The paired percentile bootstrap written out: resample the same sample indices for both models.
+    diff, tokens = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 2.0])
+    draws = np.random.default_rng(4).integers(0, 3, size=(500, 3))
+    assert [est.ci_low, est.ci_high] == pytest.approx(list(np.quantile([diff[i].mean() for i in draws], [0.025, 0.975])))
+    per_token = [diff[i].sum() / tokens[i].sum() for i in draws]
+    assert [est.ci_low_per_token, est.ci_high_per_token] == pytest.approx(list(np.quantile(per_token, [0.025, 0.975])))
 
 
 def test_enumeration_is_a_distribution() -> None:

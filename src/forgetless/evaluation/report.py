@@ -32,7 +32,6 @@ the same paired bootstrap interval as every other metric.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +40,12 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from forgetless.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
 from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
-from forgetless.evaluation.bootstrap import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_RESAMPLES,
-    bootstrap_difference,
-    bootstrap_ratio,
-)
 from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, read_choice_items
-from forgetless.evaluation.codelength import text_code_lengths
-from forgetless.evaluation.domain import completion_loss, domain_accuracy
-from forgetless.evaluation.scoring import score_pairs
+from forgetless.evaluation.domain import completion_loss
+from forgetless.evaluation.measure import Units, interval, measure_model, paired_difference
 from forgetless.models import load_model
 from forgetless.replay.kl_estimate import load_samples
 
@@ -91,7 +84,7 @@ class ModelEval:
     """
 
     summary: dict[str, Any]
-    units: dict[str, tuple[list[float], list[float] | None]] = field(default_factory=dict)
+    units: dict[str, Units] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,16 +109,19 @@ class EvalSettings:
     progress: bool = True
 
 
-def _with_ci(block: dict[str, Any], name: str, units: tuple[list[float], list[float] | None], s: EvalSettings) -> None:
-    interval = bootstrap_ratio(*units, confidence=s.confidence, resamples=s.resamples, seed=s.seed)
-    block[name] = interval.estimate
-    block[f"{name}_ci"] = [interval.low, interval.high]
+def _with_ci(block: dict[str, Any], name: str, units: Units, s: EvalSettings) -> None:
+    found = interval(units, s.confidence, s.resamples, s.seed)
+    block[name] = found.estimate
+    block[f"{name}_ci"] = [found.low, found.high]
 
 
 def evaluate(
     model: nn.Module, tokenizer: PreTrainedTokenizerBase, settings: EvalSettings, name: str = "model"
 ) -> ModelEval:
     """Measure one in-memory model.
+
+    Code length, exact match and the context-free NLL come from ``measure.measure_model``
+    (the study measures with it too); the cloze task and completion loss are added here.
 
     Args:
         model: anything with ``forward(input_ids, attention_mask).logits [B, T, V]``.
@@ -135,13 +131,20 @@ def evaluate(
     """
     s = settings
     result = ModelEval(summary={"model": name})
-    if s.general:
-        texts = read_texts(s.general)[: s.general_limit]
-        parts = text_code_lengths(model, tokenizer, texts, s.window, s.batch_size, s.progress)
+    texts = read_texts(s.general)[: s.general_limit] if s.general else None
+    samples = None
+    if s.kl_samples:
+        samples = load_samples(s.kl_samples, s.kl_limit)
+        empty = [i for i, sample in enumerate(samples) if not sample.token_ids or not sample.prompt_ids]
+        if empty:
+            raise ValueError(f"{s.kl_samples}: sample {empty[0]} has no prompt or no generated tokens")
+    measured = measure_model(model, tokenizer, texts, s.domain, s.limit, samples, s.window, s.batch_size,
+                             max_new_tokens=s.max_new_tokens, progress=s.progress)
+    result.units.update(measured.units())
+    if texts is not None:
         general: dict[str, Any] = {"file": str(s.general), "texts": len(texts),
-                                   "tokens": sum(p.tokens for p in parts), "bytes": sum(p.bytes for p in parts)}
-        result.units["nats_per_token"] = ([p.nats for p in parts], [float(p.tokens) for p in parts])
-        result.units["bits_per_byte"] = ([p.nats / math.log(2) for p in parts], [float(p.bytes) for p in parts])
+                                   "tokens": sum(measured.general_tokens or []),
+                                   "bytes": sum(measured.general_bytes or [])}
         for metric in ("nats_per_token", "bits_per_byte"):
             _with_ci(general, metric, result.units[metric], s)
         result.summary["general"] = general
@@ -159,24 +162,13 @@ def evaluate(
         result.units["mc_accuracy_norm"] = ([float(c) for c in mc["correct_norm"]], None)
         for metric in ("mc_accuracy", "mc_accuracy_norm"):
             _with_ci(block, metric, result.units[metric], s)
-    if s.kl_samples:
-        samples = load_samples(s.kl_samples, s.kl_limit)
-        empty = [i for i, sample in enumerate(samples) if not sample.token_ids or not sample.prompt_ids]
-        if empty:
-            raise ValueError(f"{s.kl_samples}: sample {empty[0]} has no prompt or no generated tokens")
-        scores = score_pairs(model, [(x.prompt_ids, x.token_ids) for x in samples], s.batch_size,
-                             desc="context-free NLL", progress=s.progress)
-        nll, tokens = [-x.logprob for x in scores], [float(x.tokens) for x in scores]
+    if samples is not None:
         block = result.summary.setdefault("general", {})
-        block.update({"cf_file": str(s.kl_samples), "cf_n": len(samples), "cf_tokens": int(sum(tokens))})
-        result.units["cf_nll"] = (nll, None)
-        result.units["cf_nll_per_token"] = (nll, tokens)
+        block.update({"cf_file": str(s.kl_samples), "cf_n": len(samples), "cf_tokens": sum(measured.kl_tokens or [])})
         for metric in ("cf_nll", "cf_nll_per_token"):
             _with_ci(block, metric, result.units[metric], s)
     if s.domain:
-        accuracy = domain_accuracy(model, tokenizer, s.domain, s.max_new_tokens, s.batch_size, s.limit, s.progress)
-        domain: dict[str, Any] = {"file": str(s.domain), "n": accuracy["n"]}
-        result.units["exact_match"] = ([float(p["correct"]) for p in accuracy["predictions"]], None)
+        domain: dict[str, Any] = {"file": str(s.domain), "n": len(measured.domain_correct or [])}
         _with_ci(domain, "exact_match", result.units["exact_match"], s)
         has_completions = all(isinstance(r.fields.get("completion"), str) and r.fields["completion"]
                               for r in read_records(s.domain)[: s.limit])
@@ -185,7 +177,7 @@ def evaluate(
             result.units["completion_loss"] = (loss["nats"], [float(t) for t in loss["token_counts"]])
             _with_ci(domain, "completion_loss", result.units["completion_loss"], s)
             domain["completion_tokens"] = loss["tokens"]
-        domain["examples"] = accuracy["predictions"][:3]
+        domain["examples"] = (measured.predictions or [])[:3]
         result.summary["domain"] = domain
     return result
 
@@ -201,10 +193,10 @@ def forgetting_and_gain(after: ModelEval, before: ModelEval, settings: EvalSetti
     for metric, (group, higher_is_better) in METRICS.items():
         if metric not in after.units or metric not in before.units:
             continue
-        interval = bootstrap_difference(after.units[metric], before.units[metric], settings.confidence,
-                                        settings.resamples, settings.seed)
+        difference = paired_difference(after.units[metric], before.units[metric], settings.confidence,
+                                       settings.resamples, settings.seed)
         key = "forgetting" if group == "general" else "gain"
-        out[key][metric] = {"delta": interval.estimate, "ci": [interval.low, interval.high],
+        out[key][metric] = {"delta": difference.estimate, "ci": [difference.low, difference.high],
                             "higher_is_better": higher_is_better}
     return out
 

@@ -11,15 +11,16 @@ prefixes; the estimate is then the KL between the two models' distributions of
 sequences truncated at that length, a lower bound of the full KL.
 
 The differences are paired (the same x under both models), so the confidence
-interval is the normal interval of a mean of i.i.d. differences. A per-token
-figure (the summed difference over the summed tokens, a ratio estimate) is
-reported alongside, with a delta-method interval.
+interval is the paired percentile bootstrap over samples that every difference
+from the base gets (``forgetless.bootstrap``; ``forgetless.evaluation.measure`` says why), the same
+as ``forgetless eval``'s ``cf_nll`` forgetting. A per-token figure (the summed
+difference over the summed tokens, a ratio estimate) is reported alongside, its
+interval bootstrapped as a ratio on the same resamples.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,10 +33,9 @@ from forgetless.data.errors import DataError
 from forgetless.data.formats import IGNORE
 from forgetless.data.records import read_records
 from forgetless.data.text import decode_utf8
+from forgetless.bootstrap import DEFAULT_RESAMPLES, bootstrap_difference
 from forgetless.replay.generate import Sample
 from forgetless.losses import token_nll
-
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,9 @@ class KLEstimate:
 
     Attributes:
         kl: nats per sequence (the estimate of the sequence-level KL).
-        ci_low, ci_high: its 95% confidence interval.
+        ci_low, ci_high: its 95% paired bootstrap interval.
         kl_per_token: nats per generated token (summed difference / summed tokens).
-        ci_low_per_token, ci_high_per_token: its 95% interval (delta method).
+        ci_low_per_token, ci_high_per_token: its 95% paired bootstrap interval.
         nll_model, nll_base: mean NLL per sequence under each model.
         n: number of sequences; tokens: generated tokens scored.
     """
@@ -103,28 +103,28 @@ def sequence_nll(model: PreTrainedModel, samples: list[Sample], batch_size: int 
     return result
 
 
-def estimate_from_nll(nll_model: torch.Tensor, nll_base: torch.Tensor, tokens: torch.Tensor) -> KLEstimate:
+def estimate_from_nll(
+    nll_model: torch.Tensor, nll_base: torch.Tensor, tokens: torch.Tensor, resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> KLEstimate:
     """The KL estimate and its intervals from paired per-sequence NLLs.
 
     Args:
         nll_model: ``[N]`` NLL of each base sample under the model being judged.
         nll_base: ``[N]`` NLL of the same samples under the base model.
         tokens: ``[N]`` scored tokens per sample.
+        resamples: bootstrap resamples; seed: their seed (the result is deterministic).
     """
     n = int(nll_model.numel())
     if n < 2:
         raise ValueError(f"the KL estimate needs at least 2 samples, got {n}")
-    diff = (nll_model - nll_base).double()
-    tokens = tokens.double()
-    mean = float(diff.mean())
-    half = Z95 * float(diff.std(unbiased=True)) / math.sqrt(n)
-    ratio = float(diff.sum() / tokens.sum())
-    # Delta method for a ratio of means: the residuals d_i - R * n_i, scaled by mean n.
-    residual = diff - ratio * tokens
-    ratio_half = Z95 * float(residual.std(unbiased=True)) / math.sqrt(n) / float(tokens.mean())
+    model, base = nll_model.double().tolist(), nll_base.double().tolist()
+    counts = tokens.double().tolist()
+    per_sequence = bootstrap_difference((model, None), (base, None), resamples=resamples, seed=seed)
+    per_token = bootstrap_difference((model, counts), (base, counts), resamples=resamples, seed=seed)
     return KLEstimate(
-        kl=mean, ci_low=mean - half, ci_high=mean + half,
-        kl_per_token=ratio, ci_low_per_token=ratio - ratio_half, ci_high_per_token=ratio + ratio_half,
+        kl=per_sequence.estimate, ci_low=per_sequence.low, ci_high=per_sequence.high,
+        kl_per_token=per_token.estimate, ci_low_per_token=per_token.low, ci_high_per_token=per_token.high,
         nll_model=float(nll_model.double().mean()), nll_base=float(nll_base.double().mean()),
         n=n, tokens=int(tokens.sum()),
     )

@@ -1,9 +1,9 @@
-"""What a study measures on every model: per-item scores, so gains and forgetting get paired intervals.
+"""What a study measures on every model, as the JSON dict its cells keep: ``evaluation.measure`` plus validation.
 
-General ability is the code length of each held-out document; domain ability is
-the exact-match correctness of each test example. Keeping per-item values (not
-only means) lets the report put a paired bootstrap interval on the difference
-from the base: the same documents and examples, resampled together.
+The measurement and its intervals are ``forgetless.evaluation.measure`` (what
+``forgetless eval`` uses too); this module only adds the validation set the study
+chooses models on and keeps the per-item lists in the dict format of the cached
+``eval`` cells, so cells written before stay readable.
 """
 
 from __future__ import annotations
@@ -13,10 +13,17 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from forgetless.evaluation.bootstrap import bootstrap_difference
-from forgetless.evaluation.codelength import text_code_lengths
-from forgetless.evaluation.domain import domain_accuracy
-from forgetless.replay.kl_estimate import sequence_nll
+from forgetless.evaluation.measure import (
+    Measurement,
+    TokenSample,
+    Units,
+    domain_correctness,
+    measure_model,
+    paired_difference,
+)
+
+# paired_interval's metric -> the evaluation metric it is (report.METRICS).
+_METRICS = {"forgetting": "nats_per_token", "gain": "exact_match", "kl": "cf_nll"}
 
 
 def measure(
@@ -25,7 +32,7 @@ def measure(
     general_texts: list[str],
     domain_test: str,
     domain_limit: int | None = None,
-    kl_samples: list[Any] | None = None,
+    kl_samples: list[TokenSample] | None = None,
     validation: str | None = None,
     validation_limit: int | None = None,
 ) -> dict[str, Any]:
@@ -43,21 +50,29 @@ def measure(
         "kl_nll": [...] (when samples are given),
         "examples": [first three predictions]}``.
     """
-    lengths = text_code_lengths(model, tokenizer, general_texts, progress=False)
-    accuracy = domain_accuracy(model, tokenizer, domain_test, limit=domain_limit, progress=False)
-    result = {
-        "general_nats": [c.nats for c in lengths],
-        "general_tokens": [c.tokens for c in lengths],
-        "general_bytes": sum(c.bytes for c in lengths),
-        "domain_correct": [int(p["correct"]) for p in accuracy["predictions"]],
-        "examples": accuracy["predictions"][:3],
+    # 16 windows per code-length pass, 32 prompts per decoding batch: the batch sizes the study has always
+    # used, so a fresh run reproduces the numbers of cells measured before.
+    m = measure_model(model, tokenizer, general_texts, domain_test, domain_limit, kl_samples, batch_size=32,
+                      general_batch_size=16)
+    result: dict[str, Any] = {
+        "general_nats": m.general_nats,
+        "general_tokens": m.general_tokens,
+        "general_bytes": sum(m.general_bytes or []),
+        "domain_correct": m.domain_correct,
+        "examples": (m.predictions or [])[:3],
     }
     if validation is not None:
-        scored = domain_accuracy(model, tokenizer, validation, limit=validation_limit, progress=False)
-        result["validation_correct"] = [int(p["correct"]) for p in scored["predictions"]]
-    if kl_samples:
-        result["kl_nll"] = sequence_nll(model, kl_samples).tolist()
+        result["validation_correct"], _ = domain_correctness(model, tokenizer, validation, validation_limit)
+    if m.kl_nll is not None:
+        result["kl_nll"] = m.kl_nll
     return result
+
+
+def _units(m: dict[str, Any]) -> dict[str, Units]:
+    """The evaluation units of a cell's measurement dict (it keeps bytes only as a total and no token counts
+    of the samples, so neither bits per byte nor the KL per token is among them)."""
+    return Measurement(general_nats=m["general_nats"], general_tokens=m["general_tokens"],
+                       domain_correct=m["domain_correct"], kl_nll=m.get("kl_nll") or None).units()
 
 
 def nats_per_token(m: dict[str, Any]) -> float:
@@ -73,17 +88,16 @@ def accuracy(m: dict[str, Any]) -> float:
 def paired_interval(
     after: dict[str, Any], before: dict[str, Any], metric: str, resamples: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% paired bootstrap interval of ``metric(after) - metric(before)`` (``forgetless.evaluation.bootstrap``).
+    """95% paired bootstrap interval of ``metric(after) - metric(before)`` (``evaluation.measure.paired_difference``).
 
     Args:
         metric: ``"forgetting"`` (nats/token over general documents, a ratio of sums
-            per resample) or ``"gain"`` (exact-match accuracy over domain examples).
+            per resample), ``"gain"`` (exact-match accuracy over domain examples) or
+            ``"kl"`` (mean NLL difference over the base's context-free samples: the
+            KL(p_base || p_model) estimate per sequence).
     """
-    if metric == "forgetting":
-        interval = bootstrap_difference((after["general_nats"], after["general_tokens"]),
-                                        (before["general_nats"], before["general_tokens"]), resamples=resamples,
-                                        seed=seed)
-    else:
-        interval = bootstrap_difference((after["domain_correct"], None), (before["domain_correct"], None),
-                                        resamples=resamples, seed=seed)
+    if metric not in _METRICS:
+        raise ValueError(f"paired_interval: metric {metric!r}; expected one of {sorted(_METRICS)}")
+    name = _METRICS[metric]
+    interval = paired_difference(_units(after)[name], _units(before)[name], resamples=resamples, seed=seed)
     return interval.low, interval.high

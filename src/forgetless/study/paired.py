@@ -2,7 +2,7 @@
 
 Both sides are scored on the same items (test examples, validation examples,
 held-out documents), so one set of resampling counts serves both and the
-interval reflects which items were drawn (``forgetless.evaluation.bootstrap``).
+interval reflects which items were drawn (``forgetless.bootstrap``).
 A difference is a *win* only when its interval lies above 0, a *loss* when it
 lies below, and otherwise the two are *indistinguishable* at this sample size.
 """
@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from forgetless.evaluation.bootstrap import bootstrap_difference
+from forgetless.bootstrap import bootstrap_difference
 from forgetless.study.rows import Group
 
 Metric = Literal["test", "validation", "general"]
