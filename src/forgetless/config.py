@@ -121,6 +121,7 @@ class TrainConfig(BaseModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
+        # imported here: the CLI imports this schema to build its flags, without torch
         from forgetless.objectives import OBJECTIVES
 
         if value not in OBJECTIVES:
@@ -190,6 +191,7 @@ class TrainConfig(BaseModel):
         # time naming the method, the parameter and what it takes. The dict is kept as given:
         # it is part of the run's identity (caches, resume checks).
         if "method" in info.data:  # else the method itself was refused, with its own error
+            # imported here: the CLI imports this schema to build its flags, without torch
             from forgetless.objectives import build_objective
 
             build_objective(info.data["method"], value)
@@ -198,6 +200,7 @@ class TrainConfig(BaseModel):
     @field_validator("regularizers")
     @classmethod
     def _regularizer_params(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # imported here: the CLI imports this schema to build its flags, without torch
         from forgetless.regularizers import build_regularizer
 
         for name, params in value.items():
@@ -218,6 +221,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with an error naming the file when it is not one."""
+    # imported here: the CLI imports this schema to build its flags, without torch
     from forgetless.data.errors import DataError
     from forgetless.data.text import decode_utf8
 

@@ -73,7 +73,8 @@ def task_items(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list
     Raises:
         ValueError: a task lm-eval does not know (its message lists none of the thousands it does).
     """
-    import lm_eval  # imported here: the lm-eval extra is optional
+    # imported here: the lm-eval extra is optional (the adapter module imports lm_eval too)
+    import lm_eval
     from lm_eval.tasks import TaskManager
 
     from forgetless.evaluation.lmeval import ForgetlessLM

@@ -35,6 +35,7 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
     """
     from transformers import AutoTokenizer
 
+    # imported here: the merge flags are built without peft or transformers
     from forgetless.models import load_adapter, load_causal_lm
 
     path = Path(path)

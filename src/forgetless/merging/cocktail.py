@@ -87,6 +87,7 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
                  trust_remote_code: bool = False) -> list[float]:
     """L_k: each model's loss on the first ``num_examples`` target examples, loading one
     model at a time, with the tokenizer of the first model (as lm-cocktail does)."""
+    # imported here: the merge flags are built from this module, without transformers
     from forgetless.merging.cocktail_loss import example_pairs, reference_batches, reference_loss
     from forgetless.merging.scoring import example_texts, load_for_scoring, mean_loss
     from forgetless.models import load_tokenizer

@@ -40,6 +40,7 @@ class GreedySoupParams(RuleParams):
 def loss_score(validation: str, context: RuleContext) -> Score:
     """Held-out score of a soup: minus the mean loss per token on ``validation``, with the
     tokenizer of the first model."""
+    # imported here: the merge flags are built from this module, without transformers
     from forgetless.merging.scoring import example_texts, mean_loss
     from forgetless.models import load_tokenizer
 
@@ -62,6 +63,7 @@ class GreedySoup(MergeRule):
         return cls(score=loss_score(params.validation, context))
 
     def coefficients(self, models: list[Path]) -> Coefficients:
+        # imported here: the merge flags are built from this module, without transformers
         from forgetless.merging.scoring import load_for_scoring
 
         if len(models) < 2:

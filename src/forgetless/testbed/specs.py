@@ -29,6 +29,7 @@ def resolve_spec(spec: str) -> str:
     """
     if not spec.startswith(PREFIX):
         return spec
+    # imported here: the CLI resolves specs at start-up; building needs the training stack
     from forgetless.testbed.build import build_testbed
     from forgetless.testbed.variants import testbed_model
 

@@ -99,6 +99,7 @@ def make_trainer(
     copy of θ*) while the model still holds the base weights.
     """
     if cfg.lora:
+        # imported here: peft is imported only by LoRA runs
         from forgetless.training.lora import apply_lora
 
         # LoRA's A matrices are drawn from the global RNG: seed it here, or the adapters depend on
@@ -132,6 +133,7 @@ def method_cache_dir(data: str) -> Path:
 
 def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any]:
     """What each method was and did, for ``forgetless.json`` (per-step statistics are in the log history)."""
+    # imported here: peft is imported only by LoRA runs
     from forgetless.training.lora import trainable_parameters
 
     trainable, total = trainable_parameters(trainer.model)
@@ -264,6 +266,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
             if cfg.lora:
+                # imported here: peft is imported only by LoRA runs
                 from forgetless.training.lora import save_merged
 
                 report = method_report(cfg, trainer)  # before merging consumes the adapters
