@@ -32,40 +32,56 @@ def _load(model_spec: str, trust_remote_code: bool) -> tuple[Any, Any, str]:
     return model.eval(), tokenizer, path
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    """Write replay data: context-free samples, contextual completions, or a corpus slice."""
+def generate_replay_data(output: str, model: str | None = None, prompts: str | None = None,
+                         corpus: str | None = None, num_samples: int | None = None, temperature: float = 1.0,
+                         top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0, batch_size: int = 32,
+                         prompt: str = "bos", max_chars: int = 512, corpus_order: str = "random",
+                         trust_remote_code: bool = False) -> dict[str, Any]:
+    """Write replay data to ``output`` and its settings to the sidecar: what ``forgetless generate`` does.
+
+    Context-free samples of ``model`` (no ``prompts``), its completions of ``prompts``
+    (contextual), or a slice of ``corpus`` (no model). The defaults are the command's.
+
+    Returns:
+        The sidecar's record (kind, source, settings, record count, seconds).
+
+    Raises:
+        ValueError: no ``model`` without ``corpus``, or both ``prompts`` and ``corpus``.
+    """
     from forgetless.replay.kl_estimate import meta_path_for
 
+    if prompts and corpus:
+        raise ValueError("prompts and corpus: give one source of replay data, not both")
     start = time.time()
     meta: dict[str, Any] = {"forgetless_version": forgetless.__version__}
-    if args.corpus:
+    if corpus:
         from forgetless.replay.corpus import corpus_slice
 
-        count = args.num_samples or 1000
-        records = corpus_slice(args.corpus, count, args.max_chars, args.seed, args.corpus_order)
-        meta.update(kind="corpus", source=args.corpus, settings={"num_samples": count,
-                    "max_chars": args.max_chars, "seed": args.seed, "order": args.corpus_order})
+        count = num_samples or 1000
+        records = corpus_slice(corpus, count, max_chars, seed, corpus_order)
+        meta.update(kind="corpus", source=corpus, settings={"num_samples": count,
+                    "max_chars": max_chars, "seed": seed, "order": corpus_order})
     else:
-        if not args.model:
+        if not model:
             raise ValueError("--model is required (except with --corpus)")
         from forgetless.replay.generate import SamplingSettings
 
-        model, tokenizer, path = _load(args.model, args.trust_remote_code)
-        if args.prompts:
+        lm, tokenizer, path = _load(model, trust_remote_code)
+        if prompts:
             from forgetless.replay.contextual import contextual_completions, read_prompts
 
-            prompts = read_prompts(args.prompts, args.num_samples, args.seed)
-            settings = SamplingSettings(num_samples=len(prompts), temperature=args.temperature, top_p=args.top_p,
-                                        max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=args.batch_size)
-            records = contextual_completions(model, tokenizer, prompts, settings)
-            meta.update(kind="contextual", prompts=args.prompts, dropped_empty=len(prompts) - len(records))
+            chosen = read_prompts(prompts, num_samples, seed)
+            settings = SamplingSettings(num_samples=len(chosen), temperature=temperature, top_p=top_p,
+                                        max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
+            records = contextual_completions(lm, tokenizer, chosen, settings)
+            meta.update(kind="contextual", prompts=prompts, dropped_empty=len(chosen) - len(records))
         else:
             from forgetless.replay.generate import context_free_prompt, generate_context_free, sample_record
 
-            settings = SamplingSettings(num_samples=args.num_samples or 1000, temperature=args.temperature,
-                                        top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                        batch_size=args.batch_size, prompt=args.prompt)
-            samples = generate_context_free(model, tokenizer, settings)
+            settings = SamplingSettings(num_samples=num_samples or 1000, temperature=temperature,
+                                        top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+                                        batch_size=batch_size, prompt=prompt)
+            samples = generate_context_free(lm, tokenizer, settings)
             records = [sample_record(s, tokenizer, settings.prompt) for s in samples]
             prompt_ids = context_free_prompt(tokenizer, settings.prompt)
             meta.update(kind="context_free", prompt_ids=prompt_ids, prompt_text=tokenizer.decode(prompt_ids),
@@ -73,8 +89,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
                         finished_fraction=sum(s.finished for s in samples) / len(samples))
         meta.update(model=path, settings=settings.to_dict())
     meta.update(records=len(records), seconds=time.time() - start)
-    write_jsonl(args.output, records)
-    write_json(meta_path_for(args.output), meta)
+    write_jsonl(output, records)
+    write_json(meta_path_for(output), meta)
+    return meta
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write replay data: context-free samples, contextual completions, or a corpus slice."""
+    meta = generate_replay_data(args.output, args.model, args.prompts, args.corpus, args.num_samples,
+                                args.temperature, args.top_p, args.max_new_tokens, args.seed, args.batch_size,
+                                args.prompt, args.max_chars, args.corpus_order, args.trust_remote_code)
     print(json.dumps({k: v for k, v in meta.items() if k != "prompt_ids"}, indent=2))
     return 0
 
