@@ -174,8 +174,9 @@ class CocktailStage:
                  for k, peer in enumerate(cfg.cocktail.peers)]
         mix = graph.add(f"cocktail/{parent}/mix", f"LM-Cocktail weights for {parent}", cocktail_mix_task, (spec,),
                         [train_task_id(parent), *peers])
-        # After the parent's sweep points: without peers the mix is the base, and the cocktail's cells are WiSE-FT's.
-        sweeps = [t for t in planned.by_stage.get("sweeps", []) if t.startswith(eval_task_id(parent) + "/")]
+        # After the parent's sweep points (every evaluation declared under its id): without peers the mix
+        # is the base, and the cocktail's cells are WiSE-FT's, which two workers must not compute at once.
+        sweeps = [t for ids in planned.by_stage.values() for t in ids if t.startswith(eval_task_id(parent) + "/")]
         points = [graph.add(f"cocktail/{parent}/alpha={alpha:g}", f"evaluate LM-Cocktail a={alpha:g}",
                             cocktail_point_task, (spec, alpha), [mix, *planned.before_eval, *sweeps])
                   for alpha in cocktail_alphas(cfg)]
