@@ -31,11 +31,12 @@ from typing import Any
 IGNORED = {"measured_on", "trained_on", "train_seconds"}
 
 RUN = """
-import json, sys
+import sys
 from forgetless.study.config import load_study
 from forgetless.study.executors import make_executor
 from forgetless.study.runner import run_study
-run_study(load_study(sys.argv[1]), print_fn=lambda _: None, executor=make_executor(sys.argv[2], workers=None if sys.argv[2] != "local" else 2))
+executor = make_executor(sys.argv[2], workers=2 if sys.argv[2] == "local" else None)
+run_study(load_study(sys.argv[1]), print_fn=lambda _: None, executor=executor)
 """
 
 

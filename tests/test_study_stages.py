@@ -144,3 +144,16 @@ def test_stages_declare_their_cells_in_the_graph(one_model: StudyConfig) -> None
     assert [t.id for t in graph][:3] == ["samples/kl-estimate", "eval/base", "train/sft/lr=0.01/seed=0"]
     with pytest.raises(ValueError, match="two stages are named 'soup'"):
         plan_cells(ctx, [*STAGES, SoupStage(), SoupStage()])
+
+
+def test_the_study_library_never_parses_command_lines() -> None:
+    import ast
+
+    import forgetless.study
+
+    package = Path(forgetless.study.__file__).parent
+    parsing = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py")) if path.name != "cli.py"
+               and any(isinstance(node, (ast.Import, ast.ImportFrom)) and "argparse" in
+                       [alias.name for alias in node.names] + [getattr(node, "module", None)]
+                       for node in ast.walk(ast.parse(path.read_text())))]
+    assert parsing == []  # only the `study` command's own module parses flags

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from forgetless.model_loading import load_causal_lm
 from forgetless.study.config import StudyConfig
 from forgetless.study.rows import Row
-from forgetless.training.run import load_tokenizer as _training_tokenizer
+from forgetless.training.run import load_tokenizer as training_tokenizer
 from forgetless.training.run import resolve_model
 
 
@@ -47,7 +47,7 @@ def load_model(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a study model (padding set when it has none)."""
-    return _training_tokenizer(path)
+    return training_tokenizer(path)
 
 
 @dataclass
