@@ -32,9 +32,9 @@ from forgetless.study.config import StudyConfig
 from forgetless.study.context import Context, Progress, load_tokenizer, resolve_base, resolve_data
 from forgetless.study.data_checks import carve_validation, check_answers, duplicate_prompts
 from forgetless.study.executors import Executor, SerialExecutor
-from forgetless.study.model_cells import train_spec  # noqa: F401  (imported from here by tests and benches)
+from forgetless.study.model_cells import train_spec  # noqa: F401  (tests import it from here)
 from forgetless.study.plan import plan_cells
-from forgetless.study.replay_cells import attach_kl_samples, replay_sources  # noqa: F401  (replay_sources: as above)
+from forgetless.study.replay_cells import attach_kl_samples
 from forgetless.study.rows import Row
 from forgetless.study.stages import Stage
 from forgetless.study.stages.registry import STAGES
