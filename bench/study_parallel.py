@@ -30,8 +30,10 @@ from forgetless.machine import machine_stamp
 from forgetless.study.config import StudyConfig, load_study
 from forgetless.study.executors import Executor, LocalExecutor, SerialExecutor
 from forgetless.study.graph import Graph
-from forgetless.study.plan import plan_cells, register_context
-from forgetless.study.runner import prepare_context, replay_sources
+from forgetless.study.plan import plan_cells
+from forgetless.study.replay_cells import replay_sources
+from forgetless.study.runner import prepare_context
+from forgetless.study.tasks import register_context
 
 
 def training_cells(cfg: StudyConfig) -> tuple[Graph, Path]:

@@ -105,8 +105,50 @@ def test_the_ground_floor_imports_nothing_above_it() -> None:
     assert above == []
 
 
+def _unexplained_function_imports(path: Path) -> list[int]:
+    """Lines of imports of forgetless inside functions with no ``# imported here: WHY`` above them.
+
+    The comment may stand on the import's line or above the run of imports (blank lines and other
+    imports between) it starts. Subcommand modules (``cli.py``) are exempt: they import the library
+    only when their command runs, so ``forgetless --help`` starts without torch (docs/architecture.md).
+    """
+    if path.name == "cli.py":
+        return []
+    lines = path.read_text().split("\n")
+    unexplained = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            module = inner.module if isinstance(inner, ast.ImportFrom) else (
+                inner.names[0].name if isinstance(inner, ast.Import) else None)
+            if not module or not module.startswith("forgetless"):
+                continue
+            row = inner.lineno - 1
+            while row >= 0 and "imported here" not in lines[row]:
+                above = lines[row - 1].strip() if row > 0 else ""
+                if not (above == "" or above.startswith(("from ", "import ", "# imported here"))):
+                    row = -1
+                    break
+                row -= 1
+            if row < 0:
+                unexplained.append(inner.lineno)
+    return unexplained
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """A function-level import is kept only where it keeps start-up light or an extra optional, and says so:
+    a loop between packages is never the reason (the tests above forbid loops)."""
+    found = [f"{p.relative_to(ROOT)}:{line}" for p in sorted(ROOT.rglob("*.py"))
+             for line in _unexplained_function_imports(p)]
+    assert found == []
+
+
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     """The walk is not vacuous: a ground-floor file importing the study would be found."""
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from forgetless.study.runner import run_study\n")
     assert _imports(probe) == [("study", 2)]
+    assert _unexplained_function_imports(probe) == [2]
+    probe.write_text("def f():\n    # imported here: start-up\n    import torch\n\n    from forgetless.study import runner\n")
+    assert _unexplained_function_imports(probe) == []

@@ -57,3 +57,21 @@ def test_generate_errors_are_clear(tmp_path: Path, capsys) -> None:  # noqa: ANN
     assert "--model is required" in capsys.readouterr().err
     assert main(["kl-estimate", "--model", str(tmp_path), "--samples", str(tmp_path / "none.jsonl")]) == 2
     assert "--base is required" in capsys.readouterr().err
+
+
+def test_the_library_function_writes_what_the_command_writes(tiny_model_dir: Path, pc_data: Path,
+                                                             tmp_path: Path) -> None:
+    from forgetless.replay.make_data import generate_replay_data
+
+    for source in (["--model", str(tiny_model_dir)], ["--model", str(tiny_model_dir), "--prompts", str(pc_data)]):
+        assert main(["generate", *source, "--num-samples", "4", "--max-new-tokens", "6", "--seed", "2",
+                     "--output", str(tmp_path / "cli.jsonl")]) == 0
+        # The study calls this with the command's defaults for everything it does not set.
+        meta = generate_replay_data(str(tmp_path / "lib.jsonl"), str(tiny_model_dir), *source[3:], num_samples=4,
+                                    max_new_tokens=6, seed=2)
+        assert _lines(tmp_path / "lib.jsonl") == _lines(tmp_path / "cli.jsonl")
+        cli_meta = json.loads((tmp_path / "cli.meta.json").read_text())
+        assert {k: v for k, v in meta.items() if k != "seconds"} == {k: v for k, v in cli_meta.items() if k != "seconds"}
+    with pytest.raises(ValueError, match="prompts and corpus: give one source"):
+        generate_replay_data(str(tmp_path / "both.jsonl"), str(tiny_model_dir), str(pc_data), str(pc_data))
+    assert not (tmp_path / "both.jsonl").exists()

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from forgetless.config import ConfigError
-from forgetless.study import runner
+from forgetless.study import model_cells
 from forgetless.study.config import load_study
 from forgetless.study.frontier import pareto_front
 from forgetless.study.measure import paired_interval
@@ -83,7 +83,7 @@ def test_rerun_is_cached_and_identical(study_yaml: Path, monkeypatch: pytest.Mon
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(model_cells, "train", no_training)
     run_study(cfg, print_fn=lambda _: None)
     assert (root / "results.jsonl").read_text() == first
 
@@ -180,7 +180,7 @@ def test_test_set_without_answers_is_refused_before_training(study_yaml: Path, t
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained before the data was checked")
 
-    monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(model_cells, "train", no_training)
     with pytest.raises(ValueError, match=r"bad_test\.jsonl, line 2, field 'answer'"):
         run_study(load_study(study_yaml), print_fn=lambda _: None)
 

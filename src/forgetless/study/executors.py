@@ -306,6 +306,7 @@ def make_executor(name: str | None = None, workers: int | None = None, address: 
     if name == "local":
         return SerialExecutor(retries) if workers == 1 else LocalExecutor(workers, retries)
     if name == "ray":
+        # imported here: ray_backend imports this module, and ray is an optional extra
         from forgetless.study.ray_backend import RayExecutor
 
         return RayExecutor(address, retries)

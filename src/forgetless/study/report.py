@@ -281,7 +281,7 @@ def write_report(root: Path, cfg: Any) -> Path:
               "learning_curves.png": plot_learning_curves(rows, root / "learning_curves.png")}
     title = f"forgetless study: {cfg.name}"
     intro = (f"Base model `{cfg.base_model}`; domain data `{cfg.data.train}`; general text `{cfg.data.general}`; "
-             f"forgetting budget {cfg.budget:g} nats/token; {sum(r['kind'] == 'trained' for r in rows)} trained "
+             f"forgetting budget {cfg.budget:g} nats/token; {sum(r['kind'] == RowKind.TRAINED for r in rows)} trained "
              f"models, {len(rows)} evaluated in all. Measured on {machines_sentence(rows)}. "
              + data_note(rows)).strip()
     resamples = cfg.eval.bootstrap if getattr(cfg, "eval", None) is not None else 1000

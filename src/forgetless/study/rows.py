@@ -26,7 +26,11 @@ Row = dict[str, Any]
 
 
 class RowKind(str, Enum):
-    """What a row measures; the string values are what ``results.jsonl`` stores."""
+    """What a row measures; the string values are what ``results.jsonl`` stores.
+
+    These are the kinds the study's own stages make and the report knows; a stage of
+    one's own makes rows of a new kind with a ``str`` enum of its own (``make_row``).
+    """
 
     BASE = "base"
     TRAINED = "trained"
