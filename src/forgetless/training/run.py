@@ -31,6 +31,7 @@ from forgetless.atomic import atomic_dir, write_json
 from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
+from forgetless.data.spec import display_name
 from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
 from forgetless.objectives import build_objective
@@ -124,7 +125,7 @@ def make_trainer(
 
 def method_cache_dir(data: str) -> Path:
     """Where pre-pass results are cached: ``.forgetless_cache/`` next to the data, else the user cache."""
-    beside = Path(data).resolve().parent
+    beside = Path(display_name(data)).resolve().parent  # a spec with a mapping: next to its source
     if os.access(beside, os.W_OK):
         return beside / ".forgetless_cache"
     return Path(os.environ.get("FORGETLESS_CACHE", Path.home() / ".cache" / "forgetless")) / "methods"
