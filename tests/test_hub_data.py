@@ -177,3 +177,44 @@ def test_a_missing_dataset_stops_training_with_one_line(tiny_model_dir: Path, tm
     err = capsys.readouterr().err.strip()
     assert err.startswith("forgetless: error: hf:nobody/no-such-dataset:train: not in the datasets cache")
     assert "\n" not in err and not (tmp_path / "run").exists()
+
+
+def test_min_chars_skips_short_rows_like_wikitext_lines(tmp_path: Path) -> None:
+    lines = ["", " = Heading = \n", "A paragraph long enough to count as a document.\n", "   \n", "Another one, long too.\n"]
+    datasets.Dataset.from_dict({"text": lines}).save_to_disk(str(tmp_path / "wiki"))
+    records = read_records(_spec(f"hf:{tmp_path / 'wiki'}", fields={"text": "text"}, min_chars=20))
+    assert [(r.where, r.fields["text"]) for r in records] == [("record 2", lines[2]), ("record 4", lines[4])]
+    assert "min_chars=100 skips all 5 records" in _error(_spec(f"hf:{tmp_path / 'wiki'}", fields={"text": "text"},
+                                                               min_chars=100))
+    with pytest.raises(ValueError, match="min_chars: applies to the strings a mapping produces"):
+        build_config(DataConfig, {"train": "t", "test": "t", "general": {"source": "g", "min_chars": 5}}, "s.yaml")
+
+
+def test_a_study_reads_every_data_entry_from_mapped_datasets(folder: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from forgetless.study.config import load_study
+    from forgetless.study.runner import run_study
+
+    datasets.Dataset.from_dict({"page": [f"The word was with the model {i}." for i in range(4)]}).save_to_disk(
+        str(tmp_path / "wiki"))
+    mapped = GSM8K_MAPPING
+    cfg = {
+        "name": "hub", "output": str(tmp_path / "study"), "base_model": str(tiny_model_dir),
+        "data": {"train": {"source": f"hf:{folder}:train[:3]", **mapped},
+                 "validation": {"source": f"hf:{folder}:train[3:]", **mapped},
+                 "test": {"source": f"hf:{folder}:test", **mapped},
+                 "general": {"source": f"hf:{tmp_path / 'wiki'}", "fields": {"text": "page"}}},
+        "training": {"max_steps": 2, "batch_size": 2, "logging_steps": 1},
+        "methods": [{"name": "sft", "learning_rates": [1e-3]}],
+        "sweeps": {"interpolation": [], "ensemble": []},
+        "eval": {"bootstrap": 20, "curve_points": 0},
+        "context_free": {"kl_samples": 0},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    study = load_study(path)
+    rows = [json.loads(line) for line in (run_study(study, print_fn=lambda _: None) / "results.jsonl").read_text()
+            .splitlines()]
+    assert [r["kind"] for r in rows] == ["base", "trained"]
+    assert rows[0]["validation_n"] == 1 and rows[0]["duplicate_prompts"] == {"validation": 0, "test": 0}
+    record = json.loads((Path(rows[1]["path"]) / "forgetless.json").read_text())
+    assert record["config"]["data"] == study.data.train and record["data"]["examples"] == 3

@@ -58,7 +58,12 @@ def read_records(path: str | Path) -> list[Record]:
         return records
     if columns is not None:  # a table: every record has the same columns, so check them once, up front
         check_columns(source, name, columns)
-    return [Record(map_fields(r.fields, r.where, source, name), r.where) for r in records]
+    mapped = [Record(map_fields(r.fields, r.where, source, name), r.where) for r in records]
+    kept = [r for r in mapped if all(len(v.strip()) >= source.min_chars for v in r.fields.values() if isinstance(v, str))]
+    if not kept:
+        raise DataError(name, None, None, f"min_chars={source.min_chars} skips all {len(mapped)} records; expected at "
+                                          "least one to remain")
+    return kept
 
 
 def _read_path(path: Path) -> tuple[list[Record], list[str] | None]:

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 HF_PREFIX = "hf:"
-_KEYS = {"source", "fields", "template", "replace"}
+_KEYS = {"source", "fields", "template", "replace", "min_chars"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class DataSource:
         template: output field -> a format string over input columns (``"Q: {question}\\nA:"``).
         replace: literal replacements applied to every string the mapping produces, in
             order (``{"####": "Answer:"}`` turns GSM8K's final line into the answer format).
+        min_chars: records with a mapped string field shorter than this (whitespace
+            stripped) are skipped: WikiText's rows are lines, many of them empty.
     With a mapping, a record holds exactly the mapped fields (other columns are dropped, so
     a dataset's own ``answer`` column cannot silently stand in for the gold answer).
     """
@@ -47,6 +49,7 @@ class DataSource:
     fields: dict[str, str] = field(default_factory=dict)
     template: dict[str, str] = field(default_factory=dict)
     replace: dict[str, str] = field(default_factory=dict)
+    min_chars: int = 0
 
     @property
     def mapped(self) -> bool:
@@ -57,7 +60,8 @@ class DataSource:
         """The one-string form: the source alone without a mapping, else sorted JSON."""
         if not self.mapped:
             return self.source
-        values = {"source": self.source, "fields": self.fields, "template": self.template, "replace": self.replace}
+        values = {"source": self.source, "fields": self.fields, "template": self.template, "replace": self.replace,
+                  "min_chars": self.min_chars}
         return json.dumps({k: v for k, v in values.items() if v}, sort_keys=True, ensure_ascii=False)
 
 
@@ -121,11 +125,15 @@ def data_source(value: Any) -> DataSource:
         raise ValueError(f"field(s) {both} given both in fields and in template; give each output field once")
     for target, template in parts["template"].items():
         template_columns(template, target)
-    if parts["replace"] and not (parts["fields"] or parts["template"]):
-        raise ValueError("replace: applies to the strings a mapping produces; give fields or template too")
+    min_chars = value.get("min_chars", 0)
+    if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
+        raise ValueError(f"min_chars: expected a whole number >= 0, got {min_chars!r}")
+    for key, given in (("replace", parts["replace"]), ("min_chars", min_chars)):
+        if given and not (parts["fields"] or parts["template"]):
+            raise ValueError(f"{key}: applies to the strings a mapping produces; give fields or template too")
     if "" in parts["replace"]:
         raise ValueError("replace: an empty string cannot be replaced")
-    return DataSource(value["source"], parts["fields"], parts["template"], parts["replace"])
+    return DataSource(value["source"], parts["fields"], parts["template"], parts["replace"], min_chars)
 
 
 def normalize_spec(value: Any) -> Any:
