@@ -73,7 +73,8 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (the update is scaled by alpha / r).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA adapter input.")
     lora_target_modules: str = Field(
-        "all-linear", description="Modules given adapters: all-linear, or comma-separated names like q_proj,v_proj."
+        "all-linear", description="Modules given adapters: all-linear, or comma-separated groups (attention, mlp: "
+                                  "resolved per architecture) and module names like q_proj,v_proj."
     )
     replay: ReplayConfig | None = Field(
         None,

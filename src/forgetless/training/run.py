@@ -141,7 +141,9 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
         "regularizers": {r.name: {"params": cfg.regularizers[r.name], **r.report()} for r in trainer.regularizers},
         "lora": (
             {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
-             "target_modules": cfg.lora_target_modules, "merged_on_export": True}
+             "target_modules": cfg.lora_target_modules, "merged_on_export": True,
+             # What PEFT adapted: the groups resolved for this architecture (all-linear expanded).
+             "adapted_modules": sorted(trainer.accelerator.unwrap_model(trainer.model).peft_config["default"].target_modules)}
             if cfg.lora else None
         ),
         "trainable_parameters": trainable,
