@@ -124,6 +124,8 @@ def test_bad_specs_fail_in_one_line(folder: Path) -> None:
     assert "the slice selects no record of a split of 4" in _error(f"hf:{folder}:train[4:]")
     assert "expected hf:NAME[:CONFIG]:SPLIT" in _error("hf:a:b:c:d")
     assert "no split given" in _error("hf:openai/gsm8k")
+    assert _error(f"hf:{folder}-typo:train") == (f"hf:{folder}-typo:train: no such folder '{folder}-typo'; expected a "
+                                                 "folder written by datasets' save_to_disk, or a hub dataset name")
 
 
 def test_the_hash_covers_the_mapping_and_the_slice(folder: Path) -> None:

@@ -108,6 +108,9 @@ def load_split(spec: str) -> tuple[Any, int]:
     """
     where = parse_hf(spec)
     folder = Path(where.name).expanduser()
+    if not folder.exists() and where.name.startswith(("/", "./", "../", "~")):  # a path, never a hub name
+        raise DataError(spec, None, None, f"no such folder {str(folder)!r}; expected a folder written by datasets' "
+                                          "save_to_disk, or a hub dataset name")
     dataset = _local_split(spec, where, folder) if folder.exists() else _hub_split(spec, where)
     if where.start is None and where.stop is None:
         return dataset, 0
@@ -120,10 +123,10 @@ def load_split(spec: str) -> tuple[Any, int]:
 
 
 def fingerprint(spec: str) -> str:
-    """What identifies the records of an ``hf:`` spec: the spec and ``datasets``' fingerprint of the split.
+    """What identifies the records of a hub ``hf:`` spec: the spec and ``datasets``' fingerprint of the split.
 
-    ``datasets`` derives the fingerprint from the cached files (a hub dataset's revision, a
-    local folder's saved state), so a changed dataset changes it.
+    ``datasets`` derives a hub dataset's fingerprint from its cached files (their revision),
+    so a new revision changes it. (A local folder is hashed by its bytes, ``records.data_hash``.)
     """
     dataset, _ = load_split(spec)
     return f"{spec}\n{dataset._fingerprint}"  # noqa: SLF001  (datasets' own content identity)

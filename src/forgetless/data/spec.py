@@ -25,7 +25,6 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-HF_PREFIX = "hf:"
 _KEYS = {"source", "fields", "template", "replace", "min_chars"}
 
 
