@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, load_examples
-from forgetless.training.lora import apply_lora, save_merged, trainable_parameters
+from forgetless.training.lora import apply_lora, resolve_target_modules, save_merged, trainable_parameters
 from forgetless.training.run import train
 from tests.conftest import make_model
 
@@ -76,3 +78,20 @@ def test_lora_adapters_do_not_depend_on_what_ran_before(tokenizer, pc_data, tmp_
 
     first, second = adapters(1), adapters(1000)
     assert first and all(torch.equal(first[n], second[n]) for n in first)
+
+
+def test_target_groups_resolve_per_architecture_and_bad_names_fail_clearly(tokenizer) -> None:
+    llama = make_model(tokenizer)
+    assert resolve_target_modules(llama, "all-linear") == "all-linear"
+    assert resolve_target_modules(llama, "attention") == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert resolve_target_modules(llama, "mlp, q_proj,attention") == [
+        "gate_proj", "up_proj", "down_proj", "q_proj", "k_proj", "v_proj", "o_proj"]  # in order, once each
+    with pytest.raises(ValueError, match=r"'qkv_proj' matches no module of this llama model; its linear layers are "
+                                         r"named \['down_proj', 'gate_proj', 'k_proj', 'lm_head', 'o_proj', 'q_proj'"):
+        resolve_target_modules(llama, "qkv_proj")
+    with pytest.raises(ValueError, match="empty"):
+        resolve_target_modules(llama, " , ")
+    unknown = SimpleNamespace(config=SimpleNamespace(model_type="mamba"), named_modules=llama.named_modules)
+    with pytest.raises(ValueError, match=r"the 'mlp' group is not known for model_type 'mamba' .*name the modules"):
+        resolve_target_modules(unknown, "mlp")
+    assert resolve_target_modules(unknown, "q_proj") == ["q_proj"]  # names work for any architecture

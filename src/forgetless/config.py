@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from forgetless.data.spec import DataSpec, normalize_spec, with_mapping
+
 
 class ConfigError(ValueError):
     """A configuration file or value is wrong; the message names the key."""
@@ -23,12 +25,14 @@ class ReplayConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(description="Replay file: `forgetless generate` output (text), contextual prompt/completion, or a corpus slice.")
+    data: DataSpec = Field(
+        description="Replay data (a file or hf:NAME[:CONFIG]:SPLIT): `forgetless generate` output (text), contextual "
+                    "prompt/completion, or a corpus slice.")
     ratio: float | None = Field(
         None, ge=0, description="Replay examples per domain example, drawn with the run's seed; None: every replay example once."
     )
     weight: float = Field(1.0, ge=0, description="Loss weight λ on replay examples (multiplies their token weights).")
-    kl_eval_data: str | None = Field(
+    kl_eval_data: DataSpec | None = Field(
         None, description="Held-out context-free samples (`forgetless generate` output) for the KL estimate logged while training."
     )
     kl_eval_samples: int = Field(
@@ -44,7 +48,16 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="Base model: a local directory, a hub id, or testbed:tiny / testbed:small.")
-    data: str = Field(description="Training data: .jsonl, .json, .parquet, or a datasets directory.")
+    data: DataSpec = Field(
+        description="Training data: .jsonl, .json, .parquet, a datasets directory, or hf:NAME[:CONFIG]:SPLIT "
+                    "(a hub dataset or save_to_disk folder; SPLIT may be sliced, train[:1000]).")
+    # The column mapping, next to `data` (forgetless.data.spec); folded into `data` when the config is read.
+    fields: dict[str, str] = Field(
+        default_factory=dict, description='Fields taken from dataset columns, e.g. {"prompt": "question", "completion": "answer"}.')
+    template: dict[str, str] = Field(
+        default_factory=dict, description='Fields made from columns by a template, e.g. {"prompt": "Q: {question}\\nA:"}.')
+    replace: dict[str, str] = Field(
+        default_factory=dict, description='Literal replacements in the mapped fields, e.g. {"####": "Answer:"}.')
     output: str = Field(description="Directory the fine-tuned model is written to (atomically, when training ends).")
     method: str = Field("nll", description="Training objective, by registered name (nll is plain SFT).")
     method_params: dict[str, Any] = Field(
@@ -62,7 +75,8 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(64.0, gt=0, description="LoRA alpha (the update is scaled by alpha / r).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA adapter input.")
     lora_target_modules: str = Field(
-        "all-linear", description="Modules given adapters: all-linear, or comma-separated names like q_proj,v_proj."
+        "all-linear", description="Modules given adapters: all-linear, or comma-separated groups (attention, mlp: "
+                                  "resolved per architecture) and module names like q_proj,v_proj."
     )
     replay: ReplayConfig | None = Field(
         None,
@@ -118,6 +132,21 @@ class TrainConfig(BaseModel):
     accelerate_config: str | None = Field(
         None, description="The accelerate config file of launcher: accelerate (e.g. configs/accelerate/fsdp.yaml).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping_into_data(cls, values: Any) -> Any:
+        # Everything downstream reads one data spec string (forgetless.data.spec), so the
+        # mapping given next to `data` joins it here and the three keys are left empty.
+        if not isinstance(values, dict) or not any(values.get(k) for k in ("fields", "template", "replace")):
+            return values
+        if not isinstance(values.get("data"), str | dict):
+            return values  # `data` missing or of a wrong type: its own error says so
+        mapping = {k: values.get(k) or {} for k in ("fields", "template", "replace")}
+        if any(not isinstance(v, dict) for v in mapping.values()):
+            return values  # a non-mapping: the field's own error says so
+        data = with_mapping(normalize_spec(values["data"]), **mapping)
+        return {**values, "data": data, "fields": {}, "template": {}, "replace": {}}
+
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
@@ -168,7 +197,8 @@ class TrainConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """What determines the trained weights, for caches and resume checks: the config without its output
         options, and without the launcher while it is the default (so runs recorded before it existed match)."""
-        values = self.model_dump(exclude={"output", "overwrite", "keep_checkpoints"})
+        # fields/template/replace are always empty here (folded into `data`).
+        values = self.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "fields", "template", "replace"})
         if self.launcher == "python":
             values.pop("launcher")
             values.pop("accelerate_config")

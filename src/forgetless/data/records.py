@@ -1,7 +1,8 @@
-"""Read raw records from JSONL, JSON, Parquet or a local ``datasets`` directory.
+"""Read raw records from JSONL, JSON, Parquet, a local ``datasets`` directory or an ``hf:`` spec.
 
 Every record keeps where it came from (``line 12`` or ``record 12``), so a later
-check can name it in its error.
+check can name it in its error. A spec with a column mapping (``forgetless.data.spec``)
+has its records rewritten here, so every reader downstream sees forgetless's fields.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.data.errors import DataError
+from forgetless.data.hub import PREFIX as HF_PREFIX
+from forgetless.data.hub import fingerprint, load_split, parse_hf
+from forgetless.data.mapping import check_columns, map_fields
+from forgetless.data.spec import DataSource, data_source
 from forgetless.data.text import decode_utf8
 
 
@@ -25,35 +30,69 @@ class Record:
 
 
 def read_records(path: str | Path) -> list[Record]:
-    """Read every record of a data file or ``datasets`` directory.
+    """Read every record of a data spec.
 
     Args:
-        path: a ``.jsonl``, ``.json`` (a list of objects), ``.parquet`` file, or a
-            directory written by ``datasets.Dataset.save_to_disk``.
+        path: a ``.jsonl``, ``.json`` (a list of objects), ``.parquet`` file, a directory
+            written by ``datasets.Dataset.save_to_disk``, ``hf:NAME[:CONFIG]:SPLIT``, or
+            the JSON form of any of these with a column mapping (``forgetless.data.spec``).
 
     Returns:
-        The records in file order.
+        The records in file order (mapped, when the spec carries a mapping).
 
     Raises:
-        DataError: the file is missing, unreadable, not of a known kind, holds a line
-            that is not a JSON object, or holds no records at all.
+        DataError: the file or dataset is missing, unreadable, not of a known kind, holds a
+            line that is not a JSON object, holds no records at all, or lacks a column the
+            mapping reads.
     """
-    path = Path(path)
+    try:
+        source = data_source(str(path)) if isinstance(path, str) else DataSource(str(path))
+    except ValueError as err:
+        raise DataError(path, None, None, str(err)) from None
+    name = source.source
+    if name.startswith(HF_PREFIX):
+        records, columns = _read_hf(name)
+    else:
+        records, columns = _read_path(Path(name))
+    if not source.mapped:
+        return records
+    if columns is not None:  # a table: every record has the same columns, so check them once, up front
+        check_columns(source, name, columns)
+    mapped = [Record(map_fields(r.fields, r.where, source, name), r.where) for r in records]
+    kept = [r for r in mapped if all(len(v.strip()) >= source.min_chars for v in r.fields.values() if isinstance(v, str))]
+    if not kept:
+        raise DataError(name, None, None, f"min_chars={source.min_chars} skips all {len(mapped)} records; expected at "
+                                          "least one to remain")
+    return kept
+
+
+def _read_path(path: Path) -> tuple[list[Record], list[str] | None]:
+    """A file's or folder's records, and its columns when it is a table (Parquet, ``datasets``)."""
     if not path.exists():
         raise DataError(path, None, None, "no such file or directory")
+    columns = None
     if path.is_dir():
-        records = _read_datasets_dir(path)
+        records, columns = _read_datasets_dir(path)
     elif path.suffix == ".jsonl":
         records = _read_jsonl(path)
     elif path.suffix == ".json":
         records = _read_json(path)
     elif path.suffix == ".parquet":
-        records = _read_parquet(path)
+        records, columns = _read_parquet(path)
     else:
-        raise DataError(path, None, None, "expected a .jsonl, .json or .parquet file or a datasets directory")
+        raise DataError(path, None, None, "expected a .jsonl, .json or .parquet file, a datasets directory, or "
+                                          "hf:NAME[:CONFIG]:SPLIT")
     if not records:
         raise DataError(path, None, None, "the dataset is empty; expected at least one record")
-    return records
+    return records, columns
+
+
+def _read_hf(spec: str) -> tuple[list[Record], list[str]]:
+    dataset, first = load_split(spec)
+    if len(dataset) == 0:
+        raise DataError(spec, None, None, "the dataset is empty; expected at least one record")
+    rows = dataset.to_list()
+    return [Record(row, f"record {first + i}") for i, row in enumerate(rows)], list(dataset.column_names)
 
 
 def _read_jsonl(path: Path) -> list[Record]:
@@ -91,17 +130,17 @@ def _read_json(path: Path) -> list[Record]:
     return records
 
 
-def _read_parquet(path: Path) -> list[Record]:
+def _read_parquet(path: Path) -> tuple[list[Record], list[str]]:
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several unrelated types for a bad file
         raise DataError(path, None, None, f"expected a Parquet file ({err})") from None
-    return [Record(row, f"record {index}") for index, row in enumerate(rows)]
+    return [Record(row, f"record {index}") for index, row in enumerate(table.to_pylist())], table.column_names
 
 
-def _read_datasets_dir(path: Path) -> list[Record]:
+def _read_datasets_dir(path: Path) -> tuple[list[Record], list[str]]:
     import datasets
 
     try:
@@ -112,15 +151,32 @@ def _read_datasets_dir(path: Path) -> list[Record]:
         if "train" not in dataset:
             raise DataError(path, None, None, f"expected a 'train' split, found {sorted(dataset)}")
         dataset = dataset["train"]
-    return [Record(row, f"record {index}") for index, row in enumerate(dataset)]
+    return [Record(row, f"record {index}") for index, row in enumerate(dataset.to_list())], dataset.column_names
 
 
 def data_hash(path: str | Path) -> str:
-    """SHA-256 of a data file's bytes (of every file, in name order, for a directory)."""
-    path = Path(path)
+    """SHA-256 identifying a data spec's records.
+
+    A file: its bytes (every file's, in name order, for a directory). An ``hf:`` spec of a
+    hub dataset: the spec and ``datasets``' fingerprint of the split (``hub.fingerprint``).
+    A column mapping adds its JSON, so the same dataset mapped differently hashes differently.
+    """
+    source = data_source(str(path)) if isinstance(path, str) else DataSource(str(path))
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
+    if source.mapped:
+        digest.update(source.spec().encode())
+    name = source.source
+    if name.startswith(HF_PREFIX):
+        local = Path(parse_hf(name).name).expanduser()
+        if not local.exists():
+            digest.update(fingerprint(name).encode())
+            return digest.hexdigest()
+        digest.update(name.encode())  # the split and slice read from the folder
+        file = local
+    else:
+        file = Path(name)
+    files = sorted(p for p in file.rglob("*") if p.is_file()) if file.is_dir() else [file]
+    for each in files:
+        digest.update(each.name.encode())
+        digest.update(each.read_bytes())
     return digest.hexdigest()

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from forgetless.config import TrainConfig, build_config, load_yaml
+from forgetless.data.spec import DataSpec
 from forgetless.study.rows import FAMILIES
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
@@ -23,19 +24,24 @@ _STUDY_OWNED = {"model", "data", "output", "learning_rate", "learning_rates", "s
 
 
 class DataConfig(BaseModel):
-    """The domain data (prompt/completion with answers) and the general evaluation text."""
+    """The domain data (prompt/completion with answers) and the general evaluation text.
+
+    Each is a data spec (``forgetless.data.spec``): a path, ``hf:NAME[:CONFIG]:SPLIT``, or a
+    mapping ``{source: ..., fields: {...}, template: {...}, replace: {...}}`` that maps a
+    dataset's columns to forgetless's fields.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    train: str = Field(description="Domain training data (any format `forgetless train` reads).")
-    validation: str | None = Field(
+    train: DataSpec = Field(description="Domain training data (any format `forgetless train` reads).")
+    validation: DataSpec | None = Field(
         None,
         description="Domain validation set (prompt with answer): the study chooses on it (the model to ship within the "
         "budget, each method's learning rate, each sweep's alpha) and takes LM-Cocktail's target examples from it; "
         "the test set only reports. Absent: a split is carved from train (see eval.validation_limit).",
     )
-    test: str = Field(description="Domain test set: prompt/completion with 'answer' or a completion ending 'Answer: X'.")
-    general: str = Field(description="Held-out general text (JSONL with 'text'): forgetting is measured here.")
+    test: DataSpec = Field(description="Domain test set: prompt/completion with 'answer' or a completion ending 'Answer: X'.")
+    general: DataSpec = Field(description="Held-out general text (JSONL with 'text'): forgetting is measured here.")
 
 
 class MethodConfig(BaseModel):
@@ -98,7 +104,7 @@ class PeerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    data: str = Field(description="Training data of the peer domain.")
+    data: DataSpec = Field(description="Training data of the peer domain (a data spec, like data.train).")
     learning_rate: float = Field(gt=0)
 
 
@@ -160,7 +166,7 @@ class ContextFreeConfig(BaseModel):
     kl_samples: int = Field(64, ge=0, description="Held-out sequences for the KL estimate (0 turns it off).")
     max_new_tokens: int = Field(64, gt=0, description="Length limit of every drawn sequence.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the replay samples (KL samples use 1).")
-    replay_corpus: str | None = Field(
+    replay_corpus: DataSpec | None = Field(
         None, description="General text (records with 'text') sliced for `replay.data: corpus`, e.g. "
         "testbed:tiny/general/pretrain.jsonl; must not be data.general."
     )

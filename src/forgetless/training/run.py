@@ -31,6 +31,7 @@ from forgetless.atomic import atomic_dir, write_json
 from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
+from forgetless.data.spec import display_name
 from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
 from forgetless.objectives import build_objective
@@ -125,7 +126,7 @@ def make_trainer(
 
 def method_cache_dir(data: str) -> Path:
     """Where pre-pass results are cached: ``.forgetless_cache/`` next to the data, else the user cache."""
-    beside = Path(data).resolve().parent
+    beside = Path(display_name(data)).resolve().parent  # a spec with a mapping: next to its source
     if os.access(beside, os.W_OK):
         return beside / ".forgetless_cache"
     return Path(os.environ.get("FORGETLESS_CACHE", Path.home() / ".cache" / "forgetless")) / "methods"
@@ -142,7 +143,9 @@ def method_report(cfg: TrainConfig, trainer: ForgetlessTrainer) -> dict[str, Any
         "regularizers": {r.name: {"params": cfg.regularizers[r.name], **r.report()} for r in trainer.regularizers},
         "lora": (
             {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
-             "target_modules": cfg.lora_target_modules, "merged_on_export": True}
+             "target_modules": cfg.lora_target_modules, "merged_on_export": True,
+             # What PEFT adapted: the groups resolved for this architecture (all-linear expanded).
+             "adapted_modules": sorted(trainer.accelerator.unwrap_model(trainer.model).peft_config["default"].target_modules)}
             if cfg.lora else None
         ),
         "trainable_parameters": trainable,
