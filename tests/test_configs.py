@@ -45,18 +45,24 @@ def test_cocktail_count_is_num_examples_and_the_old_key_still_reads() -> None:
         CocktailConfig.model_validate({"examples": 3, "num_examples": 4})
 
 
-def test_cocktail_mix_cell_key_survives_the_rename(tmp_path: Path) -> None:
-    # The key a finished mix was cached under before `examples` became `num_examples`,
-    # written out by hand: the renamed field must find the same cell.
+def test_cocktail_mix_cell_key_follows_the_examples_file_and_the_count(tmp_path: Path) -> None:
+    # The mix's weights depend on the examples' content and on how many are used: editing the
+    # validation file, or the count, must make a new mix (the count once overwrote the file's hash).
     from types import SimpleNamespace
 
-    from forgetless.study.cells import content_key
-    from forgetless.study.cocktail import _mix_cell
     from forgetless.study.config import CocktailConfig
+    from forgetless.study.stages.cocktail import _mix_cell
 
     examples = tmp_path / "validation.jsonl"
     examples.write_text('{"prompt": "1+1?", "answer": "2"}\n')
-    ctx = SimpleNamespace(cfg=SimpleNamespace(cocktail=CocktailConfig(num_examples=3)), root=tmp_path)
-    before = {"models": ["hub/base", "hub/ft"], "examples": 3, "temperature": 5.0, "candidates": "others",
-              "loss": "tokens"}
-    assert _mix_cell(ctx, ["hub/base", "hub/ft"], str(examples)).key == content_key({"kind": "cocktail", **before})
+    models = ["hub/base", "hub/ft"]
+
+    def key(count: int) -> str:
+        ctx = SimpleNamespace(cfg=SimpleNamespace(cocktail=CocktailConfig(num_examples=count)), root=tmp_path)
+        return _mix_cell(ctx, models, str(examples)).key
+
+    first = key(3)
+    assert key(3) == first
+    assert key(4) != first
+    examples.write_text('{"prompt": "2+2?", "answer": "4"}\n')
+    assert key(3) != first
