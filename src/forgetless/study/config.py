@@ -23,15 +23,47 @@ from forgetless.study.rows import FAMILIES
 _STUDY_OWNED = {"model", "data", "output", "learning_rate", "learning_rates", "seed", "overwrite"}
 
 
+class LmEvalConfig(BaseModel):
+    """lm-eval tasks that measure general ability on every model (``general: {text: ..., lm_eval: {...}}``).
+
+    Each task's per-document scores are compared with the base's item by item, so its
+    forgetting gets a paired interval like the held-out loss's (``forgetless.evaluation.lmeval_items``).
+    Needs the optional extra ``pip install 'forgetless[lmeval]'``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[str] = Field(min_length=1, description="lm-eval task or group names (mmlu, arc_challenge, "
+                                                       "hellaswag, ifeval, gsm8k; forgetless_cloze on the testbed).")
+    include_path: str | None = Field(None, description="A folder of extra task YAMLs; testbed:PRESET writes the "
+                                                       "testbed's (forgetless_cloze and one per task family).")
+    limit: int | None = Field(None, gt=0, description="Documents per task (the first N; lm-eval's --limit).")
+    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt (the task's default if unset).")
+    batch_size: int = Field(32, gt=0, description="Requests per forward pass.")
+
+
 class DataConfig(BaseModel):
     """The domain data (prompt/completion with answers) and the general evaluation text.
 
     Each is a data spec (``forgetless.data.spec``): a path, ``hf:NAME[:CONFIG]:SPLIT``, or a
     mapping ``{source: ..., fields: {...}, template: {...}, replace: {...}}`` that maps a
-    dataset's columns to forgetless's fields.
+    dataset's columns to forgetless's fields. ``general`` may also be
+    ``{text: SPEC, lm_eval: {tasks: [...], ...}}``: held-out text plus benchmark tasks.
     """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _general_with_tasks(cls, values: Any) -> Any:
+        general = values.get("general") if isinstance(values, dict) else None
+        if isinstance(general, dict) and ("text" in general or "lm_eval" in general) and "source" not in general:
+            unknown = sorted(set(general) - {"text", "lm_eval"})
+            if unknown or "text" not in general:
+                raise ValueError(f"general: expected {{text: SPEC, lm_eval: {{...}}}}; "
+                                 f"{'unknown keys ' + str(unknown) if unknown else 'text is missing'}")
+            values = {**values, "general": general["text"], "general_lm_eval": general.get("lm_eval")}
+        return values
 
     train: DataSpec = Field(description="Domain training data (any format `forgetless train` reads).")
     validation: DataSpec | None = Field(
@@ -42,6 +74,8 @@ class DataConfig(BaseModel):
     )
     test: DataSpec = Field(description="Domain test set: prompt/completion with 'answer' or a completion ending 'Answer: X'.")
     general: DataSpec = Field(description="Held-out general text (JSONL with 'text'): forgetting is measured here.")
+    general_lm_eval: LmEvalConfig | None = Field(
+        None, description="lm-eval tasks measuring general ability too (written as general: {text: ..., lm_eval: ...}).")
 
 
 class MethodConfig(BaseModel):
@@ -192,6 +226,16 @@ class EvalConfig(BaseModel):
     curve_documents: int = Field(8, gt=0, description="General documents scored at each learning-curve point.")
 
 
+class FrontierConfig(BaseModel):
+    """What the frontier plots against domain gain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    general: str = Field("loss", description="The x-axis: loss (held-out general loss, nats/token) or the name of "
+                                             "one of data.general's lm-eval tasks (its forgetting: base score minus "
+                                             "the model's).")
+
+
 class StudyConfig(BaseModel):
     """Everything that determines a study; see configs/quick.yaml for an annotated example."""
 
@@ -213,6 +257,15 @@ class StudyConfig(BaseModel):
         0.1, ge=0, description="Forgetting budget: held-out general loss may rise by at most this many nats/token."
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    frontier: FrontierConfig = Field(default_factory=FrontierConfig)
+
+    @model_validator(mode="after")
+    def _frontier_axis(self) -> StudyConfig:
+        tasks = self.data.general_lm_eval.tasks if self.data.general_lm_eval else []
+        if self.frontier.general not in ("loss", *tasks):
+            raise ValueError(f"frontier.general: {self.frontier.general!r}; expected loss or one of the lm-eval tasks "
+                             f"of data.general {tasks}")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> StudyConfig:

@@ -35,6 +35,7 @@ def measure(
     kl_samples: list[TokenSample] | None = None,
     validation: str | None = None,
     validation_limit: int | None = None,
+    lm_eval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Per-item general code length, domain correctness and context-free sample NLL of one model.
 
@@ -43,11 +44,14 @@ def measure(
             examples) is what the study chooses models on, so the test set only reports.
         kl_samples: held-out context-free samples of the base (``forgetless.replay``);
             their per-sequence NLL under this model, minus the base's, estimates KL(p_base || p_model).
+        lm_eval: ``task_items``'s settings (tasks, include_path, limit, num_fewshot, batch_size): lm-eval
+            tasks scored per document (``forgetless.evaluation.lmeval_items``).
 
     Returns:
         ``{"general_nats": [...], "general_tokens": [...], "general_bytes": int,
         "domain_correct": [0/1, ...], "validation_correct": [0/1, ...] (when a validation set is given),
         "kl_nll": [...] (when samples are given),
+        "lm_eval": {task: {"metric", "higher_is_better", "scores": [...]}} (when tasks are given),
         "examples": [first three predictions]}``.
     """
     # 16 windows per code-length pass, 32 prompts per decoding batch: the batch sizes the study has always
@@ -65,7 +69,28 @@ def measure(
         result["validation_correct"], _ = domain_correctness(model, tokenizer, validation, validation_limit)
     if m.kl_nll is not None:
         result["kl_nll"] = m.kl_nll
+    if lm_eval:
+        from forgetless.evaluation.lmeval_items import task_items  # imported here: the lm-eval extra is optional
+
+        items = task_items(model, tokenizer, **lm_eval)
+        result["lm_eval"] = {task: {"metric": t.metric, "higher_is_better": t.higher_is_better, "scores": t.scores}
+                             for task, t in items.items()}
     return result
+
+
+def task_forgetting(after: dict[str, Any], before: dict[str, Any], task: str, resamples: int = 1000,
+                    seed: int = 0) -> tuple[float, float, tuple[float, float]]:
+    """``(score, forgetting, forgetting's 95% paired interval)`` of one lm-eval task: forgetting is the base's
+    score minus the model's for a higher-is-better metric (the other way round otherwise), so positive
+    means worse, like the held-out loss's forgetting."""
+    a, b = after["lm_eval"][task], before["lm_eval"][task]
+    if len(a["scores"]) != len(b["scores"]):
+        raise ValueError(f"lm-eval task {task}: {len(a['scores'])} documents against the base's {len(b['scores'])}")
+    sign = -1.0 if a["higher_is_better"] else 1.0
+    interval = paired_difference((a["scores"], None), (b["scores"], None), resamples=resamples, seed=seed)
+    bounds = sorted((sign * interval.low, sign * interval.high))
+    score = sum(a["scores"]) / len(a["scores"])
+    return score, sign * interval.estimate, (bounds[0], bounds[1])
 
 
 def _units(m: dict[str, Any]) -> dict[str, Units]:

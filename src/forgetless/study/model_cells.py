@@ -29,7 +29,7 @@ from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.context import Context, resolve_data
 from forgetless.study.curves import LearningCurve, curve_from_log
-from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval
+from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval, task_forgetting
 from forgetless.study.replay_cells import with_replay_file
 from forgetless.study.rows import Row
 from forgetless.training.run import train
@@ -154,7 +154,8 @@ def evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[], 
     else:
         model = make()
         unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
-                          ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit))
+                          ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit,
+                          ctx.eval_spec.get("lm_eval")))
         del model
         result = unit.load()  # exactly what a rerun will read back
     ctx.progress.end(1.0, cached)
@@ -195,6 +196,14 @@ def make_row(ctx: Context, row_id: str, label: str, kind: Enum, m: dict[str, Any
     row["items"] = {"domain_correct": m["domain_correct"], "general_nats": m["general_nats"],
                     "general_tokens": m["general_tokens"], **({"validation_correct": validation} if validation else {}),
                     **row.pop("items", {})}
+    if m.get("lm_eval") and base.get("lm_eval"):
+        row["lm_eval"] = {}
+        for task in m["lm_eval"]:
+            score, forgetting, ci = task_forgetting(m, base, task, boot)
+            row["lm_eval"][task] = {"metric": m["lm_eval"][task]["metric"], "score": score,
+                                    "higher_is_better": m["lm_eval"][task]["higher_is_better"],
+                                    "forgetting": forgetting, "forgetting_ci": list(ci)}
+            row["items"][f"lm_eval/{task}"] = m["lm_eval"][task]["scores"]
     if m.get("kl_nll") and base.get("kl_nll"):
         # KL(p_base || p_model) per sequence: the mean NLL difference on the base's own samples,
         # with the paired bootstrap every other interval of the row uses (same resamples).

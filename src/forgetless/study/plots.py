@@ -24,8 +24,12 @@ def _curve(rows: list[Row], base: Row, parent: Row, kind: RowKind) -> list[Row]:
     return [{**base, "alpha": 0.0}, *inner, {**parent, "alpha": 1.0}]
 
 
-def plot_frontier(rows: list[Row], path: Path) -> Path:
-    """Gain against forgetting, one point per model, the Pareto front drawn, sweeps as curves."""
+def plot_frontier(rows: list[Row], path: Path, axis: str = "loss") -> Path:
+    """Gain against forgetting, one point per model, the Pareto front drawn, sweeps as curves.
+
+    ``axis``: what ``forgetting`` measures in ``rows`` (``loss``, or the lm-eval task the rows were put on
+    with ``forgetless.study.benchmarks.on_axis``).
+    """
     base = next(r for r in rows if r["kind"] == RowKind.BASE)
     trained = [r for r in rows if r["kind"] == RowKind.TRAINED]
     colors = {r["id"]: plt.cm.tab10(i % 10) for i, r in enumerate(trained)}
@@ -54,7 +58,8 @@ def plot_frontier(rows: list[Row], path: Path) -> Path:
             linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.axvline(0, color="grey", linewidth=0.6)
-    ax.set_xlabel("forgetting: held-out general loss minus base (nats/token)  ->  worse")
+    ax.set_xlabel("forgetting: held-out general loss minus base (nats/token)  ->  worse" if axis == "loss" else
+                  f"forgetting on {axis}: base score minus the model's  ->  worse")
     ax.set_ylabel("gain: domain exact match minus base  ->  better")
     ax.set_title("Domain gain against general forgetting (up and to the left is better)")
     for kind, text in ((RowKind.INTERPOLATION, "WiSE-FT point"), (RowKind.ENSEMBLE, "output ensemble"),

@@ -17,6 +17,7 @@ from forgetless.atomic import write_json
 from forgetless.machine import machine_stamp
 from forgetless.study.claims import seed_claims
 from forgetless.study.cocktail import cocktail_sections, headline_cocktails
+from forgetless.study.benchmarks import benchmark_table, on_axis
 from forgetless.study.frontier import pareto_front
 from forgetless.study.paired import difference
 from forgetless.study.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
@@ -174,8 +175,10 @@ def _markdown_table(table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _sections(rows: list[Row], budget: float, resamples: int = 1000) -> list[tuple[str, str, str | None]]:
-    """(title, markdown body, image file name or None) for each report section."""
+def _sections(rows: list[Row], budget: float, resamples: int = 1000,
+              axis: str = "loss") -> list[tuple[str, str, str | None]]:
+    """(title, markdown body, image file name or None) for each report section; ``axis`` is the frontier's
+    general axis (``loss`` or an lm-eval task)."""
     sections: list[tuple[str, str, str | None]] = []
     sections.append(("Recommendation", recommendation(rows, budget, resamples), None))
     sections.append(("Trade-off table", _markdown_table(headline_table(rows)) +
@@ -199,11 +202,19 @@ def _sections(rows: list[Row], budget: float, resamples: int = 1000) -> list[tup
         sections.append(("Methods against plain SFT", _markdown_table(methods) +
                          "\n\nA difference is better or worse only when its 95% paired interval excludes 0; "
                          "otherwise the two are indistinguishable on this many examples.", None))
-    front = pareto_front(rows)
-    sections.append(("Frontier", "Each point is a model: up is more domain gain, right is more forgetting. The "
-                     "dashed line is the Pareto front (" + ", ".join(f"`{r['label']}`" for r in front) + "); faint "
-                     "curves are WiSE-FT sweeps from the base (alpha 0) to each fine-tuned model (alpha 1).",
-                     "frontier.png"))
+    benchmarks = benchmark_table(rows, resamples)
+    if benchmarks:
+        sections.append(("Forgetting on benchmarks (lm-eval)", _markdown_table(benchmarks) +
+                         "\n\nEach task's score, and in brackets its forgetting: the base's score minus the model's "
+                         "(positive means worse), with its 95% paired bootstrap interval over the task's documents. "
+                         "Mean forgetting: the average over tasks, its interval resampling each task's documents "
+                         "on their own.", None))
+    front = pareto_front(on_axis(rows, axis))
+    measure = "held-out general loss" if axis == "loss" else f"lm-eval task `{axis}`"
+    sections.append(("Frontier", f"Each point is a model: up is more domain gain, right is more forgetting on the "
+                     f"{measure}. The dashed line is the Pareto front (" + ", ".join(f"`{r['label']}`" for r in front)
+                     + "); faint curves are WiSE-FT sweeps from the base (alpha 0) to each fine-tuned model "
+                     "(alpha 1).", "frontier.png"))
     lines = overadaptation_lines(rows, resamples) if _has_items(rows) else []
     if lines:
         sections.append(("Interpolation (WiSE-FT) and output ensembles",
@@ -276,7 +287,8 @@ def write_report(root: Path, cfg: Any) -> Path:
         The path of ``report.html``.
     """
     rows = read_rows(root)
-    images = {"frontier.png": plot_frontier(rows, root / "frontier.png"),
+    axis = cfg.frontier.general if getattr(cfg, "frontier", None) is not None else "loss"
+    images = {"frontier.png": plot_frontier(on_axis(rows, axis), root / "frontier.png", axis),
               "alpha_curves.png": plot_alpha_curves(rows, root / "alpha_curves.png"),
               "learning_curves.png": plot_learning_curves(rows, root / "learning_curves.png")}
     title = f"forgetless study: {cfg.name}"
@@ -287,7 +299,7 @@ def write_report(root: Path, cfg: Any) -> Path:
     resamples = cfg.eval.bootstrap if getattr(cfg, "eval", None) is not None else 1000
     md = [f"# {title}", "", intro, ""]
     body_html = [f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_md(intro)}</p>"]
-    for heading, body, image in _sections(rows, cfg.budget, resamples):
+    for heading, body, image in _sections(rows, cfg.budget, resamples, axis):
         md += [f"## {heading}", "", body, ""]
         body_html += [f"<h2>{html.escape(heading)}</h2>", _html_body(body)]
         if image and images.get(image):
@@ -299,7 +311,8 @@ def write_report(root: Path, cfg: Any) -> Path:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body_html)}</body></html>")
     _write_text(root / "report.html", page)
-    summary: dict[str, Any] = {"recommended": None, "pareto_front": [r["id"] for r in pareto_front(rows)],
+    summary: dict[str, Any] = {"recommended": None, "frontier_axis": axis,
+                               "pareto_front": [r["id"] for r in pareto_front(on_axis(rows, axis))],
                                "machines": machines(rows), "report_written_on": machine_stamp()}
     if _has_items(rows):
         decision = decide(rows, cfg.budget, resamples)

@@ -72,6 +72,24 @@ def prepare_domain_data(cfg: StudyConfig, root: Path,
     return train_data, validation, {"validation_source": source, "duplicate_prompts": duplicates}
 
 
+def lm_eval_settings(cfg: StudyConfig, root: Path) -> dict[str, Any]:
+    """The lm-eval settings every evaluation runs (``task_items``'s arguments), part of every eval cell's key.
+
+    ``include_path: testbed:PRESET`` writes the testbed's task YAMLs (``forgetless_cloze`` and one per
+    task family) into the study directory: the study is an entry point, so it resolves the spec.
+    """
+    lm = cfg.data.general_lm_eval
+    assert lm is not None
+    include = lm.include_path
+    if include is not None and include.startswith("testbed:"):
+        from forgetless.testbed.lmeval_tasks import write_testbed_tasks  # imported here: the lm-eval extra
+
+        preset = include.removeprefix("testbed:").partition("@")[0]
+        include = str(write_testbed_tasks(root / "lmeval-tasks", preset))
+    return {"tasks": lm.tasks, "include_path": include, "limit": lm.limit, "num_fewshot": lm.num_fewshot,
+            "batch_size": lm.batch_size}
+
+
 def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
                     stages: Sequence[Stage] = STAGES) -> tuple[Context, dict[str, Any]]:
     """Resolve the base and the data, check the domain data, and build the study's context.
@@ -90,7 +108,8 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
         general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
-                   "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit},
+                   "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit,
+                   **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {})},
         progress=Progress(sum(stage.weight(cfg) for stage in stages), print_fn), validation_path=validation,
         train_data=train_data, general_path=general, notes=notes,
     )
