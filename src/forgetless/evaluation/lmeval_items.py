@@ -14,6 +14,7 @@ Needs the optional extra ``pip install 'forgetless[lmeval]'``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from torch import nn
@@ -75,11 +76,10 @@ def task_items(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list
     """
     # imported here: the lm-eval extra is optional (the adapter module imports lm_eval too)
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     from forgetless.evaluation.lmeval import ForgetlessLM
 
-    manager = TaskManager(include_path=include_path)
+    manager = _task_manager(include_path)
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
         where = f" (or in {include_path})" if include_path else ""
@@ -98,6 +98,15 @@ def task_items(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list
         scores = [s for member in members for s in _subtask_scores(out["samples"].get(member, []), metric)]
         result[task] = TaskItems(task=task, metric=metric, higher_is_better=higher, scores=scores)
     return result
+
+
+@lru_cache(maxsize=4)
+def _task_manager(include_path: str | None) -> Any:
+    """lm-eval's task index, built once per process: it reads every task YAML lm-eval ships (seconds),
+    and a study evaluates dozens of models in one worker."""
+    from lm_eval.tasks import TaskManager  # imported here: the lm-eval extra is optional
+
+    return TaskManager(include_path=include_path)
 
 
 def _leaves(task: str, groups: dict[str, list[str]]) -> list[str]:
