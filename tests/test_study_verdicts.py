@@ -236,3 +236,14 @@ def test_cocktail_claim() -> None:
     assert _verdict([base(), sft, losing], "LM-Cocktail") == "inconclusive"
     forgetting = row(cocktail["id"], "cocktail", 50, 50, forget=1.5, parent=sft["id"])
     assert _verdict([base(), sft, forgetting], "LM-Cocktail") == "not reproduced"
+
+
+def test_cocktail_claim_judges_a_mix_with_the_fine_tuned_model_chosen_on_validation() -> None:
+    """With peers, alpha 0 is the mix without the fine-tuned model: not what the claim is about."""
+    sft = trained("sft", 2e-3, 50, 50, forget=1.0)
+    mix_alone = row("cocktail/sft/lr=0.002/seed=0/a=0", "cocktail", 5, 5, forget=0.0, parent=sft["id"], alpha=0.0)
+    half = row("cocktail/sft/lr=0.002/seed=0/a=0.5", "cocktail", 49, 49, forget=0.2, parent=sft["id"], alpha=0.5)
+    tail = row("cocktail/sft/lr=0.002/seed=0/a=0.75", "cocktail", 50, 40, forget=0.9, parent=sft["id"], alpha=0.75)
+    claim = next(c for c in seed_claims([base(), sft, mix_alone, half, tail], 500) if c.claim.startswith("LM-Cocktail"))
+    # alpha 0.5 has the best validation score among alpha > 0: near-equal gain, much less forgetting.
+    assert claim.verdict == "reproduced" and "a=0.5" in claim.evidence

@@ -4,10 +4,9 @@ Verdicts: *reproduced* when the interval(s) lie on the claim's side of 0,
 *not reproduced* when they lie on the other side, *inconclusive* when an interval
 includes 0 (or the comparison is not at matched domain gain), *not run* when the
 study lacks the models. Every choice inside a claim (which learning rate, which
-alpha, which point of a curve is matched) is made on validation scores, except in
-the LM-Cocktail claim, which judges the study's first cocktail row (alpha 0, the mix
-without the fine-tuned model, when there are peers) against its fine-tuned model; the
-intervals are on the test set (domain) and the held-out general documents.
+alpha, which point of a curve is matched, which LM-Cocktail alpha > 0) is made on
+validation scores; the intervals are on the test set (domain) and the held-out general
+documents.
 
 The claims and their sources:
 
@@ -154,7 +153,10 @@ def _cocktail(rows: list[Row], resamples: int) -> Claim:
     if not cocktails:
         return _missing(claim, "LM-Cocktail model")
     parents = {g.id: g for g in groups(rows, RowKind.TRAINED)}
-    cocktail = cocktails[0]
+    # The claim is about the fine-tuned model mixed with the others (alpha > 0); alpha 0 is the mix
+    # without it. Which alpha is a choice, so it is made on validation like every other.
+    mixed = [g for g in cocktails if (g.get("alpha") or 0.0) > 0.0]
+    cocktail = best_on_validation(mixed) or best_on_validation(cocktails) or cocktails[0]
     parent = parents.get(group_id(str(cocktail.get("parent", ""))))
     if parent is None:
         return _missing(claim, "fine-tuned model under the LM-Cocktail")
