@@ -21,10 +21,16 @@ from pydantic import BaseModel, ConfigDict
 
 @dataclass
 class Coefficients:
-    """c_k for each model, and the rule's working (JSON-able) for the record."""
+    """c_k for each model, and the rule's working (JSON-able) for the record.
+
+    ``sentence_transformers_from``: index of the model whose sentence-transformers pipeline
+    (modules.json, pooling, ...) the output takes, when a rule merges embedding models
+    (``forgetless.merging.st_format``); None: the config source's, if it has one.
+    """
 
     values: list[float]
     info: dict[str, Any] = field(default_factory=dict)
+    sentence_transformers_from: int | None = None
 
 
 class RuleParams(BaseModel):
