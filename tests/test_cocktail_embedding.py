@@ -220,6 +220,24 @@ def test_merged_model_loads_in_sentence_transformers_with_the_finetuned_pipeline
     assert torch.allclose(encoded.cpu(), expected, atol=1e-5)
 
 
+def test_models_without_a_pipeline_get_one_written_that_embeds_as_the_loss_did(tmp_path, wordpiece, examples,
+                                                                               capsys):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    models = embedders(tmp_path / "plain", wordpiece, None)
+    out = tmp_path / "merged"
+    assert main(["merge", "--rule", "cocktail", "--model-kind", "embedding", "--pooling", "mean",
+                 "--models", *map(str, models), "--examples", str(examples), "--output", str(out)]) == 0, \
+        capsys.readouterr().err
+    record = json.loads((out / "forgetless-merge.json").read_text())
+    assert record["sentence_transformers_files"] == ["modules.json", "1_Pooling", "2_Normalize"]
+    assert record["sentence_transformers_from"].startswith("written by forgetless (mean pooling")
+    model = sentence_transformers.SentenceTransformer(str(out), device="cpu")
+    texts = ["the weather today", "flour water yeast in the oven"]
+    bert, tokenizer = BertModel.from_pretrained(out).eval(), BertTokenizerFast.from_pretrained(out)
+    expected = torch.stack([hand_embedding(bert, tokenizer, t, "mean") for t in texts]).float()
+    assert torch.allclose(model.encode(texts, convert_to_tensor=True).cpu(), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize(("record", "field", "expected"), [
     ({"pos": ["bread"], "neg": ["cat"]}, "query", "expected a string"),
     ({"query": "bread", "pos": [], "neg": ["cat"]}, "pos", "expected a non-empty list of strings"),

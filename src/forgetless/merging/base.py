@@ -23,14 +23,17 @@ from pydantic import BaseModel, ConfigDict
 class Coefficients:
     """c_k for each model, and the rule's working (JSON-able) for the record.
 
-    ``sentence_transformers_from``: index of the model whose sentence-transformers pipeline
-    (modules.json, pooling, ...) the output takes, when a rule merges embedding models
-    (``forgetless.merging.st_format``); None: the config source's, if it has one.
+    When a rule merges embedding models (``forgetless.merging.st_format``):
+    ``sentence_transformers_from`` is the index of the model whose sentence-transformers
+    pipeline (modules.json, pooling, ...) the output takes (None: the config source's, if it
+    has one), and ``sentence_transformers_pooling`` the pooling of the pipeline written when
+    that model has none (None: write none).
     """
 
     values: list[float]
     info: dict[str, Any] = field(default_factory=dict)
     sentence_transformers_from: int | None = None
+    sentence_transformers_pooling: str | None = None
 
 
 class RuleParams(BaseModel):

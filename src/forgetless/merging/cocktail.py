@@ -254,7 +254,10 @@ class Cocktail(MergeRule):
         losses: list[float] | None = None
         embedding: dict[str, Any] = {}
         if self.model_kind == "embedding":
-            embedding = {"model_kind": "embedding", "loss": "contrastive", "pooling": None,
+            # Every input's pooling, the fine-tuned one's too (the output takes its pipeline), even
+            # when no loss is computed: the output must embed as the inputs do.
+            embedding = {"model_kind": "embedding", "loss": "contrastive",
+                         "pooling": resolve_pooling(models, self.pooling),
                          "num_negatives": self.num_negatives or DEFAULT_NUM_NEGATIVES}
         if len(candidates) == 1:
             weights = [1.0]  # softmax over one model: no loss to compute, no examples needed
@@ -265,8 +268,6 @@ class Cocktail(MergeRule):
                 raise MergeError(f"cocktail weighting {len(candidates)} models needs examples: a few "
                                  "target-domain examples to compute their losses on")
             elif self.model_kind == "embedding":
-                # every input's pooling, the fine-tuned one's too: the output takes its pipeline
-                embedding["pooling"] = resolve_pooling(models, self.pooling)
                 losses = embedding_model_losses(chosen, Path(self.examples), self.num_examples, embedding["pooling"],
                                                 embedding["num_negatives"])
             else:
@@ -284,4 +285,5 @@ class Cocktail(MergeRule):
             "variant": self.variant, "candidates": candidates, "losses": per_model_loss,
             "cocktail_weights": per_model_weight, "temperature": self.temperature, "loss": self.loss,
             "alpha": None if finetuned is None else alpha, "finetuned": finetuned, **embedding,
-        }, sentence_transformers_from=finetuned if embedding else None)
+        }, sentence_transformers_from=finetuned if embedding else None,
+            sentence_transformers_pooling=embedding.get("pooling"))

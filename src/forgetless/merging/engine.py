@@ -31,7 +31,7 @@ from forgetless.merging.adapters import is_adapter, materialize_adapter
 from forgetless.dtypes import HEADER_NAMES, config_dtype, parse_dtype, short_name
 from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Checkpoint, MergeError, TensorInfo
 from forgetless.merging.checks import check_compatible
-from forgetless.merging.st_format import check_pipeline, copy_pipeline
+from forgetless.merging.st_format import check_pipeline, copy_pipeline, embedding_width, write_pipeline
 from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
 
 RECORD_FILE = "forgetless-merge.json"
@@ -156,6 +156,7 @@ def merge_checkpoints(
     progress: bool = True,
     dtype: str | torch.dtype | None = None,
     sentence_transformers_from: int | None = None,
+    sentence_transformers_pooling: str | None = None,
 ) -> Path:
     """Write θ = Σ_k c_k θ_k of ``models`` to ``output``, streaming one tensor at a time.
 
@@ -175,6 +176,9 @@ def merge_checkpoints(
         sentence_transformers_from: index of the model whose sentence-transformers pipeline
             (modules.json, pooling and other module directories; ``forgetless.merging.st_format``)
             the output takes; None: ``config_from``'s. Nothing is copied from a model without one.
+        sentence_transformers_pooling: ``cls`` or ``mean``: when that model has no pipeline, write
+            one (encoder, this pooling, Normalize) so that ``SentenceTransformer`` embeds the output
+            as the rule scored it; None: write none.
 
     Returns:
         ``output``, loadable with ``AutoModelForCausalLM.from_pretrained``.
@@ -195,6 +199,8 @@ def merge_checkpoints(
     if not 0 <= config_from < len(models):
         raise MergeError(f"config_from={config_from}: expected an index between 0 and {len(models) - 1}")
     pipeline_from = config_from if sentence_transformers_from is None else sentence_transformers_from
+    if sentence_transformers_pooling not in (None, "cls", "mean"):
+        raise MergeError(f"sentence_transformers_pooling={sentence_transformers_pooling!r}: expected cls or mean")
     if not 0 <= pipeline_from < len(models):
         raise MergeError(f"sentence_transformers_from={pipeline_from}: expected an index between 0 and "
                          f"{len(models) - 1}")
@@ -235,6 +241,11 @@ def merge_checkpoints(
                 if (source.path / name).is_file():
                     shutil.copy2(source.path / name, tmp / name)
             pipeline = copy_pipeline(checkpoints[pipeline_from].path, tmp)
+            pipeline_source = str(models[pipeline_from])
+            if not pipeline and sentence_transformers_pooling is not None:
+                width = embedding_width(source.config, source.path)
+                pipeline = write_pipeline(tmp, sentence_transformers_pooling, width)
+                pipeline_source = f"written by forgetless ({sentence_transformers_pooling} pooling, normalized)"
             _set_config_dtype(tmp / "config.json", _majority_dtype(planned))
             write_json(tmp / RECORD_FILE, {
                 "forgetless_version": forgetless.__version__,
@@ -247,7 +258,7 @@ def merge_checkpoints(
                 "input_dtypes": {str(m): short_name(c_dtype) for m, c in zip(models, checkpoints)
                                  if (c_dtype := _majority_dtype(c.tensors)) is not None},
                 "shards": [s.file for s in shards],
-                **({"sentence_transformers_from": str(models[pipeline_from]), "sentence_transformers_files": pipeline}
+                **({"sentence_transformers_from": pipeline_source, "sentence_transformers_files": pipeline}
                    if pipeline else {}),
                 **(record or {}),
             })

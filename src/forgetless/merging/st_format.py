@@ -8,7 +8,9 @@ plus a pipeline described by ``modules.json``: the encoder (path ``""``), a pool
 ``config_sentence_transformers.json`` for the encoder's settings and the similarity. The
 merge engine combines the encoder's tensors; this module reads which pooling the pipeline
 uses (the embedding loss of LM-Cocktail must embed as the model does) and copies the
-pipeline's files from one input to the output.
+pipeline's files from one input to the output, or, for inputs that have none, writes the
+smallest pipeline that embeds as the loss did (encoder, that pooling, ``Normalize``; what
+lm-cocktail's ``save_ckpt_for_sentence_transformers`` writes, with BGE's CLS pooling).
 
 Pooling configs come in two formats: sentence-transformers before 5 writes one flag per
 mode (``"pooling_mode_cls_token": true``, what BGE ships), later versions one name
@@ -168,3 +170,38 @@ def copy_pipeline(model: Path, output: Path) -> list[str]:
         else:
             shutil.copy2(source, output / name)
     return copied
+
+
+def write_pipeline(output: Path, pooling: str, dimension: int) -> list[str]:
+    """Write a sentence-transformers pipeline into ``output``: the encoder at the top of the
+    directory, ``pooling`` over its ``dimension``-wide states, then ``Normalize`` (the loss
+    compares L2-normalised embeddings). The pooling config is in the format every
+    sentence-transformers version reads; the sequence limit is left to the tokenizer's.
+
+    Returns:
+        The files and directories written, relative to ``output``.
+    """
+    if pooling not in POOLINGS:
+        raise MergeError(f"pooling {pooling!r}: expected cls or mean")
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (output / MODULES_FILE).write_text(json.dumps(modules, indent=2) + "\n")
+    (output / "1_Pooling").mkdir(exist_ok=True)
+    flags = {flag: name == pooling for flag, name in _MODE_FLAGS.items()}
+    config = {"word_embedding_dimension": dimension, **flags}
+    (output / "1_Pooling" / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (output / "2_Normalize").mkdir(exist_ok=True)
+    return [MODULES_FILE, "1_Pooling", "2_Normalize"]
+
+
+def embedding_width(config: dict[str, Any], source: Path) -> int:
+    """The width of an encoder's hidden states, from its config.json (``hidden_size``, or ``d_model`` / ``dim``).
+
+    Raises:
+        MergeError: the config names none.
+    """
+    for key in ("hidden_size", "d_model", "dim"):
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    raise MergeError(f"{source / 'config.json'}: no hidden_size; cannot write a sentence-transformers pooling config")
