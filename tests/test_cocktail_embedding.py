@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from forgetless.data.errors import DataError
 from forgetless.merging import MergeError
 from forgetless.merging.cocktail import Cocktail
 from forgetless.merging.engine import merge_checkpoints
+from forgetless.models import ModelLoadError, load_encoder
 from tests.conftest import write_jsonl
 
 WORDS = ("the a of is in what how do i to bake bread oven flour water yeast paris capital france city river "
@@ -283,3 +285,21 @@ def test_a_pipeline_module_with_weights_of_its_own_is_refused_before_writing(tmp
     with pytest.raises(MergeError, match="2_Dense: the sentence-transformers module .*Dense holds weights"):
         merge_checkpoints(models, [0.5, 0.5, 0.0], out, sentence_transformers_from=1, progress=False)
     assert not out.exists()
+
+
+def test_load_encoder_loads_safetensors_and_refuses_pickles_and_unresolved_specs(cls_models, tmp_path):
+    encoder = load_encoder(cls_models[1], torch.float32)
+    reference = load_file(cls_models[1] / "model.safetensors")
+    state = encoder.state_dict()
+    assert all(torch.equal(state[name], tensor) for name, tensor in reference.items())
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy2(cls_models[1] / "config.json", pickled / "config.json")
+    torch.save(reference, pickled / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"holds only pickled weights \(pytorch_model.bin\)") as err:
+        load_encoder(pickled)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelLoadError, match="a testbed spec; resolve it first"):
+        load_encoder("testbed:tiny")
+    with pytest.raises(ModelLoadError, match=f"{tmp_path / 'missing'}: cannot load"):
+        load_encoder(tmp_path / "missing")
