@@ -55,7 +55,7 @@ PoolingParam = Literal["cls", "mean"]
 DEFAULT_ALPHA = 0.5
 DEFAULT_TEMPERATURE = 5.0  # the paper's and lm-cocktail's
 DEFAULT_NUM_EXAMPLES = 5  # "about five examples" in the paper
-DEFAULT_NUM_NEGATIVES = 7  # lm-cocktail's neg_number (the same constant as embedding_loss's, which needs transformers)
+DEFAULT_NUM_NEGATIVES = 7  # lm-cocktail's neg_number; here, not in embedding_loss, which needs transformers
 
 
 def cocktail_weights(losses: list[float], temperature: float) -> list[float]:
@@ -285,5 +285,5 @@ class Cocktail(MergeRule):
             "variant": self.variant, "candidates": candidates, "losses": per_model_loss,
             "cocktail_weights": per_model_weight, "temperature": self.temperature, "loss": self.loss,
             "alpha": None if finetuned is None else alpha, "finetuned": finetuned, **embedding,
-        }, sentence_transformers_from=finetuned if embedding else None,
+        }, sentence_transformers_from=finetuned if self.model_kind == "embedding" else None,
             sentence_transformers_pooling=embedding.get("pooling"))

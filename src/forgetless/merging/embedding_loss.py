@@ -43,12 +43,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
+from forgetless.merging.cocktail import DEFAULT_NUM_NEGATIVES
 from forgetless.models import load_encoder, load_tokenizer
 
 # lm-cocktail 0.0.4's defaults of mix_models_with_data / compute_weights for encoders.
 REFERENCE_BATCH_SIZE = 2
 REFERENCE_MAX_LENGTH = 2048
-DEFAULT_NUM_NEGATIVES = 7
 # τ of the scores q·p/τ in lm-cocktail's embedder_loss: FlagEmbedding's training temperature.
 CONTRASTIVE_TEMPERATURE = 0.05
 

@@ -210,8 +210,11 @@ def merge_checkpoints(
     with ExitStack() as stack:
         checkpoints = resolve_inputs(models, stack, adapter_base, trust_remote_code)
         check_compatible(checkpoints)
-        check_pipeline(checkpoints[pipeline_from].path)  # refused before any tensor is merged
         source = checkpoints[config_from]
+        # The sentence-transformers pipeline's refusals come before any tensor is merged.
+        pipeline_source = checkpoints[pipeline_from].path
+        write_own_pipeline = not check_pipeline(pipeline_source) and sentence_transformers_pooling is not None
+        width = embedding_width(source.config, source.path) if write_own_pipeline else 0
         # Parameters are named *.weight / *.bias in transformers models; only when a float
         # tensor is named otherwise can it be a persistent buffer, and only then is the
         # architecture instantiated (on the meta device) to ask, since importing the
@@ -240,12 +243,12 @@ def merge_checkpoints(
             for name in COPIED_FILES:
                 if (source.path / name).is_file():
                     shutil.copy2(source.path / name, tmp / name)
-            pipeline = copy_pipeline(checkpoints[pipeline_from].path, tmp)
-            pipeline_source = str(models[pipeline_from])
-            if not pipeline and sentence_transformers_pooling is not None:
-                width = embedding_width(source.config, source.path)
-                pipeline = write_pipeline(tmp, sentence_transformers_pooling, width)
-                pipeline_source = f"written by forgetless ({sentence_transformers_pooling} pooling, normalized)"
+            if write_own_pipeline:
+                pipeline = write_pipeline(tmp, str(sentence_transformers_pooling), width)
+                pipeline_from_text = f"written by forgetless ({sentence_transformers_pooling} pooling, normalized)"
+            else:
+                pipeline = copy_pipeline(pipeline_source, tmp)
+                pipeline_from_text = str(models[pipeline_from])
             _set_config_dtype(tmp / "config.json", _majority_dtype(planned))
             write_json(tmp / RECORD_FILE, {
                 "forgetless_version": forgetless.__version__,
@@ -258,7 +261,7 @@ def merge_checkpoints(
                 "input_dtypes": {str(m): short_name(c_dtype) for m, c in zip(models, checkpoints)
                                  if (c_dtype := _majority_dtype(c.tensors)) is not None},
                 "shards": [s.file for s in shards],
-                **({"sentence_transformers_from": pipeline_source, "sentence_transformers_files": pipeline}
+                **({"sentence_transformers_from": pipeline_from_text, "sentence_transformers_files": pipeline}
                    if pipeline else {}),
                 **(record or {}),
             })
