@@ -7,19 +7,20 @@ bottom of the package's layers (``tests/test_layers.py``).
 - ``load_model(spec)``: ``(model, tokenizer, path)`` from a checkpoint directory, a hub
   id or a LoRA adapter directory (merged into its base); in-memory models need no
   loading. ``load_causal_lm`` and ``load_tokenizer`` are its two halves.
+- ``load_encoder(path)``: an encoder without a task head (``AutoModel``), for embedding models.
 - ``capabilities(model)``: which optional forward arguments a model accepts.
 - ``testbed:PRESET`` specs are *not* resolved here: the entry points (the CLI, the
   study) resolve them with ``forgetless.testbed.specs`` before calling anything that
   loads, and a spec that reaches this module unresolved is refused with that hint.
 
 Weights are safetensors only, never unpickled: ``train``, ``generate``, ``eval``, merge
-sweeps, LoRA bases and the study all load through ``load_causal_lm`` (and adapters
-through ``load_adapter``), so one policy holds everywhere: ``use_safetensors=True``. A pickled checkpoint (``pytorch_model.bin``,
-``*.pt``) is refused with a one-line error saying how to convert it, rather than
-unpickled: unpickling an untrusted file runs its code, and even ``weights_only``
-loading is a second, weaker policy. Load failures become one-line ``ModelLoadError``s
-naming the path (a truncated shard, a missing model, code that needs
-``--trust-remote-code``).
+sweeps, LoRA bases and the study all load through ``load_causal_lm`` (embedding models through
+``load_encoder``, adapters through ``load_adapter``), so one policy holds everywhere:
+``use_safetensors=True``. A pickled checkpoint (``pytorch_model.bin``, ``*.pt``) is refused
+with a one-line error saying how to convert it, rather than unpickled: unpickling an
+untrusted file runs its code, and even ``weights_only`` loading is a second, weaker policy.
+Load failures become one-line ``ModelLoadError``s naming the path (a truncated shard, a
+missing model, code that needs ``--trust-remote-code``).
 """
 
 from __future__ import annotations
@@ -160,6 +161,34 @@ def load_causal_lm(
         return AutoModelForCausalLM.from_pretrained(
             str(path), trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
         )
+
+
+def load_encoder(
+    path: str | Path, dtype: torch.dtype | str | None = None, trust_remote_code: bool = False, **kwargs: Any
+) -> PreTrainedModel:
+    """``AutoModel.from_pretrained(path, use_safetensors=True)``: an encoder without a task head
+    (a BERT or XLM-R embedding model, as sentence-transformers' ``Transformer`` module loads it),
+    under the same safetensors-only policy and one-line errors as ``load_causal_lm``.
+
+    Args:
+        path: a model directory or hub id (``testbed:PRESET`` resolved already); for a
+            sentence-transformers model, the directory whose ``config.json`` is the encoder's.
+        dtype: the dtype to load in (``"auto"``: the checkpoint's own); None: transformers' default.
+        trust_remote_code: run the model's own code (off unless asked).
+        **kwargs: passed to ``from_pretrained``.
+
+    Raises:
+        ModelLoadError: pickled weights only, a truncated shard, no such model, remote code needed.
+    """
+    from transformers import AutoModel
+
+    check_resolved(path)
+    check_safetensors(path)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    with load_errors(path):
+        return AutoModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True,
+                                         **kwargs)
 
 
 def load_adapter(base: PreTrainedModel, path: str | Path) -> Any:

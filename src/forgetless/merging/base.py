@@ -21,10 +21,19 @@ from pydantic import BaseModel, ConfigDict
 
 @dataclass
 class Coefficients:
-    """c_k for each model, and the rule's working (JSON-able) for the record."""
+    """c_k for each model, and the rule's working (JSON-able) for the record.
+
+    When a rule merges embedding models (``forgetless.merging.st_format``):
+    ``sentence_transformers_from`` is the index of the model whose sentence-transformers
+    pipeline (modules.json, pooling, ...) the output takes (None: the config source's, if it
+    has one), and ``sentence_transformers_pooling`` the pooling of the pipeline written when
+    that model has none (None: write none).
+    """
 
     values: list[float]
     info: dict[str, Any] = field(default_factory=dict)
+    sentence_transformers_from: int | None = None
+    sentence_transformers_pooling: str | None = None
 
 
 class RuleParams(BaseModel):

@@ -77,6 +77,8 @@ def cmd_merge_weights(cfg: MergeConfig) -> int:
         _print_weights(cfg.models, result.values, result.info)
         out = merge_checkpoints(paths, result.values, cfg.output, config_from=cfg.config_from,
                                 shard_size=cfg.shard_size, overwrite=cfg.overwrite, dtype=cfg.dtype,
+                                sentence_transformers_from=result.sentence_transformers_from,
+                                sentence_transformers_pooling=result.sentence_transformers_pooling,
                                 record={"rule": cfg.rule, "inputs": cfg.models, "params": rule.params(),
                                         **result.info})
     dtype = json.loads((out / "forgetless-merge.json").read_text())["dtype"]

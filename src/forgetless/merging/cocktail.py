@@ -20,6 +20,13 @@ Named variants:
 
 How L is averaged is set by ``loss`` (``forgetless.merging.cocktail_loss``): forgetless's
 pooled per-token code length, or lm-cocktail's per-batch convention.
+
+``model_kind="embedding"`` is the paper's encoder case (merged BGE models, evaluated on
+MTEB): the models are encoders (``AutoModel``), L is lm-cocktail's contrastive loss on
+(query, positive, negatives) examples (``forgetless.merging.embedding_loss``) with the
+models' own sentence-transformers pooling, and the output carries the fine-tuned model's
+sentence-transformers files (``forgetless.merging.st_format``). The weights, α and the
+variants are the same.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -36,15 +43,19 @@ from pydantic import Field
 from forgetless.merging.base import Coefficients, MergeRule, RuleContext, RuleParams
 from forgetless.merging.checkpoint import MergeError
 from forgetless.merging.interpolate import check_alpha
+from forgetless.merging.st_format import resolve_pooling
 
 Variant = Literal["paper", "mono-specialist", "without-finetuning"]
 Candidates = Literal["others", "all"]
 # The two conventions of ``forgetless.merging.cocktail_loss``; named here so that building
 # the ``merge`` parser does not import that module (it needs transformers).
 LossConvention = Literal["tokens", "lm-cocktail"]
+ModelKind = Literal["causal", "embedding"]
+PoolingParam = Literal["cls", "mean"]
 DEFAULT_ALPHA = 0.5
 DEFAULT_TEMPERATURE = 5.0  # the paper's and lm-cocktail's
 DEFAULT_NUM_EXAMPLES = 5  # "about five examples" in the paper
+DEFAULT_NUM_NEGATIVES = 7  # lm-cocktail's neg_number; here, not in embedding_loss, which needs transformers
 
 
 def cocktail_weights(losses: list[float], temperature: float) -> list[float]:
@@ -105,6 +116,14 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
     return losses
 
 
+def embedding_model_losses(models: list[Path], examples: Path, num_examples: int, pooling: str,
+                           num_negatives: int) -> list[float]:
+    """L_k of encoders: lm-cocktail's contrastive loss (``forgetless.merging.embedding_loss``)."""
+    from forgetless.merging.embedding_loss import embedding_losses  # needs transformers, as model_losses
+
+    return embedding_losses(models, examples, num_examples, pooling, num_negatives)
+
+
 class CocktailParams(RuleParams):
     """``--rule cocktail``: every parameter has a default; ``examples`` is needed whenever more
     than one model is in the softmax (the rule says so when it is missing)."""
@@ -112,7 +131,7 @@ class CocktailParams(RuleParams):
     # Ranges of alpha and temperature are checked by the rule, whose messages say what they mean.
     examples: str | None = Field(None, description="Target-domain examples (JSONL: text, or prompt+completion; "
                                                    "input+output or prompt+completion with --cocktail-loss "
-                                                   "lm-cocktail).")
+                                                   "lm-cocktail; query+pos+neg with --model-kind embedding).")
     finetuned: int = Field(1, ge=0, description="Index in --models of the fine-tuned model.")
     alpha: float | None = Field(None, description=f"Share kept of the fine-tuned model (default {DEFAULT_ALPHA}).")
     num_examples: int = Field(DEFAULT_NUM_EXAMPLES, ge=1, description="How many target examples the losses use.")
@@ -128,6 +147,16 @@ class CocktailParams(RuleParams):
         "tokens", description="Loss L_k: tokens = mean NLL per token of BOS+text+EOS pooled over the examples; "
                               "lm-cocktail = lm-cocktail 0.0.4's (output tokens + EOS only, mean per batch of 2 "
                               "examples, then over batches).")
+    model_kind: ModelKind = Field(
+        "causal", description="causal = language models, losses from --cocktail-loss; embedding = encoders "
+                              "(sentence-transformers models), loss = lm-cocktail's contrastive loss on "
+                              "{query, pos, neg} examples, output loadable by SentenceTransformer.")
+    pooling: PoolingParam | None = Field(
+        None, description="--model-kind embedding: cls or mean pooling, for models without a sentence-transformers "
+                          "1_Pooling/config.json (which otherwise decides).")
+    num_negatives: int | None = Field(
+        None, ge=1, description=f"--model-kind embedding: negatives per query, the first of each 'neg' list "
+                                f"(default {DEFAULT_NUM_NEGATIVES}, lm-cocktail's).")
 
 
 @dataclass
@@ -144,7 +173,10 @@ class Cocktail(MergeRule):
         variant: ``paper``, ``mono-specialist`` or ``without-finetuning`` (module docstring).
         candidates: ``others`` (the paper: every model but the fine-tuned one) or ``all``
             (the fine-tuned one too; a variant, not the method).
-        loss: ``tokens`` or ``lm-cocktail`` (``forgetless.merging.cocktail_loss``).
+        loss: ``tokens`` or ``lm-cocktail`` (``forgetless.merging.cocktail_loss``); causal models only.
+        model_kind: ``causal`` or ``embedding`` (encoders; the contrastive loss, module docstring).
+        pooling: ``cls`` or ``mean``, for embedding models without a pooling config (which otherwise decides).
+        num_negatives: negatives per query of the contrastive loss (default 7); embedding models only.
         losses_fn: computes the candidates' losses from their paths instead (tests, the study).
     """
 
@@ -156,6 +188,9 @@ class Cocktail(MergeRule):
     variant: Variant = "paper"
     candidates: Candidates = "others"
     loss: LossConvention = "tokens"
+    model_kind: ModelKind = "causal"
+    pooling: PoolingParam | None = None
+    num_negatives: int | None = None
     losses_fn: Callable[[list[Path]], list[float]] | None = field(default=None, repr=False)
     name = "cocktail"
     params_model = CocktailParams
@@ -167,7 +202,8 @@ class Cocktail(MergeRule):
         # and a paper merge of base + fine-tuned need none), so an empty value means none.
         return cls(examples=Path(params.examples) if params.examples else None, finetuned=params.finetuned,
                    temperature=params.temperature, alpha=params.alpha, num_examples=params.num_examples,
-                   variant=params.variant, candidates=params.candidates, loss=params.cocktail_loss)
+                   variant=params.variant, candidates=params.candidates, loss=params.cocktail_loss,
+                   model_kind=params.model_kind, pooling=params.pooling, num_negatives=params.num_negatives)
 
     def _check(self, n_models: int) -> tuple[int | None, float, list[int]]:
         """(fine-tuned index or None, α, candidate indices), or a one-line MergeError."""
@@ -177,6 +213,17 @@ class Cocktail(MergeRule):
             raise MergeError(f"candidates={self.candidates!r}: expected others (the paper) or all")
         if self.loss not in ("tokens", "lm-cocktail"):
             raise MergeError(f"loss={self.loss!r}: expected tokens or lm-cocktail")
+        if self.model_kind not in ("causal", "embedding"):
+            raise MergeError(f"model_kind={self.model_kind!r}: expected causal or embedding")
+        if self.model_kind == "embedding" and self.loss != "tokens":
+            raise MergeError(f"cocktail_loss={self.loss} is a language-model loss; with model_kind embedding the "
+                             "loss is lm-cocktail's contrastive loss")
+        if self.model_kind == "causal" and (self.pooling is not None or self.num_negatives is not None):
+            raise MergeError("pooling and num_negatives apply to model_kind embedding only")
+        if self.pooling not in (None, "cls", "mean"):
+            raise MergeError(f"pooling={self.pooling!r}: expected cls or mean")
+        if self.num_negatives is not None and self.num_negatives < 1:
+            raise MergeError(f"num_negatives={self.num_negatives}: expected at least 1")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise MergeError(f"temperature={self.temperature}: expected a positive number (LM-Cocktail uses 5)")
         if self.num_examples < 1:
@@ -205,6 +252,13 @@ class Cocktail(MergeRule):
         finetuned, alpha, candidates = self._check(len(models))
         chosen = [models[k] for k in candidates]
         losses: list[float] | None = None
+        embedding: dict[str, Any] = {}
+        if self.model_kind == "embedding":
+            # Every input's pooling, the fine-tuned one's too (the output takes its pipeline), even
+            # when no loss is computed: the output must embed as the inputs do.
+            embedding = {"model_kind": "embedding", "loss": "contrastive",
+                         "pooling": resolve_pooling(models, self.pooling),
+                         "num_negatives": self.num_negatives or DEFAULT_NUM_NEGATIVES}
         if len(candidates) == 1:
             weights = [1.0]  # softmax over one model: no loss to compute, no examples needed
         else:
@@ -213,6 +267,9 @@ class Cocktail(MergeRule):
             elif self.examples is None:
                 raise MergeError(f"cocktail weighting {len(candidates)} models needs examples: a few "
                                  "target-domain examples to compute their losses on")
+            elif self.model_kind == "embedding":
+                losses = embedding_model_losses(chosen, Path(self.examples), self.num_examples, embedding["pooling"],
+                                                embedding["num_negatives"])
             else:
                 losses = model_losses(chosen, Path(self.examples), self.num_examples, self.loss)
             if len(losses) != len(candidates):
@@ -227,5 +284,6 @@ class Cocktail(MergeRule):
         return Coefficients(values, {
             "variant": self.variant, "candidates": candidates, "losses": per_model_loss,
             "cocktail_weights": per_model_weight, "temperature": self.temperature, "loss": self.loss,
-            "alpha": None if finetuned is None else alpha, "finetuned": finetuned,
-        })
+            "alpha": None if finetuned is None else alpha, "finetuned": finetuned, **embedding,
+        }, sentence_transformers_from=finetuned if self.model_kind == "embedding" else None,
+            sentence_transformers_pooling=embedding.get("pooling"))

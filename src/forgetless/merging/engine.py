@@ -31,13 +31,16 @@ from forgetless.merging.adapters import is_adapter, materialize_adapter
 from forgetless.dtypes import HEADER_NAMES, config_dtype, parse_dtype, short_name
 from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Checkpoint, MergeError, TensorInfo
 from forgetless.merging.checks import check_compatible
+from forgetless.merging.st_format import check_pipeline, copy_pipeline, embedding_width, write_pipeline
 from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
 
 RECORD_FILE = "forgetless-merge.json"
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt",
-                "chat_template.jinja", "chat_template.json")
+                "chat_template.jinja", "chat_template.json",
+                # encoders' tokenizers: BERT's WordPiece vocabulary, XLM-RoBERTa's SentencePiece model
+                "vocab.txt", "sentencepiece.bpe.model")
 
 
 def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
@@ -152,6 +155,8 @@ def merge_checkpoints(
     trust_remote_code: bool = False,
     progress: bool = True,
     dtype: str | torch.dtype | None = None,
+    sentence_transformers_from: int | None = None,
+    sentence_transformers_pooling: str | None = None,
 ) -> Path:
     """Write θ = Σ_k c_k θ_k of ``models`` to ``output``, streaming one tensor at a time.
 
@@ -168,14 +173,21 @@ def merge_checkpoints(
         record: extra facts (rule, parameters, computed weights) saved in ``forgetless-merge.json``.
         dtype: float dtype of the output (``"bf16"``, ``"fp32"``, ``"fp16"``, a torch dtype);
             None or ``"auto"``: each float tensor in the dtype the first model stores it in.
+        sentence_transformers_from: index of the model whose sentence-transformers pipeline
+            (modules.json, pooling and other module directories; ``forgetless.merging.st_format``)
+            the output takes; None: ``config_from``'s. Nothing is copied from a model without one.
+        sentence_transformers_pooling: ``cls`` or ``mean``: when that model has no pipeline, write
+            one (encoder, this pooling, Normalize) so that ``SentenceTransformer`` embeds the output
+            as the rule scored it; None: write none.
 
     Returns:
         ``output``, loadable with ``AutoModelForCausalLM.from_pretrained``.
 
     Raises:
         MergeError: inputs differ in architecture, tensor names, shapes, tokenizer or the
-            dtype of an integer tensor, a shard is missing, or the coefficients make no
-            sense; nothing is written.
+            dtype of an integer tensor, a shard is missing, the coefficients make no
+            sense, or the sentence-transformers pipeline has a module with weights of its own;
+            nothing is written.
         FileExistsError: ``output`` exists and ``overwrite`` is off.
     """
     output = Path(output)
@@ -186,6 +198,12 @@ def merge_checkpoints(
     values = validate_coefficients(coefficients, len(models))
     if not 0 <= config_from < len(models):
         raise MergeError(f"config_from={config_from}: expected an index between 0 and {len(models) - 1}")
+    pipeline_from = config_from if sentence_transformers_from is None else sentence_transformers_from
+    if sentence_transformers_pooling not in (None, "cls", "mean"):
+        raise MergeError(f"sentence_transformers_pooling={sentence_transformers_pooling!r}: expected cls or mean")
+    if not 0 <= pipeline_from < len(models):
+        raise MergeError(f"sentence_transformers_from={pipeline_from}: expected an index between 0 and "
+                         f"{len(models) - 1}")
     max_bytes = parse_size(shard_size)
     out_dtype = parse_dtype(dtype) if isinstance(dtype, str) and dtype != "auto" else (
         dtype if isinstance(dtype, torch.dtype) else None)
@@ -193,6 +211,10 @@ def merge_checkpoints(
         checkpoints = resolve_inputs(models, stack, adapter_base, trust_remote_code)
         check_compatible(checkpoints)
         source = checkpoints[config_from]
+        # The sentence-transformers pipeline's refusals come before any tensor is merged.
+        pipeline_source = checkpoints[pipeline_from].path
+        write_own_pipeline = not check_pipeline(pipeline_source) and sentence_transformers_pooling is not None
+        width = embedding_width(source.config, source.path) if write_own_pipeline else 0
         # Parameters are named *.weight / *.bias in transformers models; only when a float
         # tensor is named otherwise can it be a persistent buffer, and only then is the
         # architecture instantiated (on the meta device) to ask, since importing the
@@ -221,6 +243,12 @@ def merge_checkpoints(
             for name in COPIED_FILES:
                 if (source.path / name).is_file():
                     shutil.copy2(source.path / name, tmp / name)
+            if write_own_pipeline:
+                pipeline = write_pipeline(tmp, str(sentence_transformers_pooling), width)
+                pipeline_from_text = f"written by forgetless ({sentence_transformers_pooling} pooling, normalized)"
+            else:
+                pipeline = copy_pipeline(pipeline_source, tmp)
+                pipeline_from_text = str(models[pipeline_from])
             _set_config_dtype(tmp / "config.json", _majority_dtype(planned))
             write_json(tmp / RECORD_FILE, {
                 "forgetless_version": forgetless.__version__,
@@ -233,6 +261,8 @@ def merge_checkpoints(
                 "input_dtypes": {str(m): short_name(c_dtype) for m, c in zip(models, checkpoints)
                                  if (c_dtype := _majority_dtype(c.tensors)) is not None},
                 "shards": [s.file for s in shards],
+                **({"sentence_transformers_from": pipeline_from_text, "sentence_transformers_files": pipeline}
+                   if pipeline else {}),
                 **(record or {}),
             })
     return output
