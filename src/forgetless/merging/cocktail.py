@@ -119,7 +119,8 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
 def embedding_model_losses(models: list[Path], examples: Path, num_examples: int, pooling: str,
                            num_negatives: int) -> list[float]:
     """L_k of encoders: lm-cocktail's contrastive loss (``forgetless.merging.embedding_loss``)."""
-    from forgetless.merging.embedding_loss import embedding_losses  # needs transformers, as model_losses
+    # imported here: the merge flags are built from this module, without transformers
+    from forgetless.merging.embedding_loss import embedding_losses
 
     return embedding_losses(models, examples, num_examples, pooling, num_negatives)
 
