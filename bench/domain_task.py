@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
 from forgetless.config import TrainConfig, load_yaml
@@ -42,7 +42,7 @@ from forgetless.training.run import load_tokenizer, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def general_loss(model: torch.nn.Module, tokenizer, texts: list[str]) -> float:  # noqa: ANN001
+def general_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> float:
     """Held-out loss in nats/token, summed over texts as the study does (``study.measure``)."""
     lengths = text_code_lengths(model, tokenizer, texts, progress=False)
     return sum(c.nats for c in lengths) / sum(c.tokens for c in lengths)
