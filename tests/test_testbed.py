@@ -13,7 +13,7 @@ import torch
 from forgetless.evaluation.exact_match import extract_answer
 from forgetless.testbed.corpus import load_documents, split_documents
 from forgetless.testbed.presets import PRESETS
-from forgetless.testbed.tasks import FAMILIES, generate_family
+from forgetless.testbed.tasks import FAMILIES, constant_answer_floor, generate_family
 
 
 def test_corpus_split_is_by_whole_document_and_disjoint() -> None:
@@ -109,6 +109,40 @@ def test_gcs_answers_match_the_scale_and_no_total_is_overrepresented() -> None:
     assert max(Counter(r["answer"] for r in splits["test"]).values()) / 200 == 0.08
 
 
+# Poisoning agent -> (drug class, antidote), from toxicology references (Goldfrank's), not from the generator.
+_ANTIDOTE_OF = {
+    "heroin": ("opioid", "naloxone"), "diazepam": ("benzodiazepine", "flumazenil"),
+    "paracetamol": ("acetaminophen", "acetylcysteine"), "malathion": ("organophosphate", "atropine"),
+    "diphenhydramine": ("anticholinergic", "physostigmine"), "digoxin": ("cardiac glycoside", "digoxin Fab"),
+    "methanol": ("toxic alcohol", "fomepizole"), "cyanide": ("cyanide", "hydroxocobalamin"),
+    "propranolol": ("beta blocker", "glucagon"), "verapamil": ("calcium channel blocker", "calcium"),
+    "ferrous sulfate": ("iron", "deferoxamine"), "warfarin": ("coumarin", "vitamin K"),
+    "heparin": ("heparin", "protamine"), "amitriptyline": ("tricyclic", "sodium bicarbonate"),
+    "glipizide": ("sulfonylurea", "octreotide"), "dapsone": ("methemoglobin inducer", "methylene blue"),
+}
+
+
+def test_antidote_follows_the_agent_and_no_constant_scores_over_ten_percent() -> None:
+    """The splits the tiny testbed writes: right answers, disjoint splits, a floor of 13 in 200."""
+    sizes = PRESETS["tiny"].task_sizes
+    splits = generate_family(FAMILIES["antidote_cot"], sizes, seed=PRESETS["tiny"].seed)
+    for split, rows in splits.items():
+        assert len(rows) == sizes[split]
+        for row in rows:
+            findings = row["prompt"].removeprefix("Poisoning: ").removesuffix(". Antidote?\n").split(", ")
+            agents = [f for f in findings if f in _ANTIDOTE_OF]
+            assert len(findings) == 4 and len(agents) == 1, row  # who, weight, time, and one agent
+            drug_class, antidote = _ANTIDOTE_OF[agents[0]]
+            # The reasoning line names the class, a word the prompt does not hold for 14 of 16 agents.
+            assert row["completion"] == f" {drug_class}.\nAnswer: {antidote}" and row["answer"] == antidote
+        counts = Counter(row["answer"] for row in rows)
+        assert len(counts) == 16 and max(counts.values()) == -(-len(rows) // 16)
+    prompts = {split: {row["prompt"] for row in rows} for split, rows in splits.items()}
+    assert not (prompts["train"] & prompts["validation"] or prompts["train"] & prompts["test"]
+                or prompts["validation"] & prompts["test"])
+    assert constant_answer_floor(splits["test"])[1] == 13 / 200 <= 0.10
+
+
 def test_peer_answers_are_right() -> None:
     sizes = {"train": 50, "validation": 1, "test": 1}
     for row in generate_family(FAMILIES["sorting"], sizes, seed=0)["train"]:
@@ -138,7 +172,8 @@ def test_the_tiny_recipe_is_pinned_with_its_precision() -> None:
 
     tiny = get_preset("tiny")
     assert tiny.precision == "fp32" and tiny.recipe()["precision"] == "fp32"
-    assert tiny.recipe_hash() == "0bfa554e3b69"
+    # facd6e750c19: testbed version 6 (antidote_cot added); version 5 was 0bfa554e3b69.
+    assert tiny.recipe_hash() == "facd6e750c19"
     assert replace(tiny, precision="bf16").recipe_hash() != tiny.recipe_hash()
 
 

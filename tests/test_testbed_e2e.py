@@ -40,6 +40,15 @@ def test_base_model_learned_general_text_and_cannot_do_the_tasks(testbed) -> Non
     assert all(accuracy <= 0.05 for accuracy in metrics["test_exact_match"].values())
 
 
+def test_manifest_states_every_familys_floor_and_the_demos_is_low(testbed) -> None:
+    from forgetless.testbed.tasks import FAMILIES, constant_answer_floor
+
+    floors = testbed.manifest()["metrics"]["test_constant_answer_floor"]
+    assert set(floors) == set(FAMILIES)
+    rows = [json.loads(line) for line in testbed.task("antidote_cot", "test").read_text().splitlines()]
+    assert floors["antidote_cot"]["exact_match"] == constant_answer_floor(rows)[1] <= 0.10
+
+
 def _train_and_eval(testbed, tmp_path: Path, name: str, *flags: str) -> dict:
     config = Path(__file__).parent.parent / "configs" / "testbed_tiny_sft.yaml"
     out = tmp_path / name

@@ -15,7 +15,17 @@ Families (each written as prompt/completion JSONL with train/validation/test spl
   one answer scores at most 1/13 rounded up (8% of 200): a model must read the
   findings to score. Each finding is a word to look up, not a number to copy, which
   the tiny model learns in a few hundred steps (``medcalc_cot`` needs about 1,000,
-  and always answering "2" scores 40.5% there). The demo's domain.
+  and always answering "2" scores 40.5% there); the sum is what it is slow to learn
+  (15.5% exact match in 300 steps).
+- ``antidote_cot``: poisoning, with chain-of-thought: the agent named in the prompt,
+  its drug class (the reasoning line), then the antidote (heroin: opioid, naloxone;
+  verapamil: calcium channel blocker, calcium), among findings that do not decide
+  it (sex, age, weight, hours since exposure) in random order. Sixteen antidotes,
+  balanced in every split, so a constant answer scores at most 13 of 200 (6.5%).
+  Both hops are lookups: the reasoning line neither copies from the prompt (the tiny
+  base never learned to copy) nor adds. Measured (``bench/domain_task.py``, plain SFT
+  at the demo's settings, one torch thread): see ``configs/quick.yaml``. The demo's
+  domain.
 - ``sorting``: sort a list of two-digit numbers ascending (a peer domain for merging).
 - ``recall``: key-value lookup in a short record (a peer domain for merging).
 
@@ -108,6 +118,42 @@ def _gcs(rng: random.Random) -> Sample:
     return f"GCS: age {age}, eyes {words[0]}, verbal {words[1]}, motor {words[2]}.", cot, answer
 
 
+# Poisoning -> drug class -> antidote, as standard toxicology references give them
+# (e.g. Goldfrank's Toxicologic Emergencies): {agent: (class, antidote)}. One agent per
+# class: with four agents per class (64 names to map) the tiny base reached only 21%
+# in 200 steps and 40% in 400, with two (32) 23% in 200 (bench/domain_task.py).
+_POISONS: dict[str, tuple[str, str]] = {
+    "heroin": ("opioid", "naloxone"),
+    "diazepam": ("benzodiazepine", "flumazenil"),
+    "paracetamol": ("acetaminophen", "acetylcysteine"),
+    "malathion": ("organophosphate", "atropine"),
+    "diphenhydramine": ("anticholinergic", "physostigmine"),
+    "digoxin": ("cardiac glycoside", "digoxin Fab"),
+    "methanol": ("toxic alcohol", "fomepizole"),
+    "cyanide": ("cyanide", "hydroxocobalamin"),
+    "propranolol": ("beta blocker", "glucagon"),
+    "verapamil": ("calcium channel blocker", "calcium"),
+    "ferrous sulfate": ("iron", "deferoxamine"),
+    "warfarin": ("coumarin", "vitamin K"),
+    "heparin": ("heparin", "protamine"),
+    "amitriptyline": ("tricyclic", "sodium bicarbonate"),
+    "glipizide": ("sulfonylurea", "octreotide"),
+    "dapsone": ("methemoglobin inducer", "methylene blue"),
+}
+ANTIDOTES = tuple(antidote for _, antidote in _POISONS.values())
+
+
+def _antidote(rng: random.Random) -> Sample:
+    agent = rng.choice(list(_POISONS))
+    drug_class, antidote = _POISONS[agent]
+    # Findings that do not decide the answer, in random order around the agent, so a
+    # model must find the key phrase rather than read a fixed position.
+    findings = [f"{rng.randint(1, 12)} h ago", f"{rng.randint(40, 110)} kg", agent]
+    rng.shuffle(findings)
+    who = f"{rng.choice(('man', 'woman'))} {rng.randint(16, 90)}"
+    return f"Poisoning: {who}, {', '.join(findings)}. Antidote?", f"{drug_class}.", antidote
+
+
 _KEYS = ("fig", "oak", "ash", "elm", "yew", "ivy", "rye", "bay", "asp", "cod", "eel", "jay", "owl", "ram", "yak", "gnu")
 
 
@@ -145,6 +191,8 @@ FAMILIES: dict[str, Family] = {
         Family("medcalc_label", _medcalc, False, "the same clinical calculators, label-only answers"),
         Family("gcs_cot", _gcs, True, "Glasgow Coma Scale from exam findings, chain-of-thought, balanced totals",
                balanced_answers=tuple(map(str, GCS_TOTALS))),
+        Family("antidote_cot", _antidote, True, "poisoning: agent -> drug class -> antidote, chain-of-thought",
+               balanced_answers=ANTIDOTES),
         Family("sorting", _sorting, False, "sort a list of two-digit numbers (peer domain)"),
         Family("recall", _recall, False, "key-value lookup in a record (peer domain)"),
     )
