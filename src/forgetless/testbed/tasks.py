@@ -22,8 +22,9 @@ Families (each written as prompt/completion JSONL with train/validation/test spl
   verapamil: calcium channel blocker, calcium), among findings that do not decide
   it (sex, age, weight, hours since exposure) in random order. Sixteen antidotes,
   balanced in every split, so a constant answer scores at most 13 of 200 (6.5%).
-  Both hops are lookups: the reasoning line neither copies from the prompt (the tiny
-  base never learned to copy) nor adds. Measured (``bench/domain_task.py``, plain SFT
+  Both hops are lookups: the reasoning line needs no arithmetic and no copying (the
+  tiny base never learned to copy; the class repeats the agent's name only for
+  cyanide and heparin, where it is still one fixed word to recall). Measured (``bench/domain_task.py``, plain SFT
   at the demo's settings, one torch thread): see ``configs/quick.yaml``. The demo's
   domain.
 - ``sorting``: sort a list of two-digit numbers ascending (a peer domain for merging).
@@ -120,8 +121,9 @@ def _gcs(rng: random.Random) -> Sample:
 
 # Poisoning -> drug class -> antidote, as standard toxicology references give them
 # (e.g. Goldfrank's Toxicologic Emergencies): {agent: (class, antidote)}. One agent per
-# class: with four agents per class (64 names to map) the tiny base reached only 21%
-# in 200 steps and 40% in 400, with two (32) 23% in 200 (bench/domain_task.py).
+# class: with four agents per class (64 names to map) the version-5 tiny base reached
+# only 21% in 200 steps and 40% in 400, with two (32) 23% in 200, with one 60% in 200
+# (bench/domain_task.py); the class, not the antidote, was what it got wrong.
 _POISONS: dict[str, tuple[str, str]] = {
     "heroin": ("opioid", "naloxone"),
     "diazepam": ("benzodiazepine", "flumazenil"),
