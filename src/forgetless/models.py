@@ -153,14 +153,7 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
-    check_resolved(path)
-    check_safetensors(path)
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    with load_errors(path):
-        return AutoModelForCausalLM.from_pretrained(
-            str(path), trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
-        )
+    return _from_pretrained(AutoModelForCausalLM, path, dtype, trust_remote_code, **kwargs)
 
 
 def load_encoder(
@@ -182,13 +175,20 @@ def load_encoder(
     """
     from transformers import AutoModel
 
+    return _from_pretrained(AutoModel, path, dtype, trust_remote_code, **kwargs)
+
+
+def _from_pretrained(auto_class: Any, path: str | Path, dtype: torch.dtype | str | None, trust_remote_code: bool,
+                     **kwargs: Any) -> PreTrainedModel:
+    """``auto_class.from_pretrained`` under the one policy: a resolved spec, safetensors checked first and only,
+    one-line errors."""
     check_resolved(path)
     check_safetensors(path)
     if dtype is not None:
         kwargs["dtype"] = dtype
     with load_errors(path):
-        return AutoModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True,
-                                         **kwargs)
+        return auto_class.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True,
+                                          **kwargs)
 
 
 def load_adapter(base: PreTrainedModel, path: str | Path) -> Any:
