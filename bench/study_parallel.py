@@ -13,8 +13,8 @@ short runs: ``--curve-points 0`` times training alone); methods that
 replay study-made samples (any source) are left out, since their samples cell would be timed
 with them. The script prints how far each executor's final training losses are
 from serial's: identical at equal threads per process; serial's default threads
-sum fp32 in another order than the one-thread workers (a 5th-digit difference on
-the testbed's tiny model).
+sum fp32 in another order than the one-thread workers, and training amplifies it
+(up to 1.9e-2 relative after 100 steps of the quick study on the tiny testbed, Intel Xeon).
 """
 
 from __future__ import annotations
