@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # One torch thread per process (the suite's own process sets it in conftest.py; this reaches the
 # CLI subprocesses and workers the tests start): the tests' tiny models gain nothing from a second
-# thread, and on 2 cores threads spin-waiting against each other made the suite much slower
-# (539 s at one thread on a loaded machine against 793 s with default threads on a quiet one).
+# thread, and results then never depend on a machine's core count (measured on a quiet 2-core
+# Intel Xeon: 770 s at one thread against 793 s with default threads).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 .venv/bin/python -m pytest -q "$@"
