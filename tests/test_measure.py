@@ -4,7 +4,6 @@ checked against a bootstrap written out by hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,6 @@ from forgetless.study.measure import measure, paired_interval
 from tests.conftest import TEXT, make_model, write_jsonl
 
 GENERAL = [TEXT[0], TEXT[1] * 3, TEXT[2], "hello"]  # the second is cut into several windows
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from forgetless.merging.checkpoint import Checkpoint
 from forgetless.merging.cocktail import Cocktail
 from forgetless.merging.config import merge_schema
 from forgetless.merging.registry import RULES, build_rule
+from tests.test_cli_errors import _one_line
 
 
 # --- what a rule's file holds -------------------------------------------------------------
@@ -49,14 +50,6 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> None:
 def _float_tensors(path: Path) -> dict[str, torch.Tensor]:
     checkpoint = Checkpoint(path)
     return {name: checkpoint.read(name) for name in checkpoint.tensors if checkpoint.read(name).is_floating_point()}
-
-
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith("forgetless: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def refused(argv: list[str], output: Path, match: str, capsys: pytest.CaptureFixture[str]) -> None:
