@@ -8,4 +8,6 @@ bash scripts/setup.sh
 # thread, and results then never depend on a machine's core count (measured on a quiet 2-core
 # Intel Xeon: 770 s at one thread against 793 s with default threads).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-.venv/bin/python -m pytest -q "$@"
+# One pytest-xdist worker per core (-n 0 among the arguments runs in one process). Per-module times:
+# python bench/suite_times.py.
+.venv/bin/python -m pytest -q -n "${FORGETLESS_TEST_WORKERS:-auto}" "$@"

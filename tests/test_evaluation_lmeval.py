@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,14 +31,6 @@ class AlwaysAnswers(torch.nn.Module):
                 k = max(k for k in range(len(self.target)) if k == 0 or row[t + 1 - k : t + 1] == self.target[:k])
                 logits[b, t, self.target[k]] = 10.0
         return SimpleNamespace(logits=logits)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow  # importing and running lm-eval takes ~30 s of CPU

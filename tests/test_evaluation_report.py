@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ from forgetless.data.errors import DataError
 from forgetless.models import load_model
 from forgetless.evaluation.report import METRICS, EvalSettings, evaluation_report
 from tests.conftest import TEXT, make_model, write_jsonl
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

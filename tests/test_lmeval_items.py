@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, write_cloze
 from forgetless.evaluation.domain import domain_accuracy
@@ -33,7 +32,6 @@ def test_items_agree_with_forgetless_own_scores(tokenizer, task_dir) -> None:  #
     from forgetless.evaluation.lmeval_items import task_items
 
     tasks, cloze, domain = task_dir
-    torch.set_num_threads(1)
     model = make_model(tokenizer, seed=5)
     items = task_items(model, tokenizer, ["forgetless_cloze", "forgetless_sums"], include_path=str(tasks),
                        batch_size=4)

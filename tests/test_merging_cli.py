@@ -10,7 +10,7 @@ import torch
 
 from forgetless.cli import main
 from forgetless.merging.checkpoint import Checkpoint
-from tests.conftest import TEXT, make_model, write_jsonl
+from tests.conftest import TEXT, write_jsonl
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from forgetless.replay.generate import (
     sample_sequences,
 )
 from tests.conftest import make_model
+from tests.tolerance import assert_same_greedy, fp32_reorder_rtol, tiny_llama_terms
 
 BOS, EOS, PAD = 0, 1, 2
 
@@ -78,7 +79,9 @@ def test_left_padded_prompts_sample_as_if_alone() -> None:
     greedy = SamplingSettings(num_samples=3, max_new_tokens=5, temperature=0.0, batch_size=3)
     batched = sample_sequences(model, prompts, greedy, EOS, PAD, progress=False)
     alone = [sample_sequences(model, [p], greedy, EOS, PAD, progress=False)[0] for p in prompts]
-    assert [s.token_ids for s in batched] == [s.token_ids for s in alone]
+    # Equal up to any argmax that rounding could flip (the bound of the larger fixture Llama over-counts this one).
+    assert_same_greedy(model, prompts, [s.token_ids for s in batched], [s.token_ids for s in alone],
+                       fp32_reorder_rtol(tiny_llama_terms(positions=9)))
 
 
 def test_top_p_keeps_only_the_nucleus() -> None:

@@ -10,8 +10,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,21 +43,6 @@ def comparable(root: Path) -> list[dict]:
     return rows
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the serial reference with one torch thread, as every worker does.
-
-    With more threads, fp32 matmuls may sum in another order (on the testbed's tiny
-    model, 5th-digit differences in the final training loss; bench/study_parallel.py).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _with(study_yaml: Path, output: Path, **changes: object) -> Path:  # noqa: F811
     values = yaml.safe_load(study_yaml.read_text())
     values["output"] = str(output)
@@ -69,32 +52,45 @@ def _with(study_yaml: Path, output: Path, **changes: object) -> Path:  # noqa: F
     return path
 
 
-def test_serial_local_and_ray_give_identical_results(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
-    values = yaml.safe_load(study_yaml.read_text())
-    # A replay method: its training waits for the samples cell.
-    methods = [*values["methods"], {"name": "cf-replay", "learning_rates": [1e-3],
-                                    "train": {"replay": {"data": "context-free", "ratio": 0.5}}}]
-    with one_thread():
-        serial = run_study(load_study(_with(study_yaml, tmp_path / "serial", methods=methods)),
-                           print_fn=lambda _: None)
-    lines: list[str] = []
-    local = run_study(load_study(_with(study_yaml, tmp_path / "local", methods=methods)), print_fn=lines.append,
-                      executor=LocalExecutor(workers=2))
-    expected = comparable(serial)
+def _with_replay(study_yaml: Path, output: Path) -> Path:  # noqa: F811
+    """The study with a replay method added: its training waits for the samples cell."""
+    replay = {"name": "cf-replay", "learning_rates": [1e-3],
+              "train": {"replay": {"data": "context-free", "ratio": 0.5}}}
+    methods = [*yaml.safe_load(study_yaml.read_text())["methods"], replay]
+    return _with(study_yaml, output, methods=methods)
+
+
+def _serial_rows(study_yaml: Path, tmp_path: Path) -> list[dict]:  # noqa: F811
+    # conftest.py runs the suite's process at one torch thread, as every worker does: the same sums in the same
+    # order, so the results must be equal bit for bit.
+    assert torch.get_num_threads() == 1
+    expected = comparable(run_study(load_study(_with_replay(study_yaml, tmp_path / "serial")), print_fn=lambda _: None))
     assert [r["kind"] for r in expected] == ["base", "trained", "trained", "trained",
                                              "interpolation", "interpolation", "interpolation"]
+    return expected
+
+
+def test_serial_and_local_workers_give_identical_results(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
+    expected = _serial_rows(study_yaml, tmp_path)
+    lines: list[str] = []
+    local = run_study(load_study(_with_replay(study_yaml, tmp_path / "local")), print_fn=lines.append,
+                      executor=LocalExecutor(workers=2))
     assert comparable(local) == expected
     # Every cell ran in a worker and logged there; the driver printed one start and one done line per cell.
     logs = sorted(p.name for p in (local / "logs").iterdir())
     assert "train__sft__lr=0.001__seed=0.log" in logs and "samples__replay.log" in logs
     assert sum(" done " in line for line in lines) == len(logs)
+
+
+def test_serial_and_ray_give_identical_results(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
     try:
         import ray
     except ImportError:
         pytest.skip("ray is not installed (pip install 'forgetless[ray]'): the ray executor case is not run")
+    expected = _serial_rows(study_yaml, tmp_path)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        on_ray = run_study(load_study(_with(study_yaml, tmp_path / "ray", methods=methods)), print_fn=lambda _: None,
+        on_ray = run_study(load_study(_with_replay(study_yaml, tmp_path / "ray")), print_fn=lambda _: None,
                            executor=make_executor("ray"))
     finally:
         ray.shutdown()
@@ -103,8 +99,8 @@ def test_serial_local_and_ray_give_identical_results(study_yaml: Path, tmp_path:
 
 def test_cocktail_with_peers_on_local_workers_matches_serial(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
     with_cocktail(study_yaml, tmp_path, peers=True)
-    with one_thread():
-        serial = run_study(load_study(_with(study_yaml, tmp_path / "serial")), print_fn=lambda _: None)
+    assert torch.get_num_threads() == 1  # as every worker (conftest.py)
+    serial = run_study(load_study(_with(study_yaml, tmp_path / "serial")), print_fn=lambda _: None)
     local = run_study(load_study(_with(study_yaml, tmp_path / "local")), print_fn=lambda _: None,
                       executor=LocalExecutor(workers=2))
     expected = comparable(serial)

@@ -17,6 +17,7 @@ from forgetless.training.run import train
 from forgetless.losses import token_nll
 from forgetless.training.trainer import ForgetlessTrainer
 from tests.conftest import make_model, write_jsonl
+from tests.tolerance import fp32_reorder_rtol, tiny_llama_terms
 
 
 def _cfg(model_dir: Path, data: Path, output: Path, **kw) -> TrainConfig:
@@ -160,6 +161,9 @@ def test_logits_only_from_the_first_supervised_position_give_the_same_loss_and_g
                            batch["labels"])
     full = loss.sum() / mask.sum()
     full.backward()
-    torch.testing.assert_close(trimmed, full, rtol=1e-6, atol=1e-6)
+    # The LM head's matmul over fewer rows, and the mean over another shape: the same sums in other orders.
+    tokens = int(mask.sum())
+    torch.testing.assert_close(trimmed, full, rtol=fp32_reorder_rtol(tiny_llama_terms(batch["input_ids"].shape[1],
+                                                                                       tokens)), atol=0)
     for name, param in model.named_parameters():
         torch.testing.assert_close(trimmed_grads[name], param.grad, rtol=1e-5, atol=1e-7, msg=name)
