@@ -65,7 +65,7 @@ def test_the_library_function_writes_what_the_command_writes(tiny_model_dir: Pat
 
     for source in (["--model", str(tiny_model_dir)], ["--model", str(tiny_model_dir), "--prompts", str(pc_data)]):
         assert main(["generate", *source, "--num-samples", "4", "--max-new-tokens", "6", "--seed", "2",
-                     "--output", str(tmp_path / "cli.jsonl")]) == 0
+                     "--output", str(tmp_path / "cli.jsonl"), "--overwrite"]) == 0
         # The study calls this with the command's defaults for everything it does not set.
         meta = generate_replay_data(str(tmp_path / "lib.jsonl"), str(tiny_model_dir), *source[3:], num_samples=4,
                                     max_new_tokens=6, seed=2)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from forgetless.evaluation.config import EvalArgs
+from forgetless.outputs import guard_output
 from forgetless.schema_flags import add_schema_flags, schema_command
 
 
@@ -13,6 +14,9 @@ def cmd_eval(args: EvalArgs) -> int:
     """Evaluate a model: general ability, domain ability, and forgetting/gain against --base."""
     from forgetless.evaluation.report import evaluate_model
 
+    if args.output:  # before any work: the result JSON may replace an earlier result, never an input
+        guard_output(args.output, {"--model": args.model, "--base": args.base, "--general": args.general,
+                                   "--domain": args.domain}, overwrite=True, kind="file")
     options: dict[str, Any] = {
         "general_limit": args.general_limit, "choices": args.choices, "cloze": not args.no_cloze,
         "cloze_items": args.cloze_items, "kl_samples": args.kl_samples, "kl_limit": args.kl_limit, "batch_size": args.batch_size, "window": args.window,

@@ -19,6 +19,7 @@ from forgetless.merging.checkpoint import MergeError
 from forgetless.merging.config import MergeConfig, merge_schema
 from forgetless.merging.registry import RULES
 from forgetless.merging.registry import build_rule as build_registered_rule
+from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.schema_flags import add_schema_flags
 
 
@@ -61,14 +62,19 @@ def _print_weights(models: list[str], values: list[float], info: dict[str, Any])
         print(f"{model:<48} {value:>12.6f}{extra}")
 
 
+def merge_inputs(cfg: MergeConfig) -> dict[str, Any]:
+    """What a merge reads, by flag (models, adapter base, example and evaluation files, rule parameters)."""
+    return {f"--{name.replace('_', '-')}": getattr(cfg, name) for name in type(cfg).model_fields
+            if name not in ("output", "curve")}
+
+
 def cmd_merge_weights(cfg: MergeConfig) -> int:
     """Compute the rule's coefficients and write the merged model."""
     from forgetless.merging.engine import merge_checkpoints, resolve_inputs
 
     if not cfg.output:
         raise MergeError("--output is required to write a merge (a --sweep writes nothing)")
-    if Path(cfg.output).exists() and not cfg.overwrite:
-        raise FileExistsError(f"{cfg.output}: already exists; pass --overwrite to replace it")
+    guard_output(cfg.output, merge_inputs(cfg), cfg.overwrite)  # before any work; the engine checks again
     rule = build_rule(cfg)
     with ExitStack() as stack:
         paths = [c.path for c in resolve_inputs(cfg.models, stack, cfg.adapter_base, cfg.trust_remote_code)]
@@ -193,6 +199,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """Merge model weights (interpolate, average, greedy_soup, task_arithmetic, cocktail), sweep alpha
     in memory, or choose alpha under a forgetting budget."""
     cfg = _config(args)
+    for flag, path in (("--output", cfg.output), ("--curve", cfg.curve)):
+        if path:  # before any work: neither may replace what the merge reads
+            refuse_overlap(path, {**merge_inputs(cfg), "--config": args.config}, flag)
     if cfg.sweep or cfg.budget is not None:
         return cmd_merge_sweep(cfg)
     return cmd_merge_weights(cfg)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
+from forgetless.outputs import guard_output
 from forgetless.merging.adapters import is_adapter, materialize_adapter
 from forgetless.dtypes import HEADER_NAMES, config_dtype, parse_dtype, short_name
 from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Checkpoint, MergeError, TensorInfo
@@ -189,10 +190,10 @@ def merge_checkpoints(
             sense, or the sentence-transformers pipeline has a module with weights of its own;
             nothing is written.
         FileExistsError: ``output`` exists and ``overwrite`` is off.
+        OutputError: ``output`` is, holds or lies inside an input model, or is not forgetless's to overwrite.
     """
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
+    guard_output(output, {"input model": [str(m) for m in models]}, overwrite)
     if not models:
         raise MergeError("no input models")
     values = validate_coefficients(coefficients, len(models))

@@ -13,14 +13,19 @@ import json
 from typing import Any
 
 from forgetless.atomic import write_json
+from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.replay.config import GenerateArgs, KLEstimateArgs
 from forgetless.schema_flags import add_schema_flags, schema_command
 
 
 def cmd_generate(args: GenerateArgs) -> int:
     """Write replay data: context-free samples, contextual completions, or a corpus slice."""
+    from forgetless.replay.kl_estimate import meta_path_for
     from forgetless.replay.make_data import generate_replay_data
 
+    inputs = {"--model": args.model, "--prompts": args.prompts, "--corpus": args.corpus}
+    guard_output(args.output, inputs, args.overwrite, kind="file")  # before any sampling
+    guard_output(meta_path_for(args.output), inputs, args.overwrite, kind="file", flag="--output's sidecar")
     meta = generate_replay_data(args.output, args.model, args.prompts, args.corpus, args.num_samples,
                                 args.temperature, args.top_p, args.max_new_tokens, args.seed, args.batch_size,
                                 args.prompt, args.max_chars, args.corpus_order, args.trust_remote_code)
@@ -41,6 +46,8 @@ def cmd_kl_estimate(args: KLEstimateArgs) -> int:
         if not recorded.is_file():
             raise ValueError(f"--base is required: {recorded} does not exist to say which base {args.model} was trained from")
         base_spec = json.loads(recorded.read_text())["resolved"]["model"]
+    if args.output:
+        refuse_overlap(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples})
     samples = load_samples(args.samples, args.limit)
     model, _, model_path = load_for_sampling(args.model, args.trust_remote_code)
     base, _, base_path = load_for_sampling(base_spec, args.trust_remote_code)

@@ -30,6 +30,7 @@ class GenerateArgs(BaseModel):
     max_chars: int = Field(512, description="corpus: maximum characters per piece")
     corpus_order: Literal["random", "first"] = Field("random", description="corpus: which pieces")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
+    overwrite: bool = Field(False, description="replace an existing --output (and its .meta.json)")
 
 
 class KLEstimateArgs(BaseModel):

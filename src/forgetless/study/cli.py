@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forgetless.outputs import refuse_overlap
 from forgetless.schema_flags import add_schema_flags, schema_command
 
 
@@ -53,6 +54,9 @@ def cmd_study(args: StudyArgs) -> int:
 
     overrides = {"output": args.output} if args.output else None
     cfg = load_study(args.config, overrides)
+    # The study directory holds its cells and report: it may not be, hold or sit inside what the study reads.
+    refuse_overlap(cfg.output, {"config": args.config, "base_model": cfg.base_model, "data": cfg.data,
+                                "cocktail": cfg.cocktail}, flag="output")
     if args.check:
         print(f"{args.config}: valid ({len(cfg.methods)} methods)")
         return 0

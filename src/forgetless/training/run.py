@@ -35,6 +35,7 @@ from forgetless.data.spec import display_name
 from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
 from forgetless.objectives import build_objective
+from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
 from forgetless.replay.kl_callback import kl_callback_for
@@ -213,6 +214,11 @@ def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
     return None
 
 
+def train_inputs(cfg: TrainConfig) -> dict[str, Any]:
+    """What a run reads, by the flag that names it: its output may be none of these, nor hold or sit inside one."""
+    return {"--model": cfg.model, "--data": cfg.data, "replay data": cfg.replay}
+
+
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` and write the result to ``cfg.output``.
 
@@ -227,14 +233,13 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         DataError: bad training data (nothing is written).
         FileExistsError: ``cfg.output`` is a finished run and ``overwrite`` is off.
     """
+    guard_output(cfg.output, train_inputs(cfg), cfg.overwrite)  # before any work, on every launcher
     if cfg.launcher == "accelerate":
         if callbacks:
             raise ValueError("launcher: accelerate trains in other processes, which callbacks cannot follow "
                              "(a study measures no learning curve for such cells)")
         return launch_accelerate(cfg)
     output = Path(cfg.output)
-    if output.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
     model_path = cfg.model  # testbed: specs are resolved by the entry points
     check_safetensors(model_path)  # before anything is read: the weights would be refused anyway
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
@@ -316,6 +321,7 @@ def train_sweep(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None
     """
     if not cfg.learning_rates:
         return [train(cfg, callbacks)]
+    refuse_overlap(cfg.output, train_inputs(cfg))  # each run's own directory is checked by train
     outputs = []
     for rate in cfg.learning_rates:
         output = Path(cfg.output) / f"lr-{rate:g}"
