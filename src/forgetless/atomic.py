@@ -22,9 +22,10 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
-    path = Path(path)
+    given = path
+    path = Path(os.path.abspath(path))  # "sub/.." names its parent: the temporary sibling needs a real name
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
+        raise FileExistsError(f"{given}: already exists; pass --overwrite to replace it")
     _remove_stale_siblings(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
