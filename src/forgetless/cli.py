@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 class TestbedBuildArgs(BaseModel):
     """Which testbed ``forgetless testbed build`` builds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: str = Field("tiny", description="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
     force: bool = Field(False, description="rebuild even if cached")
@@ -57,7 +57,7 @@ class TestbedBuildArgs(BaseModel):
 class TestbedPathArgs(BaseModel):
     """Which testbed ``forgetless testbed path`` locates."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: str = Field("tiny", description="tiny or small")
 
@@ -197,8 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         message = error_message(err)
         if message is None:
             raise
+        _close_progress_bars()
         print(f"forgetless: error: {message}", file=sys.stderr)
         return 2
+
+
+def _close_progress_bars() -> None:
+    """Close progress bars an error interrupted, so the error starts a line of its own (a bar ends without one)."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is not None:
+        for bar in list(getattr(tqdm_module.tqdm, "_instances", [])):
+            bar.close()
 
 
 if __name__ == "__main__":

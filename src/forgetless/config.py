@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 class ReplayConfig(BaseModel):
     """Replay samples mixed into the training data (context-free, contextual or corpus; arXiv 2505.13811)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data: DataSpec = Field(
         description="Replay data (a file or hf:NAME[:CONFIG]:SPLIT): `forgetless generate` output (text), contextual "
@@ -45,7 +45,7 @@ class ReplayConfig(BaseModel):
 class TrainConfig(BaseModel):
     """Everything that determines one fine-tuning run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(description="Base model: a local directory, a hub id, or testbed:tiny / testbed:small.")
     data: DataSpec = Field(

@@ -187,8 +187,33 @@ def _from_pretrained(auto_class: Any, path: str | Path, dtype: torch.dtype | str
     if dtype is not None:
         kwargs["dtype"] = dtype
     with load_errors(path):
-        return auto_class.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True,
-                                          **kwargs)
+        model, info = auto_class.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True,
+                                                 output_loading_info=True, **kwargs)
+    # transformers initializes a tensor the checkpoint lacks at random and only prints a report: a model that is
+    # partly noise must not be trained, merged or measured as if it were the user's.
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ModelLoadError(f"{path}: the weights lack {len(missing)} tensor(s) of the {type(model).__name__} "
+                             f"architecture ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
+                             "the checkpoint is incomplete")
+    check_finite_weights(model, path)
+    return model
+
+
+def check_finite_weights(model: torch.nn.Module, where: str | Path, fix: str = "the checkpoint is corrupt",
+                         error: type[ValueError] = ModelLoadError) -> None:
+    """Refuse a model any of whose floating-point tensors holds NaN or inf (one pass over the weights).
+
+    Raises:
+        error: (``ModelLoadError`` by default) naming ``where``, the first such tensor, how many of its values are
+            non-finite, and ``fix``.
+    """
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise error(f"{where}: tensor {name} holds {bad} non-finite value(s) (NaN or inf) of "
+                            f"{tensor.numel()}; {fix}")
 
 
 def load_adapter(base: PreTrainedModel, path: str | Path) -> Any:

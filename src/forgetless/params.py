@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 class NoParams(BaseModel):
     """The parameters of a plug-in that takes none."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _literal(value: Any) -> str:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class EvalArgs(BaseModel):
     """What ``forgetless eval`` measures, on which data, and how."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(description="checkpoint dir, LoRA adapter dir, hub id, or testbed:PRESET")
     base: str | None = Field(

@@ -44,7 +44,7 @@ class RuleParams(BaseModel):
     "RULE needs --FLAG"). Two rules may share a field name (``alpha``) only with the same type.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ DEFAULT_ALPHAS = [round(0.1 * i, 2) for i in range(11)]
 class MergeConfig(BaseModel):
     """Everything that determines one merge, sweep or budgeted choice, but the rule's parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     models: list[str] = Field(description="Input models: directories (safetensors), LoRA adapter directories, "
                                           "or testbed:tiny. interpolate/sweep/budget: BASE FINETUNED; "

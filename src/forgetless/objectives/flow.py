@@ -95,7 +95,7 @@ def base_token_losses(trainer: Any, examples: list[dict[str, Any]], batch_size: 
 class FLOWParams(BaseModel):
     """The open choices of FLOW and flow_token (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     normalize: Literal[False, "false", "none", "mean"] = Field(
         False, description="false (the paper; 'false' and 'none' say the same): w = exp(−ℓ̄(θ*)/τ) as is; mean: "

@@ -43,7 +43,7 @@ from forgetless.objectives.base import Objective
 class TALRParams(BaseModel):
     """The open choices of TALR (see the module docstring), with the defaults of this implementation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tau: Literal["token_median", "sample_median"] | PositiveFloat = Field(
         "token_median", description="Temperature τ of w_t ∝ exp(−ℓ_t/τ): the lower median of the batch's supervised "

@@ -63,7 +63,7 @@ def _peft_model(model: torch.nn.Module) -> Any:
 class KLParams(BaseModel):
     """The parameters of ``kl`` (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     beta: float = Field(1.0, ge=0, description="β, the penalty's weight.")
     data: str | None = Field(None, description="Replay file whose inputs the KL is taken on (one extra forward pass "

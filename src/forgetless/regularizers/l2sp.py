@@ -41,7 +41,7 @@ def _lora_layers(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str]]:
 class L2SPParams(BaseModel):
     """The parameters of ``l2sp`` (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     weight: float = Field(1e-3, ge=0, description="λ, the penalty's weight.")
     reduction: Literal["mean", "sum"] = Field(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class GenerateArgs(BaseModel):
     """Where ``forgetless generate`` writes replay data, from which source, and how it samples."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = Field(None, description="model directory, hub id, or testbed:PRESET (not needed with --corpus)")
     output: str = Field(description="JSONL to write; settings go to OUTPUT.meta.json")
@@ -36,7 +36,7 @@ class GenerateArgs(BaseModel):
 class KLEstimateArgs(BaseModel):
     """The models and held-out samples of ``forgetless kl-estimate``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(description="the fine-tuned model")
     base: str | None = Field(None, description="the base model (default: the one recorded in MODEL/forgetless.json)")

@@ -17,7 +17,7 @@ from forgetless.schema_flags import add_schema_flags, schema_command
 class StudyArgs(BaseModel):
     """Which study ``forgetless study`` runs, and where its cells run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     config: str = Field(description="study YAML (see configs/quick.yaml)")
     output: str | None = Field(None, description="study directory (overrides the YAML's output)")
@@ -38,7 +38,7 @@ class StudyArgs(BaseModel):
 class ReportArgs(BaseModel):
     """The finished study whose report ``forgetless report`` rebuilds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     study_dir: str = Field(description="the study directory (holds results.jsonl)")
     config: str = Field(description="the study's YAML")

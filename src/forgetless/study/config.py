@@ -31,7 +31,7 @@ class LmEvalConfig(BaseModel):
     Needs the optional extra ``pip install 'forgetless[lmeval]'``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tasks: list[str] = Field(min_length=1, description="lm-eval task or group names (mmlu, arc_challenge, "
                                                        "hellaswag, ifeval, gsm8k; forgetless_cloze on the testbed).")
@@ -51,7 +51,7 @@ class DataConfig(BaseModel):
     ``{text: SPEC, lm_eval: {tasks: [...], ...}}``: held-out text plus benchmark tasks.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -81,7 +81,7 @@ class DataConfig(BaseModel):
 class MethodConfig(BaseModel):
     """One row of the comparison: a training method with its parameters and learning rates."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="Label in the report, unique in the study (e.g. 'talr', 'sft-lr1e-3').")
     family: str | None = Field(
@@ -114,7 +114,7 @@ class MethodConfig(BaseModel):
 class SweepConfig(BaseModel):
     """Post-hoc combinations of each fine-tuned model with the base."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     interpolation: list[float] = Field(
         default_factory=lambda: [0.25, 0.5, 0.75],
@@ -135,7 +135,7 @@ class SweepConfig(BaseModel):
 class PeerConfig(BaseModel):
     """A peer-domain model for LM-Cocktail: trained by the study on its own data."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str
     data: DataSpec = Field(description="Training data of the peer domain (a data spec, like data.train).")
@@ -146,7 +146,7 @@ class CocktailConfig(BaseModel):
     """LM-Cocktail (arXiv 2311.13534): α θ_ft + (1 − α) Σ_i w_i θ_i, w = softmax(−L/T) of the base's and
     the peers' loss on a few target examples; α runs over the WiSE-FT grid (``sweeps.interpolation``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     peers: list[PeerConfig] = Field(default_factory=list)
     num_examples: int = Field(
@@ -194,7 +194,7 @@ class ContextFreeConfig(BaseModel):
     context-free sequences (a different seed), drawn at T = 1.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     replay_samples: int = Field(1000, gt=0, description="Sequences drawn for context-free replay.")
     kl_samples: int = Field(64, ge=0, description="Held-out sequences for the KL estimate (0 turns it off).")
@@ -209,7 +209,7 @@ class ContextFreeConfig(BaseModel):
 class EvalConfig(BaseModel):
     """How much of the evaluation data every model sees."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     domain_limit: int | None = Field(None, gt=0, description="Score only the first N domain test examples.")
     validation_limit: int = Field(
@@ -229,7 +229,7 @@ class EvalConfig(BaseModel):
 class FrontierConfig(BaseModel):
     """What the frontier plots against domain gain."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     general: str = Field("loss", description="The x-axis: loss (held-out general loss, nats/token) or the name of "
                                              "one of data.general's lm-eval tasks (its forgetting: base score minus "
@@ -239,7 +239,7 @@ class FrontierConfig(BaseModel):
 class StudyConfig(BaseModel):
     """Everything that determines a study; see configs/quick.yaml for an annotated example."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field("study", description="Title of the report.")
     output: str = Field(description="Study directory: cells, results.jsonl, report.md, report.html.")

@@ -68,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class OveradaptationParams(BaseModel):
     """Parameters of the over-adaptation simulation; each field becomes a CLI flag."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     d: int = Field(100, gt=1, description="Dimension of the inputs and weights.")
     n: int = Field(40, gt=0, description="Fine-tuning samples (must be fewer than d).")

@@ -71,7 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TiltingParams(BaseModel):
     """Parameters of the tilting simulation; each field becomes a CLI flag."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     vocab: int = Field(50, gt=3, description="Vocabulary size.")
     zipf: float = Field(1.0, ge=0, description="General token frequencies follow rank^-zipf.")

@@ -33,7 +33,7 @@ from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.data.spec import display_name
 from forgetless.dtypes import resolve_save_dtype, short_name
-from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
+from forgetless.models import check_finite_weights, check_safetensors, load_causal_lm, load_errors, load_tokenizer
 from forgetless.objectives import build_objective
 from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.positions import position_limit
@@ -43,7 +43,7 @@ from forgetless.replay.mixing import add_replay
 from forgetless.training.checkpoints import split_checkpoints
 from forgetless.training.launch import launch_accelerate
 from forgetless.training.precision import resolve_precision
-from forgetless.training.trainer import ForgetlessTrainer
+from forgetless.training.trainer import ForgetlessTrainer, TrainingDiverged, divergence_advice
 
 
 class _LogHistory(TrainerCallback):
@@ -271,6 +271,9 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         if not split_checkpoints(checkpoints)[0]:
             _remove_unresumable(checkpoints.parent)  # nothing to resume: leave nothing behind
         raise
+    # A loss can stay finite while a weight overflows (an absurd learning rate, an fp16 overflow): check before saving.
+    check_finite_weights(trainer.model, f"step {trainer.state.global_step}", divergence_advice(trainer.args),
+                         TrainingDiverged)
     if trainer.is_world_process_zero():
         with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
             if cfg.lora:

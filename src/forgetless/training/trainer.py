@@ -20,6 +20,16 @@ from forgetless.objectives.base import Objective
 from forgetless.regularizers.base import Regularizer
 
 
+class TrainingDiverged(ValueError):
+    """The loss or the weights became NaN or inf: the run stops, its last finite checkpoint kept, no model written."""
+
+
+def divergence_advice(args: Any) -> str:
+    """What to change after a divergence, with the run's learning rate."""
+    return (f"training diverged; lower --learning-rate (now {args.learning_rate:g}) or the method's and regularizers' "
+            "weights; no model was written")
+
+
 class ForgetlessTrainer(Trainer):
     """A ``Trainer`` whose loss is ``sum_t w_t * l_t / N`` over the global batch.
 
@@ -148,6 +158,18 @@ class ForgetlessTrainer(Trainer):
             sample_losses = self.accelerator.gather(self.accelerator.pad_across_processes(sample_losses, pad_index=-1.0))
             token_losses, sample_losses = token_losses[token_losses >= 0], sample_losses[sample_losses >= 0]
         self.objective.fit(token_losses, sample_losses)
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        """The Trainer's step, stopped at the first non-finite loss: every step after it only writes NaN weights.
+
+        The check costs no extra device sync: the Trainer already tests each step's loss for NaN/inf when it logs.
+        """
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(f"step {self.state.global_step + 1}: the training loss is {loss.item()}; "
+                                   + divergence_advice(self.args))
+        return loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the objective's statistics (e.g. a temperature) to every training log."""
