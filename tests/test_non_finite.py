@@ -89,3 +89,34 @@ def test_check_finite_weights_names_the_first_bad_tensor(tokenizer) -> None:  # 
     with pytest.raises(ValueError, match=r"^here: tensor model.layers.1.self_attn.q_proj.weight holds 2 non-finite "
                                          r"value\(s\) \(NaN or inf\) of 1024; fix it$"):
         check_finite_weights(model, "here", "fix it", ValueError)
+
+
+DEGENERATE = {
+    "eval --limit -1": (["eval", "--model", "M", "--domain", "D", "--limit", "-1"],
+                        "--limit: Input should be greater than 0"),
+    "eval --max-new-tokens 0": (["eval", "--model", "M", "--domain", "D", "--max-new-tokens", "0"],
+                                "--max-new-tokens: Input should be greater than 0"),
+    "eval --resamples 0": (["eval", "--model", "M", "--domain", "D", "--resamples", "0"],
+                           "--resamples: Input should be greater than 0"),
+    "eval --general-limit 0": (["eval", "--model", "M", "--general", "D", "--general-limit", "0"],
+                               "--general-limit: Input should be greater than 0"),
+    "eval --confidence 1": (["eval", "--model", "M", "--domain", "D", "--confidence", "1"],
+                            "--confidence: Input should be less than 1"),
+    "generate --num-samples 0": (["generate", "--model", "M", "--output", "o.jsonl", "--num-samples", "0"],
+                                 "--num-samples: Input should be greater than 0"),
+    "generate --temperature nan": (["generate", "--model", "M", "--output", "o.jsonl", "--temperature", "nan"],
+                                   "--temperature: Input should be a finite number"),
+    "generate --batch-size 0": (["generate", "--model", "M", "--output", "o.jsonl", "--batch-size", "0"],
+                                "--batch-size: Input should be greater than 0"),
+    "kl-estimate --limit 0": (["kl-estimate", "--model", "M", "--samples", "S", "--limit", "0"],
+                              "--limit: Input should be greater than 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+def test_a_measurement_of_nothing_is_refused_naming_the_flag(case: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    argv, expected = DEGENERATE[case]
+    assert main([str(tmp_path / a) if a in ("M", "D", "S", "o.jsonl") else a for a in argv]) == 2
+    assert expected in _one_line(capsys)
+    assert list(tmp_path.iterdir()) == []

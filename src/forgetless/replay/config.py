@@ -18,16 +18,16 @@ class GenerateArgs(BaseModel):
         None, description="contextual replay: complete the prompts of this prompt/completion file")
     corpus: str | None = Field(None, description="corpus replay: slice this general-text file (records with 'text')")
     num_samples: int | None = Field(
-        None,
+        None, gt=0,
         description="sequences (context-free, default 1000), prompts (contextual, default all) or pieces (corpus)")
-    temperature: float = Field(1.0, description="1.0 keeps the KL estimate unbiased; 0 is greedy")
-    top_p: float = Field(1.0, description="nucleus mass kept (1.0: the full distribution)")
-    max_new_tokens: int = Field(128, description="length limit L of a sample, in tokens")
+    temperature: float = Field(1.0, ge=0, description="1.0 keeps the KL estimate unbiased; 0 is greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus mass kept (1.0: the full distribution)")
+    max_new_tokens: int = Field(128, gt=0, description="length limit L of a sample, in tokens")
     seed: int = Field(0, description="seed of the sampling (and of the corpus slice)")
-    batch_size: int = Field(32, description="sequences sampled in parallel")
+    batch_size: int = Field(32, gt=0, description="sequences sampled in parallel")
     prompt: Literal["bos", "chat"] = Field(
         "bos", description="context-free prompt: BOS alone, or an empty user turn through the chat template")
-    max_chars: int = Field(512, description="corpus: maximum characters per piece")
+    max_chars: int = Field(512, gt=0, description="corpus: maximum characters per piece")
     corpus_order: Literal["random", "first"] = Field("random", description="corpus: which pieces")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
     overwrite: bool = Field(False, description="replace an existing --output (and its .meta.json)")
@@ -42,7 +42,7 @@ class KLEstimateArgs(BaseModel):
     base: str | None = Field(None, description="the base model (default: the one recorded in MODEL/forgetless.json)")
     samples: str = Field(description="held-out context-free samples of the base (`forgetless generate` output at T=1), "
                                      "not trained on")
-    limit: int | None = Field(None, description="use only the first N samples")
-    batch_size: int = Field(32, description="sequences scored per forward pass")
+    limit: int | None = Field(None, gt=0, description="use only the first N samples")
+    batch_size: int = Field(32, gt=0, description="sequences scored per forward pass")
     output: str | None = Field(None, description="also write the result JSON here")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")

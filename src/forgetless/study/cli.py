@@ -32,7 +32,7 @@ class StudyArgs(BaseModel):
         None, description="local worker processes (default: one per GPU, else one per usable core; 1 = serial)")
     address: str | None = Field(None, description="Ray cluster to join (with --executor ray): 'auto' or HOST:PORT; "
                                                    "default: start a local Ray instance")
-    retries: int = Field(2, description="times a cell whose worker died is started again before the study fails")
+    retries: int = Field(2, ge=0, description="times a cell whose worker died is started again before the study fails")
 
 
 class ReportArgs(BaseModel):
