@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             # resolved by the command that reads it).
             args = resolve_specs(args)
         return args.func(args)
+    except KeyboardInterrupt:
+        _close_progress_bars()
+        # Outputs are written under a temporary name and renamed at the end: nothing half-written is left.
+        print("forgetless: interrupted (nothing half-written was left)", file=sys.stderr)
+        return 130
     except Exception as err:
         message = error_message(err)
         if message is None:

@@ -167,6 +167,8 @@ class TrainConfig(BaseModel):
                     return json.loads(value)
                 except json.JSONDecodeError as err:
                     raise ValueError(f"expected a JSON object of replay settings ({err.msg})") from None
+                except RecursionError:
+                    raise ValueError("expected a JSON object of replay settings, got JSON nested too deeply") from None
             return {"data": value}
         return value
 
@@ -256,6 +258,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     from forgetless.data.text import decode_utf8
 
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO or device would be read without end
+        raise ConfigError(f"{path}: is not a regular file (a FIFO, device or socket); expected a YAML file")
     try:
         value = yaml.safe_load(decode_utf8(path.read_bytes(), path))
     except FileNotFoundError:

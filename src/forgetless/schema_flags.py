@@ -33,6 +33,9 @@ def json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(
             f"expected a JSON object such as '{{\"key\": 0.1}}', got {text!r} ({err.msg} at character {err.pos})"
         ) from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"key\": 0.1}', got JSON nested too "
+                                         "deeply to read") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"key\": 0.1}}', got {text!r}")
     return value

@@ -66,10 +66,18 @@ def read_records(path: str | Path) -> list[Record]:
     return kept
 
 
+# A JSONL line (one record) longer than this is refused before it is read whole: a symlink to /dev/zero, or a
+# file with no newline, would otherwise be read into memory until it runs out.
+MAX_LINE_BYTES = 64 * 2**20
+
+
 def _read_path(path: Path) -> tuple[list[Record], list[str] | None]:
     """A file's or folder's records, and its columns when it is a table (Parquet, ``datasets``)."""
     if not path.exists():
         raise DataError(path, None, None, "no such file or directory")
+    if not (path.is_file() or path.is_dir()):  # is_file follows symlinks: a link to /dev/zero is refused too
+        raise DataError(path, None, None, "is not a regular file (a FIFO, device or socket would be read without "
+                                          "end); expected a data file or a datasets directory")
     columns = None
     if path.is_dir():
         records, columns = _read_datasets_dir(path)
@@ -95,12 +103,42 @@ def _read_hf(spec: str) -> tuple[list[Record], list[str]]:
     return [Record(row, f"record {first + i}") for i, row in enumerate(rows)], list(dataset.column_names)
 
 
+def check_unicode(record: dict[str, Any], path: Path, where: str) -> None:
+    """Refuse a record whose text holds a lone UTF-16 surrogate (JSON's ``"\\ud800"``): no tokenizer can encode it.
+
+    Raises:
+        DataError: naming the file, the line or record, the field and the code point.
+    """
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [s for k, v in value.items() for s in (*strings(k), *strings(v))]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    for field, value in record.items():
+        for text in strings(value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise DataError(path, where, field, f"holds a lone surrogate (U+{ord(text[err.start]):04X}), which "
+                                "is not text; expected valid Unicode") from None
+
+
 def _read_jsonl(path: Path) -> list[Record]:
     records: list[Record] = []
     offset = 0
     with open(path, "rb") as handle:
         # Bytes, decoded line by line, so a bad byte is reported with its line and offset.
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(path, f"line {number}", None, f"longer than {MAX_LINE_BYTES // 2**20} MiB; expected "
+                                "one JSON record per line")
             line = decode_utf8(raw, path, number, offset)
             offset += len(raw)
             if not line.strip():
@@ -109,8 +147,13 @@ def _read_jsonl(path: Path) -> list[Record]:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(path, f"line {number}", None, f"expected a JSON object, got invalid JSON ({err.msg})") from None
+            except RecursionError:  # arrays or objects nested thousands deep: Python's parser gives up
+                raise DataError(path, f"line {number}", None, "expected a JSON object, got JSON nested too deeply "
+                                "to read") from None
             if not isinstance(value, dict):
                 raise DataError(path, f"line {number}", None, f"expected a JSON object, got {type(value).__name__}")
+            if "\\u" in line:  # only an escape can smuggle a lone surrogate past the UTF-8 decoding above
+                check_unicode(value, path, f"line {number}")
             records.append(Record(value, f"line {number}"))
     return records
 
@@ -120,12 +163,15 @@ def _read_json(path: Path) -> list[Record]:
         value = json.loads(decode_utf8(path.read_bytes(), path))
     except json.JSONDecodeError as err:
         raise DataError(path, f"line {err.lineno}", None, f"expected a JSON list of objects, got invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataError(path, None, None, "expected a JSON list of objects, got JSON nested too deeply to read") from None
     if not isinstance(value, list):
         raise DataError(path, None, None, f"expected a JSON list of objects, got {type(value).__name__}")
     records = []
     for index, item in enumerate(value):
         if not isinstance(item, dict):
             raise DataError(path, f"record {index}", None, f"expected a JSON object, got {type(item).__name__}")
+        check_unicode(item, path, f"record {index}")
         records.append(Record(item, f"record {index}"))
     return records
 

@@ -105,6 +105,8 @@ def data_source(value: Any) -> DataSource:
         except json.JSONDecodeError as err:
             raise ValueError(f"expected a data spec: a path, hf:NAME[:CONFIG]:SPLIT, or a JSON object with 'source' "
                              f"({err.msg} at character {err.pos})") from None
+        except RecursionError:
+            raise ValueError("expected a data spec, got JSON nested too deeply to read") from None
     if not isinstance(value, dict):
         raise ValueError(f"expected a data spec: a path, hf:NAME[:CONFIG]:SPLIT, or a mapping with 'source', "
                          f"got {type(value).__name__}")
