@@ -81,10 +81,17 @@ def _stored(tensor: torch.Tensor, tensor_type: gguf.GGMLQuantizationType) -> np.
 
 def write_llama_gguf(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, path: Path,
                      tensor_type: gguf.GGMLQuantizationType = gguf.GGMLQuantizationType.F32,
-                     architecture: str = "llama", chat_template: str | None = CHAT_TEMPLATE) -> Path:
-    """Write ``model`` and ``tokenizer`` as a GGUF file at ``path``; matrices stored as ``tensor_type``."""
+                     extra_tensors: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``model`` and ``tokenizer`` as a GGUF file at ``path``; matrices stored as ``tensor_type``
+    (``extra_tensors`` are added as they are, for files the converter must refuse)."""
     config = model.config
-    writer = gguf.GGUFWriter(str(path), architecture)
+    writer = gguf.GGUFWriter(str(path), "llama")
+
+    def add(name: str, tensor: torch.Tensor) -> None:
+        stored = _stored(tensor, tensor_type)
+        quantized = stored.dtype == np.uint8  # raw blocks: the writer needs their type to know the shape
+        writer.add_tensor(name, stored, raw_dtype=tensor_type if quantized else None)
+
     writer.add_name("forgetless tiny llama")
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -110,12 +117,11 @@ def write_llama_gguf(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast
     writer.add_eos_token_id(tokenizer.eos_token_id)
     writer.add_pad_token_id(tokenizer.pad_token_id)
     writer.add_add_bos_token(False)
-    if chat_template is not None:
-        writer.add_chat_template(chat_template)
+    writer.add_chat_template(CHAT_TEMPLATE)
 
     state = model.state_dict()
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    writer.add_tensor("token_embd.weight", _stored(state["model.embed_tokens.weight"], tensor_type))
+    add("token_embd.weight", state["model.embed_tokens.weight"])
     for layer in range(config.num_hidden_layers):
         for hf_name, gguf_name in _LAYER_NAMES.items():
             tensor = state[f"model.layers.{layer}.{hf_name}"].detach().to(torch.float32)
@@ -123,10 +129,12 @@ def write_llama_gguf(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast
                 tensor = torch.from_numpy(_llama_cpp_permute(tensor.numpy(), heads))
             elif hf_name.startswith("self_attn.k_proj"):
                 tensor = torch.from_numpy(_llama_cpp_permute(tensor.numpy(), kv_heads))
-            writer.add_tensor(f"blk.{layer}.{gguf_name}", _stored(tensor, tensor_type))
-    writer.add_tensor("output_norm.weight", _stored(state["model.norm.weight"], tensor_type))
+            add(f"blk.{layer}.{gguf_name}", tensor)
+    add("output_norm.weight", state["model.norm.weight"])
     if not config.tie_word_embeddings:
-        writer.add_tensor("output.weight", _stored(state["lm_head.weight"], tensor_type))
+        add("output.weight", state["lm_head.weight"])
+    for name, array in (extra_tensors or {}).items():
+        writer.add_tensor(name, array)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
