@@ -191,6 +191,14 @@ def _unsupported_tensor_type(source, path: Path) -> Path:
     return write_llama_gguf(model, tokenizer, path, extra_tensors={"blk.0.extra.weight": np.zeros((4, 32), np.int8)})
 
 
+def _truncated(source, path: Path) -> Path:
+    """A Llama GGUF cut off in its vocabulary, as an interrupted download leaves it."""
+    model, tokenizer, _ = source
+    full = write_llama_gguf(model, tokenizer, path.with_name("full.gguf")).read_bytes()
+    path.write_bytes(full[:600])
+    return path
+
+
 def _not_gguf(path: Path) -> Path:
     path.write_text('{"not": "gguf"}')
     return path
@@ -200,6 +208,7 @@ def _not_gguf(path: Path) -> Path:
     ("missing", r"missing\.gguf: no such GGUF file$"),
     ("not_gguf", r"not a GGUF file \(starts with b'\{\"no'\); expected the magic bytes b'GGUF'"),
     ("architecture", r"GGUF architecture 'bert' cannot be loaded as a causal LM by transformers .*supported: .*llama"),
+    ("truncated", r"cut\.gguf: a GGUF header that cannot be read \(.*\); the file may be truncated$"),
     ("tensor_type", r"tensor type I8 \(1 tensors\) cannot be dequantized by gguf .*supported: F32, F16, .*Q4_1"),
 ])
 def test_bad_files_are_refused_in_one_line_and_nothing_is_written(source, case: str, match: str, tmp_path: Path,
@@ -209,6 +218,7 @@ def test_bad_files_are_refused_in_one_line_and_nothing_is_written(source, case: 
         "not_gguf": lambda: _not_gguf(tmp_path / "config.gguf"),
         "architecture": lambda: _unsupported_architecture(tmp_path / "bert.gguf"),
         "tensor_type": lambda: _unsupported_tensor_type(source, tmp_path / "base.gguf"),
+        "truncated": lambda: _truncated(source, tmp_path / "cut.gguf"),
     }
     file = files[case]()
     with pytest.raises(GgufError, match=match):

@@ -63,12 +63,16 @@ def _serializable_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrained
         if hasattr(config, leftover):
             delattr(config, leftover)
     config.dtype = dtype
-    fresh = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is overwritten below; initializing SmolLM2's took 5 s of a 40 s conversion
+        fresh = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
     state = model.state_dict()
     # Every key must match: a weight left at its random initialization would pass unnoticed otherwise.
     fresh.load_state_dict({name: tensor.to(dtype) for name, tensor in state.items()}, strict=True)
     if config.tie_word_embeddings:
-        fresh.tie_weights()  # llama.cpp stores no output.weight when the head is the embedding
+        # llama.cpp stores no output.weight when the head is the embedding; no_init_weights skipped the tying
+        fresh.tie_weights()
     fresh.generation_config = model.generation_config
     return fresh.eval()
 

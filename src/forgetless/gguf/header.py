@@ -5,8 +5,8 @@ one file: the magic bytes ``GGUF``, a version, typed key-value metadata
 (``general.architecture``, ``<arch>.block_count``, ``tokenizer.ggml.*``,
 ``tokenizer.chat_template``) and a table of tensors, each stored as a ggml type
 (``F32``, ``F16``, ``BF16`` or a block quantization such as ``Q4_1``, ``Q8_0``,
-``Q4_K``). The header is read with the ``gguf`` package's ``GGUFReader``, which
-memory-maps the file, so checking a multi-gigabyte file reads only its header.
+``Q4_K``). Only the header is read (transformers' GGUF header reader, which
+memory-maps the file), so checking a multi-gigabyte file costs milliseconds.
 
 What is supported is asked of the libraries that do the work, not listed here:
 architectures from transformers' GGUF loader, tensor types from what ``gguf.dequantize``
@@ -16,6 +16,7 @@ architectures from transformers' GGUF loader, tensor types from what ``gguf.dequ
 from __future__ import annotations
 
 import functools
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,26 @@ def supported_tensor_types() -> tuple[str, ...]:
     return tuple(found)
 
 
-def _field(reader: object, key: str) -> object | None:
-    field = reader.fields.get(key)  # type: ignore[attr-defined]
-    return None if field is None else field.contents()
+def _tensor_types(path: Path) -> Counter[str]:
+    """ggml type name -> number of tensors, from the tensor table.
+
+    transformers' header reader takes 0.04 s on SmolLM2's file where ``gguf.GGUFReader`` takes 5 s
+    (it parses the 49,152-token vocabulary into arrays); it knows only the types transformers packs,
+    so a file holding another type is read again with ``GGUFReader``, which knows them all.
+    """
+    import gguf
+    from transformers.integrations.gguf import GgufHeader
+
+    try:
+        types = GgufHeader.from_file(str(path)).ggml_types.values()
+    except ValueError:  # a type transformers' reader cannot size
+        return Counter(tensor.tensor_type.name for tensor in gguf.GGUFReader(str(path)).tensors)
+    return Counter(gguf.GGMLQuantizationType(value).name for value in types)
 
 
 def read_summary(path: str | Path) -> GgufSummary:
     """Read and check a GGUF file's header: it exists, is GGUF, and holds an architecture and
-    tensor types transformers can load.
+    tensor types transformers can load. Only the header is read.
 
     Raises:
         GgufError: one line naming the file: missing, not GGUF (wrong magic bytes), an unreadable
@@ -100,14 +113,15 @@ def read_summary(path: str | Path) -> GgufSummary:
         magic = handle.read(len(MAGIC))
     if magic != MAGIC:
         raise GgufError(f"{path}: not a GGUF file (starts with {magic!r}); expected the magic bytes {MAGIC!r}")
-    import gguf
+    from transformers.integrations.gguf import read_gguf_metadata
 
     try:
-        reader = gguf.GGUFReader(str(path))
-    except (ValueError, IndexError, KeyError, OSError, OverflowError) as err:
+        metadata, _ = read_gguf_metadata(str(path))
+        architecture = metadata.get("general.architecture")
+        types = _tensor_types(path) if architecture in supported_architectures() else Counter()
+    except (ValueError, IndexError, KeyError, OSError, OverflowError, struct.error) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GgufError(f"{path}: a GGUF header that cannot be read ({first}); the file may be truncated") from None
-    architecture = _field(reader, "general.architecture")
     if not isinstance(architecture, str):
         raise GgufError(f"{path}: no general.architecture in the GGUF metadata; expected a model file")
     if architecture not in supported_architectures():
@@ -115,19 +129,18 @@ def read_summary(path: str | Path) -> GgufSummary:
 
         raise GgufError(f"{path}: GGUF architecture {architecture!r} cannot be loaded as a causal LM by transformers "
                         f"{transformers.__version__}; supported: {', '.join(supported_architectures())}")
-    types = Counter(tensor.tensor_type.name for tensor in reader.tensors)
     unreadable = sorted(set(types) - set(supported_tensor_types()))
     if unreadable:
         found = ", ".join(f"{name} ({types[name]} tensors)" for name in unreadable)
         raise GgufError(f"{path}: tensor type {found} cannot be dequantized by gguf {_gguf_version()}; "
                         f"supported: {', '.join(supported_tensor_types())}")
-    name = _field(reader, "general.name")
+    name = metadata.get("general.name")
     return GgufSummary(
         path=path,
         architecture=architecture,
         name=name if isinstance(name, str) else path.stem,
         tensor_types=dict(types.most_common()),
-        chat_template=isinstance(_field(reader, "tokenizer.chat_template"), str),
+        chat_template=isinstance(metadata.get("tokenizer.chat_template"), str),
     )
 
 
