@@ -67,9 +67,15 @@ def _serializable_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrained
 
     with no_init_weights():  # every weight is overwritten below; initializing SmolLM2's took 5 s of a 40 s conversion
         fresh = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
-    state = model.state_dict()
-    # Every key must match: a weight left at its random initialization would pass unnoticed otherwise.
-    fresh.load_state_dict({name: tensor.to(dtype) for name, tensor in state.items()}, strict=True)
+    cast: dict[int, torch.Tensor] = {}  # a tied tensor appears under two names: cast it once
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if id(tensor) not in cast:
+            cast[id(tensor)] = tensor.to(dtype)
+        state[name] = cast[id(tensor)]
+    # Every key must match (strict): a weight left uninitialized would pass unnoticed otherwise. assign: the
+    # cast tensors become the parameters, rather than being copied into a second set.
+    fresh.load_state_dict(state, strict=True, assign=True)
     if config.tie_word_embeddings:
         # llama.cpp stores no output.weight when the head is the embedding; no_init_weights skipped the tying
         fresh.tie_weights()
