@@ -67,12 +67,14 @@ def _serializable_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrained
 
     with no_init_weights():  # every weight is overwritten below; initializing SmolLM2's took 5 s of a 40 s conversion
         fresh = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
-    cast: dict[int, torch.Tensor] = {}  # a tied tensor appears under two names: cast it once
+    # A tied tensor appears under two names (as two views of one storage): cast it once.
+    cast: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
     state = {}
     for name, tensor in model.state_dict().items():
-        if id(tensor) not in cast:
-            cast[id(tensor)] = tensor.to(dtype)
-        state[name] = cast[id(tensor)]
+        key = (tensor.data_ptr(), tuple(tensor.shape))
+        if key not in cast:
+            cast[key] = tensor.to(dtype)
+        state[name] = cast[key]
     # Every key must match (strict): a weight left uninitialized would pass unnoticed otherwise. assign: the
     # cast tensors become the parameters, rather than being copied into a second set.
     fresh.load_state_dict(state, strict=True, assign=True)
