@@ -10,6 +10,7 @@ Hashing reads the whole file (about 1 s a GB); that is the price of a key that c
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 from forgetless.cache_dir import cache_root
@@ -60,7 +61,8 @@ def cached_conversion(file: Path, dtype: str, sha256: str | None = None) -> Path
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[gguf] converting {file} ({dtype}) into {target}", flush=True)
+    # stderr: a command's stdout may be its result (forgetless eval prints JSON there)
+    print(f"[gguf] converting {file} ({dtype}) into {target}", file=sys.stderr, flush=True)
     return convert_gguf(file, target, dtype, overwrite=True, sha256=sha256)
 
 

@@ -57,14 +57,13 @@ def _load_dequantized(summary: GgufSummary) -> PreTrainedModel:
 def _serializable_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
     """A fresh model of ``model``'s config, without the GGUF quantizer, holding its weights in ``dtype``."""
     from transformers import AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
 
     config = model.config
     for leftover in ("quantization_config", "_model_name_or_path"):  # the GGUF loader's, not the model's
         if hasattr(config, leftover):
             delattr(config, leftover)
     config.dtype = dtype
-    from transformers.initialization import no_init_weights
-
     with no_init_weights():  # every weight is overwritten below; initializing SmolLM2's took 5 s of a 40 s conversion
         fresh = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
     # A tied tensor appears under two names (as two views of one storage): cast it once.

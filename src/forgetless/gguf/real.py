@@ -89,7 +89,8 @@ class RealModelError(GgufError):
 
 
 def _log(message: str) -> None:
-    print(f"[real] {message}", flush=True)
+    # stderr: a command's stdout may be its result (forgetless eval prints JSON there)
+    print(f"[real] {message}", file=sys.stderr, flush=True)
 
 
 def get_real_model(name: str, spec: str) -> RealModel:
