@@ -10,6 +10,7 @@ files are refused in one line with nothing written.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import gguf
@@ -24,7 +25,7 @@ from forgetless.gguf.convert import convert_gguf
 from forgetless.gguf.header import GgufError, read_summary
 from forgetless.gguf.real import RealModelError, real_model
 from forgetless.models import ModelLoadError, load_causal_lm
-from forgetless.testbed.specs import resolve_spec
+from forgetless.testbed.specs import resolve_spec, resolve_specs
 
 from .conftest import TEXT, make_model, write_jsonl
 from .gguf_files import train_gpt2_style_tokenizer, write_llama_gguf
@@ -143,7 +144,32 @@ def test_gguf_spec_converts_once_into_the_cache(gguf_file: Path, cache: Path, tm
     assert (Path(first) / "model.safetensors").stat().st_mtime_ns == stamp
     fp32 = Path(resolve_spec(f"gguf:{gguf_file}@fp32"))
     assert fp32 != Path(first) and json.loads((fp32 / "config.json").read_text())["dtype"] == "float32"
-    assert sorted(p.name for p in (cache / "gguf").iterdir()) == sorted([Path(first).name, fp32.name])
+    assert sorted(p.name for p in (cache / "gguf").iterdir()) == sorted([Path(first).name, fp32.name, "digests.json"])
+
+
+def test_a_file_changed_in_place_is_converted_again(source, cache: Path, tmp_path: Path) -> None:
+    """The digest is remembered by path, size and modification time; a new modification time hashes again."""
+    _, tokenizer, _ = source
+    file = write_llama_gguf(make_model(tokenizer, seed=4), tokenizer, tmp_path / "model.gguf")
+    first = Path(resolve_spec(f"gguf:{file}@fp32"))
+    write_llama_gguf(make_model(tokenizer, seed=5), tokenizer, file)  # same size, other weights
+    stat = file.stat()
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # whatever the clock's granularity
+    second = Path(resolve_spec(f"gguf:{file}@fp32"))
+    assert second != first and len(json.loads((cache / "gguf" / "digests.json").read_text())) == 2
+    assert not torch.equal(_weights(first)["lm_head.weight"], _weights(second)["lm_head.weight"])
+
+
+def test_gguf_specs_resolve_in_configs_and_merge(source, gguf_file: Path, fp32_dir: Path, cache: Path,
+                                                 tmp_path: Path) -> None:
+    """Nested specs (a study's or a merge's YAML) resolve; a merge of the conversion with itself is the conversion."""
+    resolved = resolve_specs({"model": f"gguf:{gguf_file}@fp32", "models": [f"gguf:{gguf_file}@fp32", "x"]})
+    assert resolved["model"] == resolved["models"][0] != f"gguf:{gguf_file}@fp32" and resolved["models"][1] == "x"
+    out = tmp_path / "merged"
+    assert main(["merge", "--models", f"gguf:{gguf_file}@fp32", f"gguf:{gguf_file}@fp32", "--alpha", "0.5",
+                 "--output", str(out)]) == 0
+    merged, expected = _weights(out), _weights(fp32_dir)
+    assert all(torch.equal(merged[name], expected[name]) for name in expected)
 
 
 def test_gguf_spec_works_through_eval_and_generate(source, gguf_file: Path, cache: Path, tmp_path: Path) -> None:
@@ -230,7 +256,7 @@ def test_bad_files_are_refused_in_one_line_and_nothing_is_written(source, case: 
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
     assert main(["eval", "--model", f"gguf:{file}", "--general", str(file)]) == 2  # the spec, refused the same way
     assert f"{file}: " in _one_line(capsys)
-    assert not list(cache.glob("gguf/*"))
+    assert [p.name for p in cache.glob("gguf/*") if p.name != "digests.json"] == []  # no conversion, whole or partial
 
 
 def test_bad_specs_are_refused_in_one_line(gguf_file: Path, cache: Path) -> None:

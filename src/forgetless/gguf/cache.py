@@ -4,19 +4,22 @@ The converted directory is ``<cache>/gguf/<sha256 of the file, 16 hex digits>-<d
 (``forgetless.cache_dir.cache_root``), so the same file under another name or path is
 converted once, and an edited file is converted again. It is written atomically
 (temporary sibling, then rename), so a directory there is complete and is reused as it is.
-Hashing reads the whole file (about 1 s a GB); that is the price of a key that cannot go stale.
+Hashing reads the whole file (about 1 s a GB), so the digest is remembered under the file's
+path, size and modification time (``digests.json``); a file changed in place is hashed again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
+from forgetless.atomic import write_json
 from forgetless.cache_dir import cache_root
 from forgetless.dtypes import SHORT_NAMES
 from forgetless.gguf.convert import convert_gguf
-from forgetless.gguf.header import GgufError, read_summary
+from forgetless.gguf.header import GgufError, read_summary, starts_like_gguf
 
 PREFIX = "gguf:"
 DEFAULT_DTYPE = "bf16"  # as real checkpoints ship; ``@fp32`` keeps the dequantized values exactly
@@ -49,6 +52,24 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def remembered_sha256(path: Path) -> str:
+    """``file_sha256(path)``, remembered in ``<cache>/gguf/digests.json`` under the file's resolved path,
+    size and modification time, so a multi-GB file is read once, not at every command that names it."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo_file = cache_root() / "gguf" / "digests.json"
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: it is only a memo
+        memo = {}
+    if not isinstance(memo, dict) or not isinstance(memo.get(key), str):
+        memo = memo if isinstance(memo, dict) else {}
+        memo[key] = file_sha256(path)
+        # Two processes writing at once may drop each other's entry: that file is hashed again, nothing worse.
+        write_json(memo_file, memo)
+    return memo[key]
+
+
 def converted_dir(sha256: str, dtype: str) -> Path:
     """Where the conversion of the file with this digest, in this dtype, is cached."""
     return cache_root() / "gguf" / f"{sha256[:16]}-{dtype}-v{CONVERTER_VERSION}"
@@ -56,7 +77,7 @@ def converted_dir(sha256: str, dtype: str) -> Path:
 
 def cached_conversion(file: Path, dtype: str, sha256: str | None = None) -> Path:
     """The cached conversion of ``file`` in ``dtype`` (converting it now if it is not there)."""
-    sha256 = sha256 or file_sha256(file)
+    sha256 = sha256 or remembered_sha256(file)
     target = converted_dir(sha256, dtype)
     if (target / "config.json").is_file():
         return target
@@ -76,6 +97,6 @@ def gguf_model(spec: str) -> Path:
     if not body:
         raise GgufError(f"{spec}: no file after '{PREFIX}'; expected gguf:PATH.gguf or gguf:PATH.gguf@fp32")
     file = Path(body).expanduser()
-    if not file.is_file():  # refused before hashing, with the converter's one-line reason
+    if not starts_like_gguf(file):  # refused before hashing (and remembering a digest), with the converter's reason
         read_summary(file)
     return cached_conversion(file, dtype)

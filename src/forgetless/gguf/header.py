@@ -96,6 +96,14 @@ def _tensor_types(path: Path) -> Counter[str]:
     return Counter(gguf.GGMLQuantizationType(value).name for value in types)
 
 
+def starts_like_gguf(path: Path) -> bool:
+    """Whether ``path`` is a file that starts with the GGUF magic bytes (a cheap test before hashing it)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(len(MAGIC)) == MAGIC
+
+
 def read_summary(path: str | Path) -> GgufSummary:
     """Read and check a GGUF file's header: it exists, is GGUF, and holds an architecture and
     tensor types transformers can load. Only the header is read.
