@@ -28,7 +28,8 @@ def cmd_convert_gguf(args: ConvertGgufArgs) -> int:
     output = convert_gguf(args.file, args.output, args.dtype, overwrite=args.overwrite)
     record = source_record(output) or {}
     types = ", ".join(f"{name} x{count}" for name, count in record.get("tensor_types", {}).items())
-    print(f"model written to {output} ({args.dtype}; {record.get('architecture')} from {types})")
+    template = "with its chat template" if record.get("chat_template") else "no chat template in the file"
+    print(f"model written to {output} ({args.dtype}; {record.get('architecture')} from {types}; {template})")
     return 0
 
 

@@ -110,6 +110,7 @@ def write_checkpoint(summary: GgufSummary, output: Path, dtype: torch.dtype, sha
         "architecture": summary.architecture,
         "name": summary.name,
         "tensor_types": summary.tensor_types,
+        "chat_template": summary.chat_template,
         "dtype": short_name(dtype),
         "transformers": version("transformers"),
         "gguf": version("gguf"),
