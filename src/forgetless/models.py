@@ -9,9 +9,10 @@ bottom of the package's layers (``tests/test_layers.py``).
   loading. ``load_causal_lm`` and ``load_tokenizer`` are its two halves.
 - ``load_encoder(path)``: an encoder without a task head (``AutoModel``), for embedding models.
 - ``capabilities(model)``: which optional forward arguments a model accepts.
-- ``testbed:PRESET``, ``gguf:FILE`` and ``real:NAME`` specs are *not* resolved here: the entry points (the CLI, the
-  study) resolve them with ``forgetless.testbed.specs`` before calling anything that
-  loads, and a spec that reaches this module unresolved is refused with that hint.
+- ``testbed:PRESET``, ``gguf:FILE`` and ``real:NAME`` specs are *not* resolved here: the
+  entry points (the CLI, the study) resolve them with ``forgetless.testbed.specs`` before
+  calling anything that loads, and a spec that reaches this module unresolved is refused
+  with that hint.
 
 Weights are safetensors only, never unpickled: ``train``, ``generate``, ``eval``, merge
 sweeps, LoRA bases and the study all load through ``load_causal_lm`` (embedding models through

