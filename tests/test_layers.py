@@ -5,7 +5,7 @@ The layers, bottom to top (``docs/architecture.md`` explains them; ``../shared/S
 
 0. the ground floor: ``models`` (loading), ``losses`` (``token_nll``) and small helpers
    that import nothing of forgetless above them;
-1. ``data`` and ``theory``;
+1. ``data``, ``gguf`` (GGUF import) and ``theory``;
 2. ``objectives`` and ``replay`` (what a training step mixes in);
 3. ``config`` and ``regularizers``;
 4. ``training``;
@@ -27,9 +27,9 @@ import forgetless
 
 ROOT = Path(forgetless.__file__).parent
 LAYERS: list[set[str]] = [
-    {"__init__", "atomic", "bootstrap", "dtypes", "lazy", "losses", "machine", "models", "outputs", "params",
-     "positions", "registry", "schema_flags"},
-    {"data", "theory"},
+    {"__init__", "atomic", "bootstrap", "cache_dir", "dtypes", "lazy", "losses", "machine", "models", "outputs",
+     "params", "positions", "registry", "schema_flags"},
+    {"data", "gguf", "theory"},
     {"objectives", "replay"},
     {"config", "regularizers"},
     {"training"},

@@ -80,7 +80,7 @@ _NOT_FIELDS = {"train": {"config"}, "merge": {"config"}, "theory overadaptation"
 def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
     commands = _subparsers(build_parser())
     assert {"train", "eval", "generate", "kl-estimate", "study", "report", "testbed build", "testbed path",
-            "merge", "theory tilting"} <= set(commands)
+            "merge", "theory tilting", "convert-gguf"} <= set(commands)
     for name, parser in commands.items():
         dests = {a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)}
         assert dests - _NOT_FIELDS.get(name, set()) == set(_schema_of(name).model_fields), name
@@ -90,6 +90,7 @@ def _schema_of(command: str) -> type[BaseModel]:
     from forgetless.cli import TestbedBuildArgs, TestbedPathArgs
     from forgetless.config import TrainConfig
     from forgetless.evaluation.config import EvalArgs
+    from forgetless.gguf.cli import ConvertGgufArgs
     from forgetless.merging.config import merge_schema
     from forgetless.merging.registry import RULES
     from forgetless.replay.config import GenerateArgs, KLEstimateArgs
@@ -100,4 +101,4 @@ def _schema_of(command: str) -> type[BaseModel]:
     return {"train": TrainConfig, "eval": EvalArgs, "generate": GenerateArgs, "kl-estimate": KLEstimateArgs,
              "study": StudyArgs, "report": ReportArgs, "testbed build": TestbedBuildArgs,
              "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationParams,
-             "theory tilting": TiltingParams}[command]
+             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs}[command]

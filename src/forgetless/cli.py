@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     from forgetless.merging.cli import add_merge_parser
 
     add_merge_parser(sub)
+    from forgetless.gguf.cli import add_convert_gguf_parser
+
+    add_convert_gguf_parser(sub)
     return parser
 
 
@@ -186,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``forgetless`` console script (exit 2 and one line on bad input)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command != "testbed":  # its arguments are preset names, not specs
+        if args.command not in ("testbed", "convert-gguf"):  # their arguments are preset names and files, not specs
             from forgetless.testbed.specs import resolve_specs
 
-            # testbed: specs on the command line become paths here, once (a --config file's are
-            # resolved by the command that reads it).
+            # testbed:, gguf: and real: specs on the command line become paths here, once (a --config
+            # file's are resolved by the command that reads it).
             args = resolve_specs(args)
         return args.func(args)
     except KeyboardInterrupt:

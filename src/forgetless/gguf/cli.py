@@ -1,0 +1,40 @@
+"""The ``forgetless convert-gguf`` subcommand: a GGUF file -> a safetensors checkpoint directory."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from forgetless.schema_flags import add_schema_flags, schema_command
+
+
+class ConvertGgufArgs(BaseModel):
+    """What ``forgetless convert-gguf`` converts, and into what."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="the .gguf file (llama.cpp's format)")
+    output: str = Field(description="directory to write (from_pretrained loads it)")
+    dtype: Literal["bf16", "fp16", "fp32"] = Field(
+        "bf16", description="dtype of the written weights (fp32 keeps the dequantized values exactly)")
+    overwrite: bool = Field(False, description="replace --output if it exists")
+
+
+def cmd_convert_gguf(args: ConvertGgufArgs) -> int:
+    """Convert a GGUF file into a safetensors checkpoint with its tokenizer and chat template."""
+    from forgetless.gguf.convert import convert_gguf, source_record
+
+    output = convert_gguf(args.file, args.output, args.dtype, overwrite=args.overwrite)
+    record = source_record(output) or {}
+    types = ", ".join(f"{name} x{count}" for name, count in record.get("tensor_types", {}).items())
+    template = "with its chat template" if record.get("chat_template") else "no chat template in the file"
+    print(f"model written to {output} ({args.dtype}; {record.get('architecture')} from {types}; {template})")
+    return 0
+
+
+def add_convert_gguf_parser(subparsers: Any) -> None:
+    """Register ``forgetless convert-gguf``."""
+    p = subparsers.add_parser("convert-gguf", help=cmd_convert_gguf.__doc__, description=cmd_convert_gguf.__doc__)
+    add_schema_flags(p, ConvertGgufArgs, show_defaults=True, standalone=True, positional=("file",))
+    p.set_defaults(func=schema_command(ConvertGgufArgs, cmd_convert_gguf))
