@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-# A directory holding one of these was written by forgetless: a trained model (train), a merge (merge).
-MARKERS = ("forgetless.json", "forgetless-merge.json")
+# A directory holding one of these was written by forgetless: a trained model (train), a merge (merge), a
+# converted GGUF file (convert-gguf).
+MARKERS = ("forgetless.json", "forgetless-merge.json", "gguf_source.json")
 
 
 class OutputError(ValueError):

@@ -12,7 +12,7 @@ from forgetless.schema_flags import add_schema_flags, schema_command
 class ConvertGgufArgs(BaseModel):
     """What ``forgetless convert-gguf`` converts, and into what."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     file: str = Field(description="the .gguf file (llama.cpp's format)")
     output: str = Field(description="directory to write (from_pretrained loads it)")
@@ -24,7 +24,9 @@ class ConvertGgufArgs(BaseModel):
 def cmd_convert_gguf(args: ConvertGgufArgs) -> int:
     """Convert a GGUF file into a safetensors checkpoint with its tokenizer and chat template."""
     from forgetless.gguf.convert import convert_gguf, source_record
+    from forgetless.outputs import guard_output
 
+    guard_output(args.output, {"GGUF file": args.file}, args.overwrite)  # before the (slow) conversion
     output = convert_gguf(args.file, args.output, args.dtype, overwrite=args.overwrite)
     record = source_record(output) or {}
     types = ", ".join(f"{name} x{count}" for name, count in record.get("tensor_types", {}).items())
