@@ -109,6 +109,8 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
                    "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit,
+                   # only when set, so the eval cells of studies written before keep their keys
+                   **({"answer_extraction": cfg.eval.answer_extraction} if cfg.eval.answer_extraction else {}),
                    **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {})},
         progress=Progress(sum(stage.weight(cfg) for stage in stages), print_fn), validation_path=validation,
         train_data=train_data, general_path=general, notes=notes,
