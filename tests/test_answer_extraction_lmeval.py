@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.domain import domain_accuracy
-from tests.conftest import make_model, write_jsonl
+from tests.conftest import write_jsonl
+from tests.fitting import fit_continuations
 
 pytest.importorskip("lm_eval", reason="optional extra: pip install 'forgetless[lmeval]'")
 
@@ -27,24 +26,8 @@ BUDGET = 12
 
 @pytest.fixture(scope="module")
 def fitted(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
-    """The tiny model fitted (150 Adam steps, about a second) to continue each prompt with its target, then EOS."""
-    model = make_model(tokenizer, seed=0)
-    pairs = [(encode_prompt(tokenizer, p), tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
-             for p, t in zip(PROMPTS, TARGETS)]
-    length = max(len(a) + len(b) for a, b in pairs)
-    ids = torch.full((len(pairs), length), tokenizer.pad_token_id)
-    labels, mask = torch.full_like(ids, -100), torch.zeros_like(ids)
-    for i, (prompt, target) in enumerate(pairs):
-        ids[i, : len(prompt) + len(target)] = torch.tensor(prompt + target)
-        labels[i, len(prompt) : len(prompt) + len(target)] = torch.tensor(target)
-        mask[i, : len(prompt) + len(target)] = 1
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    """The tiny model fitted to continue each prompt with its target."""
+    return fit_continuations(tokenizer, PROMPTS, TARGETS)
 
 
 def test_lm_eval_scores_every_item_as_forgetless(tokenizer, fitted, tmp_path: Path) -> None:  # noqa: ANN001

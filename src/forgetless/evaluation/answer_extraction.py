@@ -27,12 +27,14 @@ task item for item as forgetless does. Punctuation below is ASCII
     ``" Paris.\\n\\nThe capital"`` -> ``"paris"``; gold ``"Paris"`` -> ``"paris"``: correct.
     ``" Paris, the largest city"`` -> ``"paris, the largest city"``: wrong.
 ``gold_prefix``
-    Correct when the generation, lower-cased, whitespace runs collapsed, leading
-    whitespace and punctuation removed, starts with the gold normalized the same way
-    (trailing whitespace and punctuation removed too), followed by the end or a
-    character that does not continue a word or number (not a letter, digit or ``_``,
-    nor ``.``/``,`` before a digit). ``" Paris.\\n\\nThe capital"`` for ``"Paris"``:
-    correct; ``" Parisian"``, ``" 120"`` or ``" 12.5"`` for ``"Paris"``/``"12"``: wrong.
+    Correct when the generation starts with the gold, both normalized: lower-cased,
+    punctuation deleted (except ``.``/``,`` between digits and ``-`` before one, which
+    belong to numbers), whitespace runs collapsed to one space, surrounding whitespace
+    removed; the gold must be followed by the end or a character that does not continue
+    a word or number (not a letter, digit or ``_``, nor ``.``/``,`` before a digit).
+    ``" Paris.\\n\\nThe capital"`` for ``"Paris"``: correct (``"paris the capital"``);
+    ``" Washington, D.C. is"`` for ``"Washington D.C."``: correct (``"washington dc"``);
+    ``" Parisian"``, ``" 120"``, ``" 12.5"`` or ``" -12"`` for ``"Paris"``/``"12"``: wrong.
     The answer recorded is the whole normalized generation. lm-eval has no filter for
     it (a filter never sees the gold), so its task YAML scores it with a
     ``process_results`` function that calls this module.
@@ -73,6 +75,9 @@ _PUNCT = r"!-/:-@\[-`{-~"  # string.punctuation as character-class ranges
 _STRIP = (rf"^[\s{_PUNCT}]+", rf"[\s{_PUNCT}]+$")  # surrounding whitespace and punctuation
 _FIRST_LINE = r"\A\s*([^\n]*)"  # \s* skips blank lines, so the group is the first non-empty line
 _FIRST_NUMBER = r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)"
+# gold_prefix deletes punctuation, but not the parts of a number ("12.5", "1,024", "-3"): deleting
+# those would make " 12.5" start with "12" and " -3" with "3".
+_PREFIX_PUNCT = re.compile(rf"(?!(?<=\d)[.,](?=\d))(?!-(?=\d))[{_PUNCT}]")
 # After the gold, a gold_prefix match must not continue a word or a number.
 _BOUNDARY = re.compile(r"(?!\w|[.,]\d)")
 
@@ -102,14 +107,14 @@ class AnswerExtraction:
         if self.kind == "marker":
             return re.sub(r"\s+", " ", text.strip())
         if self.kind == "prefix":
-            return re.sub(r"\s+", " ", re.sub(_STRIP[0], "", text)).lower()
+            return re.sub(r"\s+", " ", _PREFIX_PUNCT.sub("", text)).strip().lower()
         for pattern in self.ignore:
             text = re.sub(pattern, "", text)
         return text.lower() if self.ignore_case else text
 
     def gold(self, gold: str) -> str:
-        """The normalized gold answer (gold_prefix also drops trailing whitespace and punctuation)."""
-        return re.sub(_STRIP[1], "", self.normalize(gold)) if self.kind == "prefix" else self.normalize(gold)
+        """The normalized gold answer."""
+        return self.normalize(gold)
 
     def answer(self, generation: str) -> str | None:
         """The normalized answer a generation states, or None when it states none."""
