@@ -22,6 +22,8 @@ from forgetless.study.rows import FAMILIES
 # Keys a method entry may set for its runs: everything in TrainConfig except what
 # the study itself decides (where data comes from, where models go, the lr and seed).
 _STUDY_OWNED = {"model", "data", "output", "learning_rate", "learning_rates", "seed", "overwrite"}
+# lm_eval.include_path's name for the general-ability probes the study writes (forgetless.testbed.probes).
+PROBES_INCLUDE = "probes"
 
 
 class LmEvalConfig(BaseModel):
@@ -37,7 +39,9 @@ class LmEvalConfig(BaseModel):
     tasks: list[str] = Field(min_length=1, description="lm-eval task or group names (mmlu, arc_challenge, "
                                                        "hellaswag, ifeval, gsm8k; forgetless_cloze on the testbed).")
     include_path: str | None = Field(None, description="A folder of extra task YAMLs; testbed:PRESET writes the "
-                                                       "testbed's (forgetless_cloze and one per task family).")
+                                                       "testbed's (forgetless_cloze and one per task family); "
+                                                       "probes writes the general-ability probes (forgetless_probes, "
+                                                       "forgetless_probe_<name>; docs/probes.md).")
     limit: int | None = Field(None, gt=0, description="Documents per task (the first N; lm-eval's --limit).")
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt (the task's default if unset).")
     batch_size: int = Field(32, gt=0, description="Requests per forward pass.")

@@ -62,6 +62,8 @@ def country_capitals() -> list[dict[str, str]]:
     rows = {}
     for country in countryinfo.all_countries():
         name, capital = country.name(), country.capital()
+        if isinstance(capital, list):  # one entry (Vatican City State) lists its capital
+            capital = capital[0] if len(capital) == 1 else None
         iso = (country.info().get("ISO") or {}).get("numeric")
         if not iso or not capital or "/" in capital or any(c in name for c in ",()"):
             continue
