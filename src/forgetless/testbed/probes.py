@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from forgetless.atomic import write_jsonl
+from forgetless.evaluation.lmeval_yaml import write_group_yaml, write_task_yamls
 
 # Generation budget of the lm-eval tasks: a capital, symbol or number and the word after it.
 # `forgetless eval --max-new-tokens 16` on a probe file scores exactly as lm-eval does.
@@ -133,8 +134,6 @@ def write_probes(out_dir: str | Path, names: list[str] | None = None) -> Path:
     Raises:
         ValueError: an unknown probe name.
     """
-    from forgetless.evaluation.lmeval_yaml import write_group_yaml, write_task_yamls
-
     chosen = list(PROBES) if names is None else names
     unknown = [n for n in chosen if n not in PROBES]
     if unknown:
