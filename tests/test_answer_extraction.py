@@ -94,11 +94,23 @@ def test_flag_refuses_a_bad_extractor_naming_it(tiny_model_dir: Path, tmp_path: 
 
 def test_study_config_refuses_a_bad_extractor_naming_the_key() -> None:
     from forgetless.config import build_config
-    from forgetless.study.config import EvalConfig
+    from forgetless.study.config import StudyConfig
 
-    with pytest.raises(ConfigError, match=r"study.yaml: key 'answer_extraction': .*'firstline' is not an answer "
-                                          r"extraction; expected one of answer_marker"):
-        build_config(EvalConfig, {"answer_extraction": "firstline"}, "study.yaml")
+    values = {"output": "o", "base_model": "b", "data": {"train": "t.jsonl", "test": "x.jsonl", "general": "g.jsonl"},
+              "methods": [{"name": "sft", "learning_rates": [1e-3]}], "eval": {"answer_extraction": "firstline"}}
+    with pytest.raises(ConfigError, match=r"study.yaml: key 'eval.answer_extraction': .*'firstline' is not an answer "
+                                          r"extraction; expected one of answer_marker") as err:
+        build_config(StudyConfig, values, "study.yaml")
+    assert "\n" not in str(err.value)
+    values["eval"]["answer_extraction"] = "first_line"
+    assert build_config(StudyConfig, values, "study.yaml").eval.answer_extraction == "first_line"
+
+
+def test_merge_flag_refuses_a_bad_extractor(saved_models: list[Path], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "merged"
+    assert main(["merge", "--models", *map(str, saved_models[:2]), "--rule", "average", "--output", str(out),
+                 "--answer-extraction", "first_word"]) == 2
+    assert "'first_word' is not an answer extraction" in _one_line(capsys) and not out.exists()
 
 
 def test_a_file_declares_its_extractor_once() -> None:
