@@ -22,10 +22,6 @@ def _yaml_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _function_name(spec: str) -> str:
-    return spec.replace("-", "_")
-
-
 def scoring_yaml(extraction: AnswerExtraction) -> str:
     """The ``filter_list``/``process_results`` and ``metric_list`` of a generation task scored by ``extraction``.
 
@@ -39,7 +35,7 @@ def scoring_yaml(extraction: AnswerExtraction) -> str:
     filters = f"filter_list:\n  - name: {FILTER}\n    filter:\n"
     if extraction.kind == "prefix":
         return (filters + "      - function: take_first\n"
-                f"process_results: !function {_RESULTS_MODULE}.{_function_name(extraction.spec)}\n" + metric)
+                f"process_results: !function {_RESULTS_MODULE}.{extraction.spec}\n" + metric)
     filters += (f"      - function: regex\n        regex_pattern: {_yaml_quote(extraction.pattern or '')}\n"
                 f"        group_select: {extraction.group_select}\n"
                 "      - function: take_first\n")
@@ -107,7 +103,7 @@ def write_task_yamls(
             + scoring_yaml(extraction)
         )
     if prefix_specs:
-        functions = "".join(f"\n\ndef {_function_name(spec)}(doc: dict, results: list[str]) -> dict[str, float]:\n"
+        functions = "".join(f"\n\ndef {spec}(doc: dict, results: list[str]) -> dict[str, float]:\n"
                             f"    return lmeval_results({spec!r}, doc, results)\n" for spec in sorted(prefix_specs))
         (out / f"{_RESULTS_MODULE}.py").write_text(
             '"""lm-eval process_results for forgetless answer extractors (written by forgetless.evaluation.lmeval_yaml)."""\n\n'
