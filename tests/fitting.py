@@ -14,7 +14,8 @@ def fit_continuations(tokenizer: PreTrainedTokenizerFast, prompts: list[str], ta
     """The fixture's tiny Llama after ``steps`` full-batch Adam steps on ``BOS + prompt -> target + EOS``
     (about a second for a dozen pairs): its greedy completion of each prompt is then its target."""
     model = make_model(tokenizer, seed=0)
-    pairs = [(encode_prompt(tokenizer, p), tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+    eos = [tokenizer.eos_token_id]
+    pairs = [(encode_prompt(tokenizer, p), tokenizer(t, add_special_tokens=False)["input_ids"] + eos)
              for p, t in zip(prompts, targets)]
     length = max(len(a) + len(b) for a, b in pairs)
     ids = torch.full((len(pairs), length), tokenizer.pad_token_id)

@@ -5,9 +5,9 @@ set, so it is chosen per data set (``forgetless eval --answer-extraction``, the 
 ``eval.answer_extraction``, or an ``answer_extraction`` field on the file's records)
 and recorded in every result that reports exact match. The same rule scores the
 constant-answer floor (``constant_floor``) and the lm-eval tasks forgetless writes
-(``forgetless.evaluation.lmeval.write_task_yamls``).
+(``forgetless.evaluation.lmeval_yaml.write_task_yamls``).
 
-The rules other than ``answer_marker`` are lm-eval's own: its ``regex`` filter
+``first_line``, ``first_number`` and ``regex:`` are lm-eval's own rules: its ``regex`` filter
 (``lm_eval/filters/extraction.py``, ``RegexFilter``: ``re.findall``, the first match,
 the first non-empty group of a match with several, stripped) followed by its
 ``exact_match`` metric's options (``lm_eval/api/metrics.py``,

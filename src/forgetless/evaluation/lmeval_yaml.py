@@ -106,7 +106,7 @@ def write_task_yamls(
         functions = "".join(f"\n\ndef {spec}(doc: dict, results: list[str]) -> dict[str, float]:\n"
                             f"    return lmeval_results({spec!r}, doc, results)\n" for spec in sorted(prefix_specs))
         (out / f"{_RESULTS_MODULE}.py").write_text(
-            '"""lm-eval process_results for forgetless answer extractors (written by forgetless.evaluation.lmeval_yaml)."""\n\n'
+            '"""lm-eval process_results of forgetless answer extractors (forgetless.evaluation.lmeval_yaml)."""\n\n'
             "from forgetless.evaluation.answer_extraction import lmeval_results\n" + functions)
     return out
 
