@@ -14,7 +14,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [ "${FORGETLESS_UNLOCKED:-0}" = 1 ]; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e ".[dev,ray,lmeval]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,ray,lmeval,probes]"
 else
   .venv/bin/python -m pip install --quiet -r requirements.lock
   .venv/bin/python -m pip install --quiet --no-deps -e .

@@ -80,7 +80,8 @@ def test_same_per_item_values_as_the_old_study_and_eval_paths(tokenizer, domain_
     assert cell["general_nats"] == new.general_nats and cell["general_bytes"] == sum(new.general_bytes or [])
     assert cell["kl_nll"] == new.kl_nll and cell["validation_correct"] == cell["domain_correct"][:4]
     assert set(cell) == {"general_nats", "general_tokens", "general_bytes", "domain_correct", "validation_correct",
-                         "kl_nll", "examples"}  # the keys of the study's cached eval cells
+                         "kl_nll", "examples", "answer_extraction"}  # the keys of the study's cached eval cells
+    assert cell["answer_extraction"] == "answer_marker"  # cells written before lack it; rows read them as this
 
     settings = EvalSettings(general=str(write_jsonl(domain_file.parent / "general.jsonl",
                                                     [{"text": t} for t in GENERAL])),

@@ -87,7 +87,7 @@ def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
 
 
 def _schema_of(command: str) -> type[BaseModel]:
-    from forgetless.cli import TestbedBuildArgs, TestbedPathArgs
+    from forgetless.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
     from forgetless.config import TrainConfig
     from forgetless.evaluation.config import EvalArgs
     from forgetless.gguf.cli import ConvertGgufArgs
@@ -101,4 +101,4 @@ def _schema_of(command: str) -> type[BaseModel]:
     return {"train": TrainConfig, "eval": EvalArgs, "generate": GenerateArgs, "kl-estimate": KLEstimateArgs,
              "study": StudyArgs, "report": ReportArgs, "testbed build": TestbedBuildArgs,
              "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationParams,
-             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs}[command]
+             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]

@@ -54,6 +54,8 @@ def test_study_measures_lm_eval_tasks_and_plots_the_frontier_on_one(study_yaml: 
         assert base["lm_eval"][task]["forgetting"] == 0.0
     # The sums task is the domain test set through lm-eval: its score is the row's exact match.
     assert trained["lm_eval"]["forgetless_sums"]["score"] == pytest.approx(trained["domain_accuracy"])
+    # Every row names the extractor its exact match was read with (the test file declares none: the default).
+    assert base["answer_extraction"] == trained["answer_extraction"] == "answer_marker"
     report = (root / "report.md").read_text()
     assert "## Forgetting on benchmarks (lm-eval)" in report and "forgetless_cloze (acc)" in report
     assert "more forgetting on the lm-eval task `forgetless_cloze`" in report

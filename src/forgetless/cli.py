@@ -81,6 +81,26 @@ def cmd_testbed_path(args: TestbedPathArgs) -> int:
     return 0
 
 
+class ProbesArgs(BaseModel):
+    """Where ``forgetless probes`` writes the general-ability probes, and which."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    output: str = Field(description="directory for the probe JSONL files and their lm-eval task YAMLs")
+    probes: list[str] | None = Field(None, description="only these probes (default: all; docs/probes.md)")
+
+
+def cmd_probes(args: ProbesArgs) -> int:
+    """Write general-ability probes (capitals, element symbols, arithmetic) as task files and lm-eval YAMLs."""
+    from forgetless.testbed.probes import PROBES, write_probes
+
+    out = write_probes(args.output, args.probes)
+    names = args.probes or list(PROBES)
+    counts = {name: len((out / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()) for name in names}
+    print(json.dumps({"output": str(out), "items": counts, "lm_eval_group": "forgetless_probes"}, indent=2))
+    return 0
+
+
 def _train_epilog() -> str:
     """The parameters of every method and regularizer, for ``forgetless train --help``."""
     # Imported only when the help is printed: the registries import torch, which the
@@ -136,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     path = testbed_sub.add_parser("path", help=cmd_testbed_path.__doc__)
     add_schema_flags(path, TestbedPathArgs, show_defaults=True, standalone=True)
     path.set_defaults(func=schema_command(TestbedPathArgs, cmd_testbed_path))
+    probes = sub.add_parser("probes", help=cmd_probes.__doc__, description=cmd_probes.__doc__)
+    add_schema_flags(probes, ProbesArgs, show_defaults=True, standalone=True)
+    probes.set_defaults(func=schema_command(ProbesArgs, cmd_probes))
 
     from forgetless.evaluation.cli import add_eval_parser
 

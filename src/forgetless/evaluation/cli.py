@@ -21,7 +21,7 @@ def cmd_eval(args: EvalArgs) -> int:
         "general_limit": args.general_limit, "choices": args.choices, "cloze": not args.no_cloze,
         "cloze_items": args.cloze_items, "kl_samples": args.kl_samples, "kl_limit": args.kl_limit, "batch_size": args.batch_size, "window": args.window,
         "max_new_tokens": args.max_new_tokens, "resamples": args.resamples, "confidence": args.confidence,
-        "seed": args.seed, "progress": not args.no_progress,
+        "seed": args.seed, "progress": not args.no_progress, "answer_extraction": args.answer_extraction,
     }
     result = evaluate_model(args.model, general=args.general, domain=args.domain, limit=args.limit,
                             trust_remote_code=args.trust_remote_code, base=args.base, **options)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 
 
 class EvalArgs(BaseModel):
@@ -25,6 +27,9 @@ class EvalArgs(BaseModel):
     kl_limit: int | None = Field(None, gt=0, description="use only the first N context-free samples")
     domain: str | None = Field(None, description="domain test set (prompt/completion JSONL with 'answer' or 'Answer:')")
     limit: int | None = Field(None, gt=0, description="evaluate only the first N domain examples")
+    answer_extraction: str | None = Field(
+        None, description=f"how answers are read from --domain generations: {EXPECTED.removeprefix('expected ')} "
+        "(default: the file's 'answer_extraction' field, else answer_marker; docs/eval_schema.md)")
     batch_size: int = Field(32, gt=0, description="requests per forward pass / prompts decoded together")
     window: int = Field(256, gt=1, description="tokens per code-length window")
     max_new_tokens: int | None = Field(
@@ -35,3 +40,8 @@ class EvalArgs(BaseModel):
     output: str | None = Field(None, description="also write the result JSON here (atomically)")
     no_progress: bool = Field(False, description="hide progress bars")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
+
+    @field_validator("answer_extraction")
+    @classmethod
+    def _known_extraction(cls, value: str | None) -> str | None:
+        return check_spec(value)

@@ -1,10 +1,11 @@
 """Domain ability: exact-match accuracy of greedy answers, and completion loss.
 
 Exact match: the model's greedy completion of each prompt (EOS-terminated, see
-``generate.py``) is reduced to its answer by ``exact_match.extract_answer`` (text
-after the last ``Answer:``, to the end of that line, whitespace-normalized, one
-trailing period dropped) and compared with the gold answer (the record's ``answer``
-field, else the answer its ``completion`` states) by string equality.
+``generate.py``) is reduced to its answer by the data set's extractor
+(``answer_extraction``: by default ``answer_marker``, the text after the last
+``Answer:``, to the end of that line, whitespace-normalized, one trailing period
+dropped) and compared with the gold answer (the record's ``answer`` field, else the
+answer its ``completion`` states) as that extractor compares.
 
 Completion loss: the mean NLL in nats per token of the gold ``completion`` + EOS
 given BOS + ``prompt``, exactly the tokens and masking of completion-only training.
@@ -21,7 +22,8 @@ from transformers import PreTrainedTokenizerBase
 from forgetless.data.errors import DataError
 from forgetless.data.formats import encode_prompt
 from forgetless.data.records import Record, read_records
-from forgetless.evaluation.exact_match import exact_match, extract_answer
+from forgetless.evaluation.answer_extraction import resolve
+from forgetless.evaluation.exact_match import extract_answer
 from forgetless.evaluation.generate import greedy_completions
 from forgetless.evaluation.scoring import score_pairs
 
@@ -44,6 +46,7 @@ def domain_accuracy(
     batch_size: int = 32,
     limit: int | None = None,
     progress: bool = True,
+    answer_extraction: str | None = None,
 ) -> dict[str, Any]:
     """Exact-match accuracy of greedy completions of a prompt/completion file.
 
@@ -52,11 +55,14 @@ def domain_accuracy(
         max_new_tokens: generation budget; default: the longest gold completion plus 16 tokens.
         batch_size: prompts decoded together.
         limit: evaluate only the first ``limit`` records.
+        answer_extraction: the extractor (``forgetless.evaluation.answer_extraction``); default: the
+            one the file's records declare, else ``answer_marker``.
 
     Returns:
-        ``{"exact_match": float, "n": int, "predictions": [...]}``.
+        ``{"exact_match": float, "n": int, "answer_extraction": str, "predictions": [...]}``.
     """
     records = read_records(path)[:limit]
+    extraction = resolve(answer_extraction, (r.fields for r in records), str(path))
     prompts, golds = [], []
     for record in records:
         prompt = record.fields.get("prompt")
@@ -71,12 +77,13 @@ def domain_accuracy(
         )
         max_new_tokens = longest + 16
     generations = greedy_completions(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress)
-    hits = [exact_match(g, gold) for g, gold in zip(generations, golds)]
+    hits = [extraction.matches(g, gold) for g, gold in zip(generations, golds)]
     return {
         "exact_match": sum(hits) / len(hits),
         "n": len(hits),
+        "answer_extraction": extraction.spec,
         "predictions": [
-            {"prompt": p, "generation": g, "answer": extract_answer(g), "gold": gold, "correct": h}
+            {"prompt": p, "generation": g, "answer": extraction.answer(g), "gold": gold, "correct": h}
             for p, g, gold, h in zip(prompts, generations, golds, hits)
         ],
     }

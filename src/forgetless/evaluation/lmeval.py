@@ -31,14 +31,14 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError("the lm-eval adapter needs the optional extra: pip install 'forgetless[lmeval]'") from err
 
 from forgetless.data.formats import encode_prompt
+from forgetless.evaluation.answer_extraction import ANSWER_REGEX
 from forgetless.evaluation.generate import greedy_decode
+from forgetless.evaluation.lmeval_yaml import scoring_yaml, write_task_yamls
 from forgetless.evaluation.scoring import encode_pair, score_pairs
 from forgetless.models import load_model
 
-# The answer line of the documented extraction (forgetless.evaluation.exact_match), as
-# lm-eval's regex filter: the last "Answer:" and the rest of its line, minus one
-# trailing period. lm-eval does not collapse inner whitespace runs; gold answers have none.
-ANSWER_REGEX = r"Answer:[ \t]*([^\n]*?)\.?[ \t]*(?:\n|$)"
+# ANSWER_REGEX, scoring_yaml and write_task_yamls (imported above) stay importable from here; writing task
+# YAMLs needs no lm-eval, so they live in forgetless.evaluation.lmeval_yaml.
 
 
 class ForgetlessLM(LM):
@@ -117,61 +117,4 @@ class ForgetlessLM(LM):
         return outputs
 
 
-def _yaml_quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def write_task_yamls(
-    out_dir: str | Path,
-    cloze_file: str | Path | None = None,
-    domain_files: dict[str, str | Path] | None = None,
-    max_gen_toks: int = 128,
-) -> Path:
-    """Write offline lm-eval task YAMLs over local JSONL files.
-
-    Args:
-        out_dir: directory for the YAMLs (pass it to lm-eval as ``include_path``).
-        cloze_file: multiple-choice JSONL (``context``, ``choices``, ``label``): task ``forgetless_cloze``.
-        domain_files: ``{name: prompt/answer JSONL}``: one generation task ``forgetless_<name>`` each,
-            scored by exact match after ``ANSWER_REGEX`` (the documented extraction).
-        max_gen_toks: generation budget of the domain tasks.
-
-    Returns:
-        ``out_dir``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cloze_file is not None:
-        (out / "forgetless_cloze.yaml").write_text(
-            "task: forgetless_cloze\n"
-            "dataset_path: json\n"
-            f"dataset_kwargs:\n  data_files:\n    test: {_yaml_quote(str(Path(cloze_file).resolve()))}\n"
-            "test_split: test\n"
-            "output_type: multiple_choice\n"
-            "doc_to_text: '{{context}}'\n"
-            "doc_to_choice: '{{choices}}'\n"
-            "doc_to_target: '{{label}}'\n"
-            "metric_list:\n"
-            "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-            "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n"
-        )
-    for name, path in (domain_files or {}).items():
-        (out / f"forgetless_{name}.yaml").write_text(
-            f"task: forgetless_{name}\n"
-            "dataset_path: json\n"
-            f"dataset_kwargs:\n  data_files:\n    test: {_yaml_quote(str(Path(path).resolve()))}\n"
-            "test_split: test\n"
-            "output_type: generate_until\n"
-            "doc_to_text: '{{prompt}}'\n"
-            "doc_to_target: '{{answer}}'\n"
-            "target_delimiter: ''\n"
-            f"generation_kwargs:\n  until: []\n  do_sample: false\n  max_gen_toks: {max_gen_toks}\n"
-            "filter_list:\n"
-            "  - name: answer\n"
-            "    filter:\n"
-            f"      - function: regex\n        regex_pattern: {_yaml_quote(ANSWER_REGEX)}\n        group_select: -1\n"
-            "      - function: take_first\n"
-            "metric_list:\n"
-            "  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n"
-        )
-    return out
+__all__ = ["ANSWER_REGEX", "ForgetlessLM", "scoring_yaml", "write_task_yamls"]

@@ -78,6 +78,7 @@ class Measurement:
         general_bytes: ``[texts]`` UTF-8 bytes of each text.
         domain_correct: ``[examples]`` 1 where the greedy answer is an exact match, else 0.
         predictions: ``[examples]`` ``{"prompt", "generation", "answer", "gold", "correct"}``.
+        answer_extraction: the extractor that scored ``domain_correct`` (``evaluation.answer_extraction``).
         kl_nll: ``[samples]`` NLL (nats) of each context-free sample of the base given its prompt.
         kl_tokens: ``[samples]`` sampled tokens scored in each.
     """
@@ -87,6 +88,7 @@ class Measurement:
     general_bytes: list[int] | None = None
     domain_correct: list[int] | None = None
     predictions: list[dict[str, Any]] | None = None
+    answer_extraction: str | None = None
     kl_nll: list[float] | None = None
     kl_tokens: list[int] | None = None
 
@@ -127,14 +129,16 @@ def general_losses(
 def domain_correctness(
     model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path, limit: int | None = None,
     max_new_tokens: int | None = None, batch_size: int = 32, progress: bool = False,
+    answer_extraction: str | None = None,
 ) -> tuple[list[int], list[dict[str, Any]]]:
     """``(correct [examples] as 0/1, predictions [examples])`` of the first ``limit`` examples of ``path``.
 
     Args:
         max_new_tokens: generation budget; default: the longest gold completion plus 16 tokens.
         batch_size: prompts decoded together.
+        answer_extraction: the extractor; default: the file's declared one, else answer_marker.
     """
-    scored = domain_accuracy(model, tokenizer, path, max_new_tokens, batch_size, limit, progress)
+    scored = domain_accuracy(model, tokenizer, path, max_new_tokens, batch_size, limit, progress, answer_extraction)
     predictions = scored["predictions"]
     return [int(p["correct"]) for p in predictions], predictions
 
@@ -165,6 +169,7 @@ def measure_model(
     general_batch_size: int | None = None,
     max_new_tokens: int | None = None,
     progress: bool = False,
+    answer_extraction: str | None = None,
 ) -> Measurement:
     """Measure one model: per-text general losses, per-example domain correctness, per-sample NLL of the base's samples.
 
@@ -180,16 +185,22 @@ def measure_model(
         general_batch_size: windows per code-length forward pass (default ``batch_size``).
         max_new_tokens: domain generation budget (default: longest gold completion + 16).
         progress: show progress bars.
+        answer_extraction: how domain answers are extracted (``evaluation.answer_extraction``); default: the
+            test file's declared extractor, else answer_marker.
     """
     general: dict[str, Any] = {}
     if general_texts is not None:
         nats, tokens, sizes = general_losses(model, tokenizer, general_texts, window,
                                              general_batch_size or batch_size, progress)
         general = {"general_nats": nats, "general_tokens": tokens, "general_bytes": sizes}
-    correct, predictions = (None, None) if domain is None else domain_correctness(
-        model, tokenizer, domain, domain_limit, max_new_tokens, batch_size, progress)
+    scored: dict[str, Any] = {}
+    if domain is not None:
+        found = domain_accuracy(model, tokenizer, domain, max_new_tokens, batch_size, domain_limit, progress,
+                                answer_extraction)
+        scored = {"domain_correct": [int(p["correct"]) for p in found["predictions"]],
+                  "predictions": found["predictions"], "answer_extraction": found["answer_extraction"]}
     nll, counts = sample_nll(model, kl_samples, batch_size, progress) if kl_samples else (None, None)
-    return Measurement(**general, domain_correct=correct, predictions=predictions, kl_nll=nll, kl_tokens=counts)
+    return Measurement(**general, **scored, kl_nll=nll, kl_tokens=counts)
 
 
 def interval(

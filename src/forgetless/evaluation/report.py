@@ -100,6 +100,7 @@ class EvalSettings:
     kl_limit: int | None = None
     domain: str | None = None
     limit: int | None = None
+    answer_extraction: str | None = None
     window: int = 256
     batch_size: int = 32
     max_new_tokens: int | None = None
@@ -139,7 +140,8 @@ def evaluate(
         if empty:
             raise ValueError(f"{s.kl_samples}: sample {empty[0]} has no prompt or no generated tokens")
     measured = measure_model(model, tokenizer, texts, s.domain, s.limit, samples, s.window, s.batch_size,
-                             max_new_tokens=s.max_new_tokens, progress=s.progress)
+                             max_new_tokens=s.max_new_tokens, progress=s.progress,
+                             answer_extraction=s.answer_extraction)
     result.units.update(measured.units())
     if texts is not None:
         general: dict[str, Any] = {"file": str(s.general), "texts": len(texts),
@@ -168,7 +170,8 @@ def evaluate(
         for metric in ("cf_nll", "cf_nll_per_token"):
             _with_ci(block, metric, result.units[metric], s)
     if s.domain:
-        domain: dict[str, Any] = {"file": str(s.domain), "n": len(measured.domain_correct or [])}
+        domain: dict[str, Any] = {"file": str(s.domain), "n": len(measured.domain_correct or []),
+                                  "answer_extraction": measured.answer_extraction}
         _with_ci(domain, "exact_match", result.units["exact_match"], s)
         has_completions = all(isinstance(r.fields.get("completion"), str) and r.fields["completion"]
                               for r in read_records(s.domain)[: s.limit])
@@ -246,7 +249,8 @@ def evaluate_model(
         limit: evaluate only the first ``limit`` domain records.
         trust_remote_code: allow custom modeling code (off by default).
         base: the model to measure forgetting and gain against.
-        **options: other ``EvalSettings`` fields (``general_limit``, ``choices``, ``batch_size``, ...).
+        **options: other ``EvalSettings`` fields (``general_limit``, ``choices``, ``batch_size``,
+            ``answer_extraction``, ...).
     """
     settings = EvalSettings(general=None if general is None else str(general),
                             domain=None if domain is None else str(domain), limit=limit, **options)

@@ -104,8 +104,10 @@ def _evaluator(cfg: MergeConfig, tokenizer: Any) -> Any:
         if general is not None:
             point["general_nats"] = code_length(model, tokenizer, general).nats_per_token
         if cfg.domain:
-            accuracy = domain_accuracy(model, tokenizer, cfg.domain, limit=cfg.domain_limit)
+            accuracy = domain_accuracy(model, tokenizer, cfg.domain, limit=cfg.domain_limit,
+                                       answer_extraction=cfg.answer_extraction)
             point["exact_match"], point["domain_n"] = accuracy["exact_match"], accuracy["n"]
+            point["answer_extraction"] = accuracy["answer_extraction"]
         return point
 
     return evaluate

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
+from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 from forgetless.merging.base import MergeRule
 
 DEFAULT_ALPHAS = [round(0.1 * i, 2) for i in range(11)]
@@ -42,6 +43,9 @@ class MergeConfig(BaseModel):
     general_limit: int | None = Field(None, ge=1, description="Use only the first N general texts.")
     domain: str | None = Field(None, description="Domain validation set (prompt/completion) for exact match.")
     domain_limit: int | None = Field(None, ge=1, description="Use only the first N domain examples.")
+    answer_extraction: str | None = Field(
+        None, description=f"How answers are read from --domain generations: {EXPECTED.removeprefix('expected ')} "
+        "(default: the file's 'answer_extraction' field, else answer_marker).")
     budget: float | None = Field(None, description="Forgetting budget EPS: choose the alpha with the best domain exact "
                                                     "match whose general forgetting is at most EPS (implies --sweep).")
     budget_unit: Literal["nats", "percent"] = Field("nats", description="Unit of --budget: nats per token, or percent "
@@ -56,6 +60,11 @@ class MergeConfig(BaseModel):
                                                        "adapter_config.json names).")
     overwrite: bool = Field(False, description="Replace an existing --output.")
     trust_remote_code: bool = Field(False, description="Allow model code from the model directories.")
+
+    @field_validator("answer_extraction")
+    @classmethod
+    def _known_extraction(cls, value: str | None) -> str | None:
+        return check_spec(value)
 
 
 def _rule_field_help(entries: list[tuple[str, FieldInfo]]) -> str:

@@ -16,11 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from forgetless.config import TrainConfig, build_config, load_yaml
 from forgetless.data.spec import DataSpec
+from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 from forgetless.study.rows import FAMILIES
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
 # the study itself decides (where data comes from, where models go, the lr and seed).
 _STUDY_OWNED = {"model", "data", "output", "learning_rate", "learning_rates", "seed", "overwrite"}
+# lm_eval.include_path's name for the general-ability probes the study writes (forgetless.testbed.probes).
+PROBES_INCLUDE = "probes"
 
 
 class LmEvalConfig(BaseModel):
@@ -36,7 +39,9 @@ class LmEvalConfig(BaseModel):
     tasks: list[str] = Field(min_length=1, description="lm-eval task or group names (mmlu, arc_challenge, "
                                                        "hellaswag, ifeval, gsm8k; forgetless_cloze on the testbed).")
     include_path: str | None = Field(None, description="A folder of extra task YAMLs; testbed:PRESET writes the "
-                                                       "testbed's (forgetless_cloze and one per task family).")
+                                                       "testbed's (forgetless_cloze and one per task family); "
+                                                       "probes writes the general-ability probes (forgetless_probes, "
+                                                       "forgetless_probe_<name>; docs/probes.md).")
     limit: int | None = Field(None, gt=0, description="Documents per task (the first N; lm-eval's --limit).")
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt (the task's default if unset).")
     batch_size: int = Field(32, gt=0, description="Requests per forward pass.")
@@ -218,12 +223,21 @@ class EvalConfig(BaseModel):
         "carved from train when data.validation is absent (at most a fifth of train).",
     )
     general_limit: int | None = Field(None, gt=0, description="Score only the first N general documents.")
+    answer_extraction: str | None = Field(
+        None, description=f"How answers are read from generations on the test and validation sets (and the "
+        f"constant-answer floor): {EXPECTED.removeprefix('expected ')}; default: what the file's records declare "
+        "in 'answer_extraction', else answer_marker (forgetless.evaluation.answer_extraction).")
     bootstrap: int = Field(1000, gt=0, description="Bootstrap resamples for confidence intervals.")
     curve_points: int = Field(
         4, ge=0, description="Points of each trained model's learning curve after step 0 (0 turns curves off)."
     )
     curve_examples: int = Field(32, gt=0, description="Validation examples scored at each learning-curve point.")
     curve_documents: int = Field(8, gt=0, description="General documents scored at each learning-curve point.")
+
+    @field_validator("answer_extraction")
+    @classmethod
+    def _known_extraction(cls, value: str | None) -> str | None:
+        return check_spec(value)
 
 
 class FrontierConfig(BaseModel):

@@ -33,17 +33,20 @@ class LearningCurve(TrainerCallback):
         validation: the domain validation set; its first ``examples`` examples are scored.
         texts: held-out general documents (a few) whose loss in nats/token is recorded.
         points: measurements after step 0.
+        answer_extraction: how validation answers are read (default: the file's, else answer_marker).
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, validation: str, examples: int, texts: list[str],
-                 points: int) -> None:
+                 points: int, answer_extraction: str | None = None) -> None:
         self.tokenizer, self.validation, self.examples, self.texts, self.points = (
             tokenizer, validation, examples, texts, points)
+        self.answer_extraction = answer_extraction
         self.steps: set[int] = set()
 
     def _measure(self, model: torch.nn.Module, state: Any) -> None:
         was_training = model.training
-        scored = domain_accuracy(model, self.tokenizer, self.validation, limit=self.examples, progress=False)
+        scored = domain_accuracy(model, self.tokenizer, self.validation, limit=self.examples, progress=False,
+                                 answer_extraction=self.answer_extraction)
         lengths = text_code_lengths(model, self.tokenizer, self.texts, progress=False)
         model.train(was_training)
         state.log_history.append({

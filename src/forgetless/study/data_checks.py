@@ -14,13 +14,13 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from pathlib import Path
 
 from forgetless.atomic import write_jsonl
 from forgetless.config import ConfigError
 from forgetless.data.errors import DataError
 from forgetless.data.records import Record, read_records
+from forgetless.evaluation import answer_extraction
 from forgetless.evaluation.domain import gold_answer
 
 
@@ -39,11 +39,16 @@ def check_answers(path: str | Path) -> list[str]:
     return answers
 
 
-def constant_floor(answers: list[str]) -> dict[str, object]:
-    """Always giving the most frequent answer: its answer, accuracy and per-example correctness (0/1)."""
-    answer, count = Counter(answers).most_common(1)[0]
-    return {"majority_answer": answer, "majority_accuracy": count / len(answers),
-            "floor_correct": [int(a == answer) for a in answers]}
+def constant_floor(path: str | Path, limit: int | None = None, extraction: str | None = None) -> dict[str, object]:
+    """The constant-answer floor of a test set, compared as its extractor compares answers.
+
+    Always giving the best single answer (``answer_extraction.constant_floor``): its answer,
+    accuracy, per-example correctness (0/1) and the extractor (``extraction``, else the file's
+    declared one, else answer_marker), over the first ``limit`` examples.
+    """
+    records = read_records(path)[:limit]
+    rule = answer_extraction.resolve(extraction, (r.fields for r in records), str(path))
+    return {**answer_extraction.constant_floor(check_answers(path)[:limit], rule), "floor_extraction": rule.spec}
 
 
 def _prompts(records: list[Record]) -> set[str]:

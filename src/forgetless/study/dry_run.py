@@ -38,7 +38,7 @@ from forgetless.machine import machine_stamp
 from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
 from forgetless.replay.generate import SamplingSettings, generate_context_free
 from forgetless.study.config import StudyConfig
-from forgetless.study.data_checks import check_answers, constant_floor
+from forgetless.study.data_checks import constant_floor
 from forgetless.study.graph import Graph
 from forgetless.study.plan import plan_cells
 from forgetless.study.runner import prepare_context
@@ -207,10 +207,10 @@ def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True,
     for task in graph:
         cells[_kind(task.id)] = cells.get(_kind(task.id), 0) + 1
     steps = sum(_steps(cfg, t.id) for t in graph if _kind(t.id) == "train")
-    floor = constant_floor(check_answers(ctx.test_path)[: cfg.eval.domain_limit])
+    floor = constant_floor(ctx.test_path, cfg.eval.domain_limit, cfg.eval.answer_extraction)
     lines = [f"base: {ctx.base_path} ({', '.join(config.architectures or [config.model_type])})",
              f"test set: always answering {floor['majority_answer']!r} scores {floor['majority_accuracy']:.1%} "
-             "(the constant-answer floor a trained model must beat)"]
+             f"under {floor['floor_extraction']} (the constant-answer floor a trained model must beat)"]
     result = DryRun(cells=cells, train_steps=steps, notes=lines, workers=workers)
     if timing:
         rates = measure_rates(cfg, ctx.base_path, ctx.train_data or str(ctx.test_path), ctx.validation_path,

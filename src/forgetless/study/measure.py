@@ -36,6 +36,7 @@ def measure(
     validation: str | None = None,
     validation_limit: int | None = None,
     lm_eval: dict[str, Any] | None = None,
+    answer_extraction: str | None = None,
 ) -> dict[str, Any]:
     """Per-item general code length, domain correctness and context-free sample NLL of one model.
 
@@ -46,10 +47,12 @@ def measure(
             their per-sequence NLL under this model, minus the base's, estimates KL(p_base || p_model).
         lm_eval: ``task_items``'s settings (tasks, include_path, limit, num_fewshot, batch_size): lm-eval
             tasks scored per document (``forgetless.evaluation.lmeval_items``).
+        answer_extraction: how answers are read on the test and validation sets (default: each file's
+            declared extractor, else answer_marker; ``forgetless.evaluation.answer_extraction``).
 
     Returns:
         ``{"general_nats": [...], "general_tokens": [...], "general_bytes": int,
-        "domain_correct": [0/1, ...], "validation_correct": [0/1, ...] (when a validation set is given),
+        "domain_correct": [0/1, ...], "answer_extraction": str, "validation_correct": [0/1, ...] (when a validation set is given),
         "kl_nll": [...] (when samples are given),
         "lm_eval": {task: {"metric", "higher_is_better", "scores": [...]}} (when tasks are given),
         "examples": [first three predictions]}``.
@@ -57,16 +60,18 @@ def measure(
     # 16 windows per code-length pass, 32 prompts per decoding batch: the batch sizes the study has always
     # used, so a fresh run reproduces the numbers of cells measured before.
     m = measure_model(model, tokenizer, general_texts, domain_test, domain_limit, kl_samples, batch_size=32,
-                      general_batch_size=16)
+                      general_batch_size=16, answer_extraction=answer_extraction)
     result: dict[str, Any] = {
         "general_nats": m.general_nats,
         "general_tokens": m.general_tokens,
         "general_bytes": sum(m.general_bytes or []),
         "domain_correct": m.domain_correct,
+        "answer_extraction": m.answer_extraction,
         "examples": (m.predictions or [])[:3],
     }
     if validation is not None:
-        result["validation_correct"], _ = domain_correctness(model, tokenizer, validation, validation_limit)
+        result["validation_correct"], _ = domain_correctness(model, tokenizer, validation, validation_limit,
+                                                          answer_extraction=answer_extraction)
     if m.kl_nll is not None:
         result["kl_nll"] = m.kl_nll
     if lm_eval:

@@ -25,6 +25,7 @@ import torch
 from forgetless.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
+from forgetless.evaluation.answer_extraction import DEFAULT as DEFAULT_EXTRACTION
 from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.context import Context, resolve_data
@@ -97,6 +98,8 @@ def train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
     if curve is not None:
         spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
                          "documents": len(curve.texts), "general": ctx.eval_spec["general"]}
+        if curve.answer_extraction is not None:  # only when set, so curves cached before keep their keys
+            spec["curve"]["answer_extraction"] = curve.answer_extraction
     return cell(ctx.root / "cells", "train", spec), curve
 
 
@@ -136,7 +139,7 @@ def curve_callback(ctx: Context) -> LearningCurve | None:
     if ev.curve_points == 0 or ctx.validation_path is None:
         return None
     return LearningCurve(ctx.tokenizer, ctx.validation_path, ev.curve_examples,
-                         ctx.general_texts[: ev.curve_documents], ev.curve_points)
+                         ctx.general_texts[: ev.curve_documents], ev.curve_points, ev.answer_extraction)
 
 
 def evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[], torch.nn.Module]) -> dict[str, Any]:
@@ -155,7 +158,7 @@ def evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[], 
         model = make()
         unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
                           ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit,
-                          ctx.eval_spec.get("lm_eval")))
+                          ctx.eval_spec.get("lm_eval"), ctx.cfg.eval.answer_extraction))
         del model
         result = unit.load()  # exactly what a rerun will read back
     ctx.progress.end(1.0, cached)
@@ -182,6 +185,8 @@ def make_row(ctx: Context, row_id: str, label: str, kind: Enum, m: dict[str, Any
         "general_bits_per_byte": sum(m["general_nats"]) / math.log(2) / m["general_bytes"],
         "domain_accuracy": accuracy(m),
         "domain_n": len(m["domain_correct"]),
+        # Cells measured before extractors were named used the only rule there was.
+        "answer_extraction": m.get("answer_extraction") or DEFAULT_EXTRACTION,
         "forgetting": nats_per_token(m) - nats_per_token(base),
         "forgetting_ci": list(paired_interval(m, base, "forgetting", boot)),
         "gain": accuracy(m) - accuracy(base),

@@ -160,7 +160,9 @@ def data_note(rows: list[Row]) -> str:
     if "majority_accuracy" in base:
         notes.append(f"The floor of this test set: always answering `{base['majority_answer']}` scores "
                      f"{base['majority_accuracy']:.1%}; a domain score below it reflects the answer format and prior, "
-                     "not the task.")
+                     "not the task."
+                     + (f" Answers are read with `{base['answer_extraction']}` (docs/eval_schema.md), the floor's too."
+                        if base.get("answer_extraction", "answer_marker") != "answer_marker" else ""))
     duplicates = {k: v for k, v in (base.get("duplicate_prompts") or {}).items() if v}
     if duplicates:
         notes.append("**Warning**: " + ", ".join(f"{v} {k}" for k, v in duplicates.items()) +

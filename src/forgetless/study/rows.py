@@ -4,7 +4,10 @@ A row is one evaluated model (a JSON object in ``results.jsonl``). Besides its
 means it carries its per-item scores under ``items`` (``domain_correct`` on the
 test set, ``validation_correct`` on the validation slice, ``general_nats`` and
 ``general_tokens`` per held-out document), so every paired interval the report
-states can be recomputed from the results file alone.
+states can be recomputed from the results file alone. ``answer_extraction`` names the
+rule its exact match was read with (``forgetless.evaluation.answer_extraction``); the
+base row's constant-answer floor (``majority_answer``, ``items["floor_correct"]``) is
+compared with the same rule.
 
 Row ids are ``METHOD/lr=LR/seed=S`` for trained models, that id plus
 ``/interp=A`` or ``/ensemble=A`` for sweep points, ``cocktail/<parent id>`` for

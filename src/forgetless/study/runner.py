@@ -28,7 +28,7 @@ from typing import Any
 from forgetless.atomic import write_jsonl
 from forgetless.data import data_hash
 from forgetless.evaluation.report import read_texts
-from forgetless.study.config import StudyConfig
+from forgetless.study.config import PROBES_INCLUDE, StudyConfig
 from forgetless.study.context import Context, Progress, load_tokenizer, resolve_base, resolve_data
 from forgetless.study.data_checks import carve_validation, check_answers, duplicate_prompts
 from forgetless.study.executors import Executor, SerialExecutor
@@ -77,6 +77,8 @@ def lm_eval_settings(cfg: StudyConfig, root: Path) -> dict[str, Any]:
 
     ``include_path: testbed:PRESET`` writes the testbed's task YAMLs (``forgetless_cloze`` and one per
     task family) into the study directory: the study is an entry point, so it resolves the spec.
+    ``include_path: probes`` writes the general-ability probes there (``forgetless.testbed.probes``:
+    ``forgetless_probes`` and one ``forgetless_probe_<name>`` per probe).
     """
     lm = cfg.data.general_lm_eval
     assert lm is not None
@@ -86,6 +88,10 @@ def lm_eval_settings(cfg: StudyConfig, root: Path) -> dict[str, Any]:
 
         preset = include.removeprefix("testbed:").partition("@")[0]
         include = str(write_testbed_tasks(root / "lmeval-tasks", preset))
+    elif include == PROBES_INCLUDE:
+        from forgetless.testbed.probes import write_probes  # imported here: the probes' data packages are an extra
+
+        include = str(write_probes(root / "probe-tasks"))
     return {"tasks": lm.tasks, "include_path": include, "limit": lm.limit, "num_fewshot": lm.num_fewshot,
             "batch_size": lm.batch_size}
 
@@ -109,6 +115,8 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
                    "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit,
+                   # only when set, so the eval cells of studies written before keep their keys
+                   **({"answer_extraction": cfg.eval.answer_extraction} if cfg.eval.answer_extraction else {}),
                    **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {})},
         progress=Progress(sum(stage.weight(cfg) for stage in stages), print_fn), validation_path=validation,
         train_data=train_data, general_path=general, notes=notes,

@@ -7,7 +7,7 @@ from typing import Any
 from forgetless.study.cells import model_fingerprint
 from forgetless.study.config import StudyConfig
 from forgetless.study.context import Context, load_model
-from forgetless.study.data_checks import check_answers, constant_floor
+from forgetless.study.data_checks import constant_floor
 from forgetless.study.graph import Graph
 from forgetless.study.model_cells import eval_task_id, evaluate, make_row
 from forgetless.study.rows import Row, RowKind
@@ -40,7 +40,7 @@ class BaseStage:
                           planned.before_eval)]
 
     def rows(self, ctx: Context) -> list[Row]:
-        floor = constant_floor(check_answers(ctx.test_path)[: ctx.cfg.eval.domain_limit])
+        floor = constant_floor(ctx.test_path, ctx.cfg.eval.domain_limit, ctx.cfg.eval.answer_extraction)
         return [make_row(ctx, BASE_ID, "base", RowKind.BASE, measure_base(ctx),
                          majority_answer=floor["majority_answer"], majority_accuracy=floor["majority_accuracy"],
                          items={"floor_correct": floor["floor_correct"]}, **ctx.notes)]
