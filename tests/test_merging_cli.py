@@ -93,3 +93,25 @@ def test_greedy_soup_from_the_command_line(models, tmp_path, capsys):
     kept = [c for c in record["coefficients"] if c > 0]
     assert kept and all(c == pytest.approx(1 / len(kept)) for c in kept)
     assert len(record["individual_scores"]) == 3 and len(record["trials"]) == 2
+
+
+@pytest.mark.parametrize("rule", ["cocktail", "greedy_soup"])
+def test_trust_remote_code_reaches_every_model_a_rule_loads(rule, models, tmp_path, monkeypatch):
+    """One switch: with --trust-remote-code every load the rule makes allows it, without it none does."""
+    import forgetless.models as loading
+
+    seen: list[bool] = []
+    real = loading._from_pretrained
+
+    def spy(auto_class, path, dtype, trust_remote_code, **kwargs):
+        seen.append(trust_remote_code)
+        return real(auto_class, path, dtype, False, **kwargs)  # the fixture models have no code to run
+
+    monkeypatch.setattr(loading, "_from_pretrained", spy)
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": t} for t in TEXT[:3]])
+    extra = ["--examples", str(data)] if rule == "cocktail" else ["--validation", str(data)]
+    for flag, expected in (("--trust-remote-code", True), ("--no-trust-remote-code", False)):
+        seen.clear()
+        assert main(["merge", "--rule", rule, "--models", *map(str, models), *extra, flag,
+                     "--output", str(tmp_path / f"{rule}{expected}")]) == 0
+        assert seen and set(seen) == {expected}, (flag, seen)

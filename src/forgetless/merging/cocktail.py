@@ -117,12 +117,12 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
 
 
 def embedding_model_losses(models: list[Path], examples: Path, num_examples: int, pooling: str,
-                           num_negatives: int) -> list[float]:
+                           num_negatives: int, trust_remote_code: bool = False) -> list[float]:
     """L_k of encoders: lm-cocktail's contrastive loss (``forgetless.merging.embedding_loss``)."""
     # imported here: the merge flags are built from this module, without transformers
     from forgetless.merging.embedding_loss import embedding_losses
 
-    return embedding_losses(models, examples, num_examples, pooling, num_negatives)
+    return embedding_losses(models, examples, num_examples, pooling, num_negatives, trust_remote_code)
 
 
 class CocktailParams(RuleParams):
@@ -179,6 +179,7 @@ class Cocktail(MergeRule):
         pooling: ``cls`` or ``mean``, for embedding models without a pooling config (which otherwise decides).
         num_negatives: negatives per query of the contrastive loss (default 7); embedding models only.
         losses_fn: computes the candidates' losses from their paths instead (tests, the study).
+        trust_remote_code: let the loss models run code from their directories (``--trust-remote-code``).
     """
 
     examples: Path | None = None
@@ -193,6 +194,7 @@ class Cocktail(MergeRule):
     pooling: PoolingParam | None = None
     num_negatives: int | None = None
     losses_fn: Callable[[list[Path]], list[float]] | None = field(default=None, repr=False)
+    trust_remote_code: bool = False
     name = "cocktail"
     params_model = CocktailParams
 
@@ -204,7 +206,8 @@ class Cocktail(MergeRule):
         return cls(examples=Path(params.examples) if params.examples else None, finetuned=params.finetuned,
                    temperature=params.temperature, alpha=params.alpha, num_examples=params.num_examples,
                    variant=params.variant, candidates=params.candidates, loss=params.cocktail_loss,
-                   model_kind=params.model_kind, pooling=params.pooling, num_negatives=params.num_negatives)
+                   model_kind=params.model_kind, pooling=params.pooling, num_negatives=params.num_negatives,
+                   trust_remote_code=context.trust_remote_code)
 
     def _check(self, n_models: int) -> tuple[int | None, float, list[int]]:
         """(fine-tuned index or None, α, candidate indices), or a one-line MergeError."""
@@ -270,9 +273,10 @@ class Cocktail(MergeRule):
                                  "target-domain examples to compute their losses on")
             elif self.model_kind == "embedding":
                 losses = embedding_model_losses(chosen, Path(self.examples), self.num_examples, embedding["pooling"],
-                                                embedding["num_negatives"])
+                                                embedding["num_negatives"], self.trust_remote_code)
             else:
-                losses = model_losses(chosen, Path(self.examples), self.num_examples, self.loss)
+                losses = model_losses(chosen, Path(self.examples), self.num_examples, self.loss,
+                                      self.trust_remote_code)
             if len(losses) != len(candidates):
                 raise MergeError(f"{len(losses)} losses for {len(candidates)} candidate models")
             weights = cocktail_weights(losses, self.temperature)

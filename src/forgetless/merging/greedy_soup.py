@@ -54,13 +54,14 @@ class GreedySoup(MergeRule):
     """``score`` maps a model to a held-out score, higher is better (e.g. −loss or exact match)."""
 
     score: Score = field(repr=False)
+    trust_remote_code: bool = False  # --trust-remote-code: the soups' host model may run its directory's code
     name = "greedy_soup"
     params_model = GreedySoupParams
 
     @classmethod
     def from_params(cls, params: GreedySoupParams, context: RuleContext) -> GreedySoup:  # type: ignore[override]
         """Score soups by their loss on ``params.validation`` (read, and the tokenizer loaded, now)."""
-        return cls(score=loss_score(params.validation, context))
+        return cls(score=loss_score(params.validation, context), trust_remote_code=context.trust_remote_code)
 
     def coefficients(self, models: list[Path]) -> Coefficients:
         # imported here: the merge flags are built from this module, without transformers
@@ -68,7 +69,7 @@ class GreedySoup(MergeRule):
 
         if len(models) < 2:
             raise MergeError(f"greedy_soup needs at least 2 models, got {len(models)}")
-        host = load_for_scoring(models[0])
+        host = load_for_scoring(models[0], self.trust_remote_code)
         params = dict(host.named_parameters())
         names = [n for n in Checkpoint(models[0]).tensors if n in params]
         singles = []
