@@ -27,8 +27,8 @@ import forgetless
 
 ROOT = Path(forgetless.__file__).parent
 LAYERS: list[set[str]] = [
-    {"__init__", "atomic", "bootstrap", "cache_dir", "dtypes", "lazy", "losses", "machine", "models", "outputs",
-     "params", "positions", "registry", "schema_flags"},
+    {"__init__", "atomic", "bootstrap", "cache_dir", "dtypes", "extras", "lazy", "losses", "machine", "models",
+     "outputs", "params", "positions", "registry", "schema_flags"},
     {"data", "gguf", "theory"},
     {"objectives", "replay"},
     {"config", "regularizers"},

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
 from forgetless.data.errors import DataError
+from forgetless.extras import missing_extra_message
 from forgetless.schema_flags import add_schema_flags, schema_command
 
 
@@ -201,6 +202,9 @@ def error_message(err: BaseException) -> str | None:
                 "checkpoint; use safetensors weights")
     if isinstance(err, (ConfigError, DataError, FileExistsError, ValueError)):
         return str(err)
+    missing = missing_extra_message(err)
+    if missing is not None:
+        return missing
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.filename}: {err.strerror or err}"
     if type(err).__name__ == "SafetensorError":  # not imported here: safetensors is heavy at start-up

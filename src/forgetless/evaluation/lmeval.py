@@ -25,10 +25,12 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from forgetless.extras import MissingExtra
+
 try:
     from lm_eval.api.model import LM
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError("the lm-eval adapter needs the optional extra: pip install 'forgetless[lmeval]'") from err
+    raise MissingExtra("lm_eval") from err
 
 from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.answer_extraction import ANSWER_REGEX

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forgetless.extras import require
 from forgetless.outputs import refuse_overlap
 from forgetless.schema_flags import add_schema_flags, schema_command
 
@@ -48,7 +49,7 @@ def cmd_study(args: StudyArgs) -> int:
     """Run (or resume) a study: train, sweep, evaluate, and write the report."""
     import sys
 
-    from forgetless.study.config import load_study
+    from forgetless.study.config import PROBES_INCLUDE, load_study
     from forgetless.study.executors import CellFailed, ExecutorError, make_executor
     from forgetless.study.runner import run_study
 
@@ -57,6 +58,11 @@ def cmd_study(args: StudyArgs) -> int:
     # The study directory holds its cells and report: it may not be, hold or sit inside what the study reads.
     refuse_overlap(cfg.output, {"config": args.config, "base_model": cfg.base_model, "data": cfg.data,
                                 "cocktail": cfg.cocktail}, flag="output")
+    # A package the config needs is reported now, by --check and --dry-run too, not when its first cell runs.
+    benchmarks = cfg.data.general_lm_eval
+    if benchmarks is not None:
+        probes = benchmarks.include_path == PROBES_INCLUDE
+        require("lm_eval", *(("countryinfo", "us", "periodictable") if probes else ()))
     if args.check:
         print(f"{args.config}: valid ({len(cfg.methods)} methods)")
         return 0

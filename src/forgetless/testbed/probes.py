@@ -31,6 +31,7 @@ from pathlib import Path
 
 from forgetless.atomic import write_jsonl
 from forgetless.evaluation.lmeval_yaml import write_group_yaml, write_task_yamls
+from forgetless.extras import MissingExtra
 
 # Generation budget of the lm-eval tasks: a capital, symbol or number and the word after it.
 # `forgetless eval --max-new-tokens 16` on a probe file scores exactly as lm-eval does.
@@ -42,7 +43,7 @@ _THE_WORDS = {"United", "Republic", "Islands", "Kingdom", "States", "Netherlands
 
 
 def _missing(package: str) -> ImportError:
-    return ImportError(f"the probes need the optional extra: pip install 'forgetless[probes]' ({package} is missing)")
+    return MissingExtra(package)
 
 
 def _with_article(name: str) -> str:
@@ -138,13 +139,14 @@ def write_probes(out_dir: str | Path, names: list[str] | None = None) -> Path:
     unknown = [n for n in chosen if n not in PROBES]
     if unknown:
         raise ValueError(f"probes: unknown {unknown}; expected some of {list(PROBES)}")
+    # Every probe's items first: a missing package fails before anything is written.
+    rows = {name: [{**row, "answer_extraction": PROBES[name][1]} for row in PROBES[name][0]()] for name in chosen}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name in chosen:
-        build, extractor = PROBES[name]
         files[f"probe_{name}"] = out / f"{name}.jsonl"
-        write_jsonl(files[f"probe_{name}"], [{**row, "answer_extraction": extractor} for row in build()])
+        write_jsonl(files[f"probe_{name}"], rows[name])
     write_task_yamls(out, None, files, max_gen_toks=MAX_NEW_TOKENS)
     write_group_yaml(out, GROUP, [f"forgetless_probe_{name}" for name in chosen])
     return out

@@ -232,6 +232,8 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     Raises:
         DataError: bad training data (nothing is written).
         FileExistsError: ``cfg.output`` is a finished run and ``overwrite`` is off.
+        OutputError: ``cfg.output`` is, holds or lies inside an input, or is not forgetless's to overwrite.
+        TrainingDiverged: the loss or the weights became NaN or inf (no model is written).
     """
     guard_output(cfg.output, train_inputs(cfg), cfg.overwrite)  # before any work, on every launcher
     if cfg.launcher == "accelerate":
