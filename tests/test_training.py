@@ -77,6 +77,13 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_model_dir: Path, pc_da
     assert meta["resolved"]["resumed_from"].endswith("checkpoint-3")
     resumed = _weights(out)
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    # train_loss is the whole run's (the Trainer's own covers the 3 resumed steps only); logged losses are
+    # rounded to 4 decimals, hence the tolerance.
+    whole = json.loads((tmp_path / "straight" / "forgetless.json").read_text())["metrics"]["train_loss"]
+    resumed_part = sum(e["loss"] for e in meta["log_history"] if "loss" in e and e["step"] > 3) / 3
+    assert meta["metrics"]["train_loss"] == pytest.approx(whole, abs=1e-4)
+    assert meta["metrics"]["train_loss_resumed_part"] == pytest.approx(resumed_part, abs=1e-4)
+    assert abs(whole - resumed_part) > 1e-3  # the two differ, so the check above tells them apart
 
 
 def test_bad_data_writes_nothing(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ def _read_json(path: Path) -> list[Record]:
     except json.JSONDecodeError as err:
         raise DataError(path, f"line {err.lineno}", None, f"expected a JSON list of objects, got invalid JSON ({err.msg})") from None
     except RecursionError:
-        raise DataError(path, None, None, "expected a JSON list of objects, got JSON nested too deeply to read") from None
+        raise DataError(path, None, None, "expected a JSON list of objects, got JSON nested too deeply to "
+                                          "read") from None
     if not isinstance(value, list):
         raise DataError(path, None, None, f"expected a JSON list of objects, got {type(value).__name__}")
     records = []

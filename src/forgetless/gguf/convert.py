@@ -51,7 +51,8 @@ def _load_dequantized(summary: GgufSummary) -> PreTrainedModel:
         )
     except (ValueError, KeyError, RuntimeError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GgufError(f"{summary.path}: transformers could not load this {summary.architecture} GGUF ({first})") from None
+        raise GgufError(f"{summary.path}: transformers could not load this {summary.architecture} GGUF "
+                        f"({first})") from None
 
 
 def _serializable_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:

@@ -58,7 +58,8 @@ def resolve_spec(spec: str) -> str:
 
 
 def resolve_specs(value: Any) -> Any:
-    """``value`` with every ``testbed:``, ``gguf:`` and ``real:`` string in it resolved: a string, a list, tuple or dict of them, an
+    """``value`` with every ``testbed:``, ``gguf:`` and ``real:`` string in it resolved: a string, a list, tuple or
+    dict of them, an
     ``argparse.Namespace`` or a pydantic model (fields resolved recursively; a copy, validated again)."""
     if isinstance(value, str):
         return resolve_spec(value)

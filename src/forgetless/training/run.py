@@ -214,6 +214,32 @@ def _resume_point(cfg: TrainConfig, work: Path) -> str | None:
     return None
 
 
+def logged_mean_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """The mean training loss over the steps the log covers: each logged ``loss`` (a mean over the steps since the
+    previous log) weighted by how many steps it covers. None when nothing was logged."""
+    total, previous = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry and entry["step"] > previous:
+            total += entry["loss"] * (entry["step"] - previous)
+            previous = entry["step"]
+    return total / previous if previous else None
+
+
+def run_metrics(metrics: dict[str, Any], log_history: list[dict[str, Any]], resumed_from: str | None) -> dict[str, Any]:
+    """The Trainer's metrics, with ``train_loss`` over the whole run when it was resumed.
+
+    After a resume the Trainer's ``train_loss`` averages only the steps this process ran; the checkpoint's log
+    history holds the earlier ones, so the whole run's mean comes from the log (``train_loss_resumed_part`` keeps
+    the Trainer's figure).
+    """
+    metrics = dict(metrics)
+    whole = logged_mean_loss(log_history) if resumed_from else None
+    if whole is not None:
+        metrics["train_loss_resumed_part"] = metrics.get("train_loss")
+        metrics["train_loss"] = whole
+    return metrics
+
+
 def train_inputs(cfg: TrainConfig) -> dict[str, Any]:
     """What a run reads, by the flag that names it: its output may be none of these, nor hold or sit inside one."""
     return {"--model": cfg.model, "--data": cfg.data, "replay data": cfg.replay}
@@ -305,7 +331,8 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                         "resumed_from": last,
                     },
                     "data": {"path": cfg.data, "sha256": data_hash(cfg.data), "examples": len(examples)},
-                    "metrics": {**result.metrics, "wall_seconds": time.time() - timer.start},
+                    "metrics": {**run_metrics(result.metrics, trainer.state.log_history, last),
+                                "wall_seconds": time.time() - timer.start},
                     "methods": report,
                     "log_history": trainer.state.log_history,
                     "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
