@@ -19,7 +19,6 @@ Generation is greedy only (sampling arguments are refused, not ignored).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from torch import nn

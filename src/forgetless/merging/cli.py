@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 from forgetless.merging.base import MergeRule, RuleContext

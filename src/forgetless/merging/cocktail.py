@@ -43,7 +43,7 @@ from pydantic import Field
 from forgetless.merging.base import Coefficients, MergeRule, RuleContext, RuleParams
 from forgetless.merging.checkpoint import MergeError
 from forgetless.merging.interpolate import check_alpha
-from forgetless.merging.st_format import resolve_pooling
+from forgetless.merging.st_format import DEFAULT_NUM_NEGATIVES, resolve_pooling
 
 Variant = Literal["paper", "mono-specialist", "without-finetuning"]
 Candidates = Literal["others", "all"]
@@ -55,7 +55,6 @@ PoolingParam = Literal["cls", "mean"]
 DEFAULT_ALPHA = 0.5
 DEFAULT_TEMPERATURE = 5.0  # the paper's and lm-cocktail's
 DEFAULT_NUM_EXAMPLES = 5  # "about five examples" in the paper
-DEFAULT_NUM_NEGATIVES = 7  # lm-cocktail's neg_number; here, not in embedding_loss, which needs transformers
 
 
 def cocktail_weights(losses: list[float], temperature: float) -> list[float]:

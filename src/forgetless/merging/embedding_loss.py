@@ -43,7 +43,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
-from forgetless.merging.cocktail import DEFAULT_NUM_NEGATIVES
+from forgetless.merging.st_format import DEFAULT_NUM_NEGATIVES
 from forgetless.models import load_encoder, load_tokenizer
 
 # lm-cocktail 0.0.4's defaults of mix_models_with_data / compute_weights for encoders.

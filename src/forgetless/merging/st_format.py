@@ -30,6 +30,9 @@ from forgetless.merging.checkpoint import MergeError
 
 Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = ("cls", "mean")
+# Negatives per query of LM-Cocktail's contrastive loss for embedding models (lm-cocktail's neg_number). Here, below
+# both the rule (merging/cocktail.py) and the loss (merging/embedding_loss.py, which needs transformers).
+DEFAULT_NUM_NEGATIVES = 7
 MODULES_FILE = "modules.json"
 # Files of the pipeline itself, next to modules.json (the tokenizer is copied by the engine).
 PIPELINE_FILES = (MODULES_FILE, "config_sentence_transformers.json", "sentence_bert_config.json")

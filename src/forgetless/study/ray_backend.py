@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from forgetless.study.executors import Backend, Executor, ExecutorError, Outcome
+from forgetless.study.scheduler import Backend, Executor, ExecutorError, Outcome
 from forgetless.study.graph import Task
 from forgetless.study.worker import run_logged
 
