@@ -174,3 +174,18 @@ def test_logits_only_from_the_first_supervised_position_give_the_same_loss_and_g
                                                                                        tokens)), atol=0)
     for name, param in model.named_parameters():
         torch.testing.assert_close(trimmed_grads[name], param.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_the_data_hash_is_of_the_bytes_trained_on(tiny_model_dir: Path, pc_data: Path, tmp_path: Path) -> None:
+    """A data file changed or deleted while training runs neither loses the model nor changes its recorded hash."""
+    from forgetless.data import data_hash
+
+    before = data_hash(str(pc_data))
+
+    class DeleteTheData(TrainerCallback):
+        def on_step_end(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            pc_data.unlink(missing_ok=True)
+
+    out = train(_cfg(tiny_model_dir, pc_data, tmp_path / "run", max_steps=2), callbacks=[DeleteTheData()])
+    assert not pc_data.exists()
+    assert json.loads((out / "forgetless.json").read_text())["data"]["sha256"] == before

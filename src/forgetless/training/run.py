@@ -279,6 +279,9 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
     examples = load_examples(cfg.data, tokenizer, cfg.format, max_length, cfg.completion_only_loss, cfg.packing)
+    # Hashed now, beside the reading: the record names the bytes trained on, even if the file changes or goes
+    # away while training runs.
+    data_digest = data_hash(cfg.data)
     if cfg.replay is not None:  # replay samples mixed in, weighted by λ (forgetless.replay.mixing)
         examples = add_replay(examples, cfg.replay, tokenizer, max_length, cfg.completion_only_loss, cfg.seed)
     checkpoints = output.with_name(output.name + ".work") / "checkpoints"
@@ -330,7 +333,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                         "world_size": trainer.args.world_size,
                         "resumed_from": last,
                     },
-                    "data": {"path": cfg.data, "sha256": data_hash(cfg.data), "examples": len(examples)},
+                    "data": {"path": cfg.data, "sha256": data_digest, "examples": len(examples)},
                     "metrics": {**run_metrics(result.metrics, trainer.state.log_history, last),
                                 "wall_seconds": time.time() - timer.start},
                     "methods": report,
