@@ -89,3 +89,17 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch,
     assert main(["train", "--model", "m", "--data", "d", "--output", str(tmp_path / "o")]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip() == "forgetless: interrupted (nothing half-written was left)"
+
+
+@pytest.mark.parametrize("garbage", ["not json", "[1, 2]", "{" * 3])
+def test_report_on_a_garbled_results_file_names_it_and_the_line(garbage: str, tmp_path: Path) -> None:
+    from forgetless.study.report import read_rows
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "results.jsonl").write_text('{"id": "base", "kind": "base"}\n' + garbage + "\n")
+    with pytest.raises(ValueError, match=r"results.jsonl, line 2: expected a study result row, got "):
+        read_rows(study)
+    (study / "results.jsonl").unlink()
+    with pytest.raises(ValueError, match=r"results.jsonl: no such file; expected a study directory"):
+        read_rows(study)

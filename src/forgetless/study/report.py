@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.atomic import write_json
+from forgetless.data.errors import DataError
+from forgetless.data.text import decode_utf8
 from forgetless.machine import machine_stamp
 from forgetless.study.claims import seed_claims
 from forgetless.study.cocktail import cocktail_sections, headline_cocktails
@@ -27,10 +29,29 @@ from forgetless.study.verdicts import compare, curve_note, decide
 
 
 def read_rows(root: Path) -> list[Row]:
-    """The rows of ``root/results.jsonl``."""
+    """The rows of ``root/results.jsonl``.
+
+    Raises:
+        DataError: no such file, or a line that is not a JSON object (naming the file and the line).
+    """
+    path = root / "results.jsonl"
+    if not path.is_file():
+        raise DataError(path, None, None, "no such file; expected a study directory that forgetless study wrote")
+    rows = []
     # split("\n"), not splitlines(): a generated example may hold U+2028, which JSON leaves unescaped.
-    text = (root / "results.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
+    for number, line in enumerate(decode_utf8(path.read_bytes(), path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            detail = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
+            raise DataError(path, f"line {number}", None, f"expected a study result row, got invalid JSON "
+                            f"({detail})") from None
+        if not isinstance(row, dict):
+            raise DataError(path, f"line {number}", None, f"expected a study result row, got {type(row).__name__}")
+        rows.append(row)
+    return rows
 
 
 def _ci(value: float, ci: list[float], fmt: str) -> str:
