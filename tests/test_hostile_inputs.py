@@ -50,6 +50,10 @@ def test_a_lone_surrogate_is_named_with_its_line_and_field(tiny_model_dir: Path,
     assert main(_train(tiny_model_dir, data, tmp_path / "o")) == 2
     assert ("d.jsonl, line 2, field 'prompt': holds a lone surrogate (U+D800), which is not text; expected valid "
             "Unicode") in _one_line(capsys)
+    listed = tmp_path / "d.json"
+    listed.write_text('[{"prompt": "fine", "completion": " ok"}, {"prompt": "x", "completion": "\\udfff"}]')
+    assert main(_train(tiny_model_dir, listed, tmp_path / "o")) == 2
+    assert "d.json, record 1, field 'completion': holds a lone surrogate (U+DFFF)" in _one_line(capsys)
     pair = tmp_path / "pair.jsonl"  # an escaped surrogate *pair* is a real character and reads fine
     write_jsonl(pair, [{"text": "an emoji \U0001f600"}])
     assert records.read_records(pair)[0].fields["text"].endswith("\U0001f600")

@@ -73,7 +73,6 @@ def cmd_merge_weights(cfg: MergeConfig) -> int:
 
     if not cfg.output:
         raise MergeError("--output is required to write a merge (a --sweep writes nothing)")
-    guard_output(cfg.output, merge_inputs(cfg), cfg.overwrite)  # before any work; the engine checks again
     rule = build_rule(cfg)
     with ExitStack() as stack:
         paths = [c.path for c in resolve_inputs(cfg.models, stack, cfg.adapter_base, cfg.trust_remote_code)]
@@ -200,9 +199,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """Merge model weights (interpolate, average, greedy_soup, task_arithmetic, cocktail), sweep alpha
     in memory, or choose alpha under a forgetting budget."""
     cfg = _config(args)
-    for flag, path in (("--output", cfg.output), ("--curve", cfg.curve)):
-        if path:  # before any work: neither may replace what the merge reads
-            refuse_overlap(path, {**merge_inputs(cfg), "--config": args.config}, flag)
+    # Before any work (a rule's coefficients or a sweep can take minutes); the engine checks --output again.
+    inputs = {**merge_inputs(cfg), "--config": args.config}
+    if cfg.output:
+        guard_output(cfg.output, inputs, cfg.overwrite)
+    if cfg.curve:
+        refuse_overlap(cfg.curve, inputs, "--curve")
     if cfg.sweep or cfg.budget is not None:
         return cmd_merge_sweep(cfg)
     return cmd_merge_weights(cfg)

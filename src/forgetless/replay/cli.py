@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from forgetless.atomic import write_json
-from forgetless.outputs import guard_output, refuse_overlap
+from forgetless.outputs import guard_output
 from forgetless.replay.config import GenerateArgs, KLEstimateArgs
 from forgetless.schema_flags import add_schema_flags, schema_command
 
@@ -46,8 +46,9 @@ def cmd_kl_estimate(args: KLEstimateArgs) -> int:
         if not recorded.is_file():
             raise ValueError(f"--base is required: {recorded} does not exist to say which base {args.model} was trained from")
         base_spec = json.loads(recorded.read_text())["resolved"]["model"]
-    if args.output:
-        refuse_overlap(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples})
+    if args.output:  # before any work: the result JSON may replace an earlier result, never an input
+        guard_output(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples},
+                     overwrite=True, kind="file")
     samples = load_samples(args.samples, args.limit)
     model, _, model_path = load_for_sampling(args.model, args.trust_remote_code)
     base, _, base_path = load_for_sampling(base_spec, args.trust_remote_code)

@@ -78,9 +78,7 @@ def launch_accelerate(cfg: TrainConfig) -> Path:
         RuntimeError: the launched run failed (its exit status; its output went to this terminal).
     """
     assert cfg.accelerate_config is not None
-    output = Path(cfg.output)
-    if output.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{output}: already exists; pass --overwrite to replace it")
+    output = Path(cfg.output)  # checked by train (forgetless.outputs.guard_output) before it launches
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     model = cfg.model  # testbed: specs are resolved by the entry points
