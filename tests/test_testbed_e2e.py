@@ -67,3 +67,38 @@ def test_sft_learns_the_domain_and_a_high_learning_rate_forgets(testbed, tmp_pat
     assert default["eval"]["domain"]["exact_match"] >= 0.5
     high = _train_and_eval(testbed, tmp_path, "high", "--learning-rate", "1e-2")
     assert high["eval"]["general"]["nats_per_token"] - base >= 0.1
+
+
+def test_a_trained_model_scores_the_same_under_lm_evals_hflm(testbed, tmp_path: Path) -> None:
+    """Issue 33: forgetless eval and lm-eval's HFLM with default arguments agree item for item on a model
+    forgetless trained, on an exact-match task and on the cloze (loglikelihood) task."""
+    import lm_eval
+
+    from forgetless.evaluation.cloze import multiple_choice_accuracy, read_choice_items
+    from forgetless.evaluation.domain import domain_accuracy
+    from forgetless.evaluation.lmeval_items import _task_manager
+    from forgetless.models import load_model
+    from forgetless.testbed.lmeval_tasks import write_testbed_tasks
+
+    out = tmp_path / "sft"
+    config = Path(__file__).parent.parent / "configs" / "testbed_tiny_sft.yaml"
+    assert main(["train", "--config", str(config), "--data", str(testbed.task("medcalc_cot", "train")),
+                 "--output", str(out)]) == 0
+    include = write_testbed_tasks(tmp_path / "tasks", cloze_items=100)
+    limit = 100
+    hf = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={out},dtype=float32", device="cpu",
+                                 tasks=["forgetless_medcalc_cot", "forgetless_cloze"], limit=limit, batch_size=1,
+                                 task_manager=_task_manager(str(include)), bootstrap_iters=0, log_samples=True)
+    samples = {task: sorted(rows, key=lambda s: s["doc_id"]) for task, rows in hf["samples"].items()}
+    model, tokenizer, _ = load_model(out)
+    ours = domain_accuracy(model, tokenizer, testbed.task("medcalc_cot", "test"), limit=limit, batch_size=1,
+                           max_new_tokens=int(hf["configs"]["forgetless_medcalc_cot"]["generation_kwargs"]["max_gen_toks"]),
+                           progress=False)
+    hits = [float(p["correct"]) for p in ours["predictions"]]
+    print(f"exact match: forgetless {sum(hits) / len(hits):.3f}, "
+          f"HFLM {hf['results']['forgetless_medcalc_cot']['exact_match,answer']:.3f}")
+    assert hits == [s["exact_match"] for s in samples["forgetless_medcalc_cot"]]
+    assert sum(hits) >= 10  # the comparison is not of two empty answers
+    cloze = multiple_choice_accuracy(model, tokenizer, read_choice_items(include / "cloze.jsonl")[:limit],
+                                     batch_size=1, progress=False)
+    assert cloze["correct"] == [s["acc"] for s in samples["forgetless_cloze"]]

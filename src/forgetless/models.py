@@ -1,7 +1,8 @@
 """The ground floor for models: the one place forgetless loads a model and its tokenizer.
 
 Everything above (training, replay, evaluation, merging, the study, the CLI) loads
-through this module, and this module imports nothing of forgetless: it sits at the
+through this module, and this module imports nothing of forgetless but its ground-floor
+neighbour ``special_tokens`` (the BOS convention a loaded tokenizer follows): it sits at the
 bottom of the package's layers (``tests/test_layers.py``).
 
 - ``load_model(spec)``: ``(model, tokenizer, path)`` from a checkpoint directory, a hub
@@ -36,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from forgetless.special_tokens import AddBos, SpecialTokensError, apply_add_bos
 
 if TYPE_CHECKING:  # transformers is heavy to import; it is imported where a model is loaded
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -244,11 +247,19 @@ def check_resolved(spec: str | Path) -> None:
                              "forgetless.testbed.specs.resolve_spec (the CLI and the study do)")
 
 
-def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """Load a tokenizer and make sure it can pad (real Llama tokenizers have no PAD token).
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: AddBos | bool = "auto",
+                   model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
+    """Load a tokenizer, make sure it can pad (real Llama tokenizers have no PAD token) and settle its BOS.
+
+    Args:
+        path: the directory (or hub id) holding the tokenizer.
+        trust_remote_code: run the tokenizer's own code (off unless asked).
+        add_bos: ``auto`` follows the tokenizer, or the convention recorded for a model forgetless
+            trained; ``true``/``false`` force it (``forgetless.special_tokens``).
+        model_dir: the model whose ``forgetless.json`` records its convention (default ``path``).
 
     Raises:
-        ModelLoadError: no tokenizer at ``path``, or one that needs remote code.
+        ModelLoadError: no tokenizer at ``path``, one that needs remote code, or a BOS choice it cannot follow.
     """
     from transformers import AutoTokenizer
 
@@ -257,6 +268,10 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    try:
+        apply_add_bos(tokenizer, add_bos, model_dir if model_dir is not None else path)
+    except SpecialTokensError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
     return tokenizer
 
 
@@ -269,6 +284,7 @@ def load_model(
     trust_remote_code: bool = False,
     dtype: torch.dtype | str = torch.float32,
     resolve: Callable[[str], str] = str,
+    add_bos: AddBos | bool = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Load ``(model, tokenizer, path)`` in eval mode: a model directory, a hub id or a LoRA adapter.
 
@@ -283,6 +299,8 @@ def load_model(
         dtype: the dtype to load in; fp32 by default, so losses compare in one precision.
         resolve: applied to an adapter's base name (the entry points pass the testbed's resolver,
             for adapters whose base is ``testbed:PRESET``).
+        add_bos: the BOS convention (``forgetless.special_tokens``); ``auto`` keeps the one the
+            model was trained with.
 
     Raises:
         ModelLoadError: ``spec`` looks like a local path but does not exist, an adapter names
@@ -299,10 +317,10 @@ def load_model(
             raise ModelLoadError(f"{adapter_config}: expected a string 'base_model_name_or_path'")
         base_path = resolve(base_spec)
         model = load_adapter(load_causal_lm(base_path, dtype, trust_remote_code), path).merge_and_unload()
-        tokenizer = load_tokenizer(path if _has_tokenizer(path) else base_path, trust_remote_code)
+        tokenizer = load_tokenizer(path if _has_tokenizer(path) else base_path, trust_remote_code, add_bos, path)
     else:
         model = load_causal_lm(path if path.exists() else str(spec), dtype, trust_remote_code)
-        tokenizer = load_tokenizer(path if path.exists() else str(spec), trust_remote_code)
+        tokenizer = load_tokenizer(path if path.exists() else str(spec), trust_remote_code, add_bos)
     model.eval()
     return model, tokenizer, str(spec)
 

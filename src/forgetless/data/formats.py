@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from transformers import PreTrainedTokenizerBase
 
+from forgetless import special_tokens
 from forgetless.data.errors import DataError
 from forgetless.data.records import Record
 from forgetless.losses import IGNORE  # noqa: F401  (the label of an unsupervised position; used here and re-exported)
@@ -77,25 +78,19 @@ def _messages(record: Record, path: str | Path) -> list[dict[str, str]]:
     return messages
 
 
-def _with_bos(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[int]:
-    bos = tokenizer.bos_token_id
-    return ids if bos is None or (ids and ids[0] == bos) else [bos, *ids]
-
-
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
-    """Token ids of a prompt exactly as training sees it (BOS, then the prompt).
+    """Token ids of a prompt exactly as training sees it (the tokenizer's BOS convention, then the prompt).
 
     Generation and scoring call this too, so a completion is always conditioned on
-    the same ids it was trained after.
+    the same ids it was trained after. BOS follows ``forgetless.special_tokens``.
     """
-    return _with_bos(tokenizer, tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    return special_tokens.encode(tokenizer, prompt)
 
 
 def _encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> Example:
     # verbose=False: a text longer than model_max_length is expected here (packing or
     # truncation to max_length follows), so transformers' length warning is noise.
-    ids = _with_bos(tokenizer, tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-    ids = ids + [tokenizer.eos_token_id]
+    ids = special_tokens.encode(tokenizer, text, verbose=False) + [tokenizer.eos_token_id]
     return {"input_ids": ids, "labels": [IGNORE, *ids[1:]]}
 
 
@@ -131,9 +126,13 @@ def _encode_messages(
         end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
         spans.append((start, end))
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids = encoded["input_ids"]
+    ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
+    # The convention's BOS, unless the template wrote its own (no second BOS).
+    prefix = special_tokens.bos_prefix(tokenizer)
+    if prefix and ids[:1] != prefix:
+        ids, offsets = [*prefix, *ids], [(0, 0), *offsets]
     labels = [IGNORE] * len(ids)
-    for t, (begin, _) in enumerate(encoded["offset_mapping"]):
+    for t, (begin, _) in enumerate(offsets):
         if t > 0 and (not completion_only or any(s <= begin < e for s, e in spans)):
             labels[t] = ids[t]
     return {"input_ids": ids, "labels": labels}

@@ -24,7 +24,8 @@ def cmd_eval(args: EvalArgs) -> int:
         "seed": args.seed, "progress": not args.no_progress, "answer_extraction": args.answer_extraction,
     }
     result = evaluate_model(args.model, general=args.general, domain=args.domain, limit=args.limit,
-                            trust_remote_code=args.trust_remote_code, base=args.base, **options)
+                            trust_remote_code=args.trust_remote_code, base=args.base, add_bos=args.add_bos,
+                            **options)
     if args.output:
         from forgetless.atomic import write_json
 

@@ -2,9 +2,11 @@
 
 Code length is exactly the quantity whose change the exponential-tilting view of
 forgetting (arXiv 2509.20758) bounds; bits per byte compares across tokenizers.
-Every text is encoded as ``BOS + text + EOS``; every token after BOS is scored
-once (EOS included), so a model that predicts uniformly over ``V`` tokens has a
-code length of exactly ``ln V`` nats per token.
+Every text is encoded as the model's tokenizer encodes it (``forgetless.special_tokens``:
+``BOS + text`` where it adds BOS, the bare text where it does not), then EOS; every
+token after the first is scored once (EOS included), so a model that predicts uniformly
+over ``V`` tokens has a code length of exactly ``ln V`` nats per token. Without BOS the
+text's first token is context only, as it is for every tool that follows the tokenizer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from forgetless import special_tokens
 from forgetless.data.formats import IGNORE
 from forgetless.evaluation.scoring import score_pairs
 from forgetless.positions import position_limit
@@ -38,7 +41,7 @@ class CodeLength:
 
 
 def text_windows(tokenizer: PreTrainedTokenizerBase, texts: list[str], window: int) -> list[dict[str, list[int]]]:
-    """Encode texts (BOS + text + EOS) and cut each into windows of at most ``window`` tokens.
+    """Encode texts (the convention's BOS, text, EOS) and cut each into windows of at most ``window`` tokens.
 
     Every token after the first of each text is scored exactly once; a window
     after the first starts with the last token of the previous one as context.
@@ -50,8 +53,7 @@ def text_windows(tokenizer: PreTrainedTokenizerBase, texts: list[str], window: i
     for index, text in enumerate(texts):
         # verbose=False: long texts are expected (they are windowed below), so the
         # tokenizer's "longer than model_max_length" warning would only be noise.
-        ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"],
-               tokenizer.eos_token_id]
+        ids = [*special_tokens.encode(tokenizer, text, verbose=False), tokenizer.eos_token_id]
         for start in range(0, len(ids) - 1, window - 1):
             chunk = ids[start : start + window]
             windows.append({"input_ids": chunk, "labels": [IGNORE, *chunk[1:]], "text": index})

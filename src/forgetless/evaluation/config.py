@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
+from forgetless.special_tokens import AddBos, parse_add_bos
 
 
 class EvalArgs(BaseModel):
@@ -40,6 +41,14 @@ class EvalArgs(BaseModel):
     output: str | None = Field(None, description="also write the result JSON here (atomically)")
     no_progress: bool = Field(False, description="hide progress bars")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
+    add_bos: AddBos = Field(
+        "auto", description="BOS before every sequence: auto follows the model's tokenizer, or the convention a "
+        "forgetless model was trained with (forgetless.json); true or false forces it")
+
+    @field_validator("add_bos", mode="before")
+    @classmethod
+    def _add_bos_word(cls, value: object) -> object:
+        return parse_add_bos(value)
 
     @field_validator("answer_extraction")
     @classmethod

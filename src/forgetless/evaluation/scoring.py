@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from forgetless import special_tokens
 from forgetless.data.formats import encode_prompt
 from forgetless.models import Capabilities, capabilities, core_model, model_device
 from forgetless.positions import fit_pair, position_limit
@@ -215,15 +216,21 @@ def score_pairs(
     return results  # type: ignore[return-value]
 
 def encode_pair(tokenizer: object, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Token ids of ``(context, continuation)`` as one text would be tokenized.
+    """Token ids of ``(context, continuation)`` as lm-eval's ``HFLM`` encodes them.
 
-    The context is encoded like a training prompt (BOS + text, ``encode_prompt``); the
-    continuation is what encoding ``context + continuation`` adds after the context's
-    ids (lm-eval's convention), so a word is scored as the tokenizer splits it in
-    running text. When the joint encoding does not extend the context's (a merge
-    across the boundary), the continuation is encoded on its own.
+    The context is encoded like a training prompt (the tokenizer's BOS convention, then
+    the text: ``encode_prompt``); trailing spaces of the context move to the continuation
+    and the continuation is what encoding ``context + continuation`` adds after the
+    context's ids, so a word is scored as the tokenizer splits it in running text. An
+    empty context is BOS alone (EOS without one), lm-eval's ``prefix_token_id``. When the
+    joint encoding does not extend the context's (a merge across the boundary), the
+    continuation is encoded on its own.
     """
-
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    if not context:
+        return special_tokens.context_prefix(tokenizer), tokenizer(continuation, add_special_tokens=False)["input_ids"]  # type: ignore[arg-type,operator]
     context_ids = encode_prompt(tokenizer, context)  # type: ignore[arg-type]
     whole = encode_prompt(tokenizer, context + continuation)  # type: ignore[arg-type]
     if whole[: len(context_ids)] == context_ids and len(whole) > len(context_ids):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from forgetless.special_tokens import AddBos, parse_add_bos
 
 
 class GenerateArgs(BaseModel):
@@ -30,6 +32,14 @@ class GenerateArgs(BaseModel):
     max_chars: int = Field(512, gt=0, description="corpus: maximum characters per piece")
     corpus_order: Literal["random", "first"] = Field("random", description="corpus: which pieces")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
+    add_bos: AddBos = Field(
+        "auto", description="BOS before every sequence: auto follows the model's tokenizer, or the convention a "
+        "forgetless model was trained with (forgetless.json); true or false forces it")
+
+    @field_validator("add_bos", mode="before")
+    @classmethod
+    def _add_bos_word(cls, value: object) -> object:
+        return parse_add_bos(value)
     overwrite: bool = Field(False, description="replace an existing --output (and its .meta.json)")
 
 

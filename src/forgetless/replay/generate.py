@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from forgetless import special_tokens
 from forgetless.positions import fit_new_tokens
 
 PromptMode = Literal["bos", "chat"]
@@ -89,23 +90,25 @@ def context_free_prompt(tokenizer: PreTrainedTokenizerBase, mode: PromptMode = "
     """The ids a context-free sample is conditioned on.
 
     Args:
-        tokenizer: the model's tokenizer.
-        mode: ``bos``: BOS alone; ``chat``: an empty user turn rendered with the chat
-            template and its generation prompt (what a chat model sees before it answers).
+        tokenizer: the model's tokenizer (its BOS convention settled: ``forgetless.special_tokens``).
+        mode: ``bos``: the start of a sequence alone: BOS, as in the seed paper; for a
+            tokenizer without a BOS token, EOS, the document separator of packed
+            pretraining (lm-eval's ``prefix_token_id`` makes the same choice).
+            ``chat``: an empty user turn rendered with the chat template and its
+            generation prompt, what a chat model sees before it answers; the
+            convention's BOS goes first unless the template writes its own.
 
     Raises:
-        ValueError: no BOS token (``bos``) or no chat template (``chat``).
+        ValueError: neither BOS nor EOS (``bos``), or no chat template (``chat``).
     """
     if mode == "chat":
         if not tokenizer.chat_template:
             raise ValueError("prompt 'chat' needs a tokenizer with a chat template; use prompt 'bos'")
         text = tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        bos = tokenizer.bos_token_id
-        return ids if bos is None or (ids and ids[0] == bos) else [bos, *ids]
-    if tokenizer.bos_token_id is None:
-        raise ValueError("the tokenizer has no BOS token to sample from; use prompt 'chat' or add a BOS token")
-    return [tokenizer.bos_token_id]
+        return special_tokens.encode(tokenizer, text)
+    if tokenizer.bos_token_id is None and tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to sample from; use prompt 'chat'")
+    return special_tokens.context_prefix(tokenizer)
 
 
 def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
@@ -237,7 +240,7 @@ def generate_context_free(
 def sample_record(sample: Sample, tokenizer: PreTrainedTokenizerBase, prompt: PromptMode = "bos") -> dict:
     """A context-free sample as a ``text``-format record.
 
-    ``text`` is what training encodes (BOS + text + EOS). For ``chat`` samples it
+    ``text`` is what training encodes (the convention's BOS, text, EOS). For ``chat`` samples it
     includes the rendered empty user turn, so training sees the sample where the
     model produced it. ``token_ids`` are the exact sampled ids (the KL estimate
     scores these) and ``finished`` says whether the sample ended at EOS; replay
@@ -245,7 +248,10 @@ def sample_record(sample: Sample, tokenizer: PreTrainedTokenizerBase, prompt: Pr
     """
     body = [t for t in sample.token_ids if t != tokenizer.eos_token_id]
     if prompt == "chat":
-        ids = sample.prompt_ids[1:] if sample.prompt_ids[:1] == [tokenizer.bos_token_id] else sample.prompt_ids
+        # Training adds the convention's BOS back; a BOS the template wrote itself stays in the text
+        # (SmolLM2's template opens with <|im_start|>, its BOS token, while its convention adds none).
+        prefix = special_tokens.bos_prefix(tokenizer)
+        ids = sample.prompt_ids[len(prefix):] if prefix and sample.prompt_ids[:1] == prefix else sample.prompt_ids
         text = tokenizer.decode(ids + body, skip_special_tokens=False)
     else:
         text = tokenizer.decode(body, skip_special_tokens=True)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from forgetless.config import TrainConfig, build_config, load_yaml
 from forgetless.data.spec import DataSpec
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
+from forgetless.special_tokens import AddBos, parse_add_bos
 from forgetless.study.rows import FAMILIES
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
@@ -272,6 +273,21 @@ class StudyConfig(BaseModel):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
     frontier: FrontierConfig = Field(default_factory=FrontierConfig)
+    add_bos: AddBos = Field(
+        "auto", description="BOS before every sequence, in training and every evaluation: auto follows the base's "
+        "tokenizer (forgetless.special_tokens); true or false forces it.")
+
+    @field_validator("add_bos", mode="before")
+    @classmethod
+    def _add_bos_word(cls, value: Any) -> Any:
+        return parse_add_bos(value)  # YAML reads true/false as booleans
+
+    @field_validator("training")
+    @classmethod
+    def _bos_is_the_studys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "add_bos" in value:  # training and evaluation must see one convention
+            raise ValueError("add_bos is set for the whole study (top-level key add_bos), not under training")
+        return value
 
     @model_validator(mode="after")
     def _frontier_axis(self) -> StudyConfig:
@@ -294,7 +310,8 @@ class StudyConfig(BaseModel):
     def train_config(self, method: MethodConfig, learning_rate: float, seed: int, output: str) -> TrainConfig:
         """The TrainConfig of one run (study defaults, then the method's own keys)."""
         values = {**self.training, **method.train, "model": self.base_model, "data": self.data.train,
-                  "output": output, "learning_rate": learning_rate, "seed": seed, "overwrite": True}
+                  "output": output, "learning_rate": learning_rate, "seed": seed, "overwrite": True,
+                  "add_bos": self.add_bos}
         return build_config(TrainConfig, values, f"methods[{method.name}]")
 
 

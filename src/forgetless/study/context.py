@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.models import load_causal_lm
 from forgetless.models import load_tokenizer as models_tokenizer
+from forgetless.special_tokens import adds_bos
 from forgetless.study.config import StudyConfig
 from forgetless.study.rows import Row
 from forgetless.testbed.specs import resolve_spec
@@ -40,9 +41,17 @@ def load_model(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
     return load_causal_lm(path, torch.float32, trust_remote_code)
 
 
-def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of a study model (padding set when it has none)."""
-    return models_tokenizer(path)
+def load_tokenizer(path: str, add_bos: str = "auto") -> PreTrainedTokenizerBase:
+    """The tokenizer of a study model (padding set when it has none, the study's BOS convention settled)."""
+    return models_tokenizer(path, add_bos=add_bos)
+
+
+def tokens_key(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """What the cells' keys say of the BOS convention: nothing while it is what forgetless always did (BOS first
+    when the tokenizer has one), so the cells of studies written before the rule keep their keys; the convention
+    otherwise, so a study resumed under the new rule recomputes the cells whose inputs changed."""
+    add_bos = adds_bos(tokenizer)
+    return {} if add_bos == (tokenizer.bos_token_id is not None) else {"add_bos": add_bos}
 
 
 @dataclass

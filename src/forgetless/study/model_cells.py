@@ -92,6 +92,8 @@ def train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
         probe = probe.model_copy(update={"data": data})
     used = data or ctx.train_data or probe.data
     spec = train_spec(probe, ctx.base_path, used)
+    if "add_bos" in ctx.eval_spec:  # a BOS convention other than forgetless's old one (study.context.tokens_key)
+        spec["add_bos"] = ctx.eval_spec["add_bos"]
     # A peer domain's curve on this validation set means nothing; a run launched in other
     # processes (training.launcher: accelerate) cannot carry the callback.
     curve = curve_callback(ctx) if data is None and probe.launcher == "python" else None

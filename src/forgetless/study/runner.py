@@ -29,7 +29,7 @@ from forgetless.atomic import write_jsonl
 from forgetless.data import data_hash
 from forgetless.evaluation.report import read_texts
 from forgetless.study.config import PROBES_INCLUDE, StudyConfig
-from forgetless.study.context import Context, Progress, load_tokenizer, resolve_base, resolve_data
+from forgetless.study.context import Context, Progress, load_tokenizer, resolve_base, resolve_data, tokens_key
 from forgetless.study.data_checks import carve_validation, check_answers, duplicate_prompts
 from forgetless.study.executors import Executor, SerialExecutor
 from forgetless.study.model_cells import train_spec  # noqa: F401  (tests import it from here)
@@ -109,15 +109,17 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
     general = resolve_data(cfg.data.general)
     test = resolve_data(cfg.data.test)
     train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
+    tokenizer = load_tokenizer(base_path, cfg.add_bos)
     ctx = Context(
-        cfg=cfg, root=root, base_path=base_path, tokenizer=load_tokenizer(base_path),
+        cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer,
         general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,
         eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
                    "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
                    "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit,
                    # only when set, so the eval cells of studies written before keep their keys
                    **({"answer_extraction": cfg.eval.answer_extraction} if cfg.eval.answer_extraction else {}),
-                   **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {})},
+                   **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {}),
+                   **tokens_key(tokenizer)},
         progress=Progress(sum(stage.weight(cfg) for stage in stages), print_fn), validation_path=validation,
         train_data=train_data, general_path=general, notes=notes,
     )

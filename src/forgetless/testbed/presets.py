@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 # Bump when the testbed code changes what a recipe produces.
 # 5: gcs_cot added, pretraining precision fixed by the recipe (issues 13, 14).
 # 6: antidote_cot added (issue 14): a built testbed must hold every family's files.
-TESTBED_VERSION = 6
+# 7: the tokenizer declares that it adds BOS (issue 33): tokenizer(text) gives what the models train on.
+TESTBED_VERSION = 7
 
 
 @dataclass(frozen=True)

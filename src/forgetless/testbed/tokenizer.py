@@ -35,7 +35,7 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path | None = None) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer with BOS, EOS, PAD and a chat template.
+    """Train a byte-level BPE tokenizer with BOS, EOS, PAD and a chat template; ``tokenizer(text)`` adds BOS.
 
     Args:
         texts: training text, one document or paragraph per item.
@@ -66,6 +66,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path | None 
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
+        # The testbed's models are trained on BOS + text: the tokenizer declares it (its post-processor adds
+        # BOS), so tokenizer(text), lm-eval's HFLM and TRL give the ids forgetless trains on.
+        add_bos_token=True,
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,

@@ -40,6 +40,7 @@ from forgetless.positions import position_limit
 from forgetless.regularizers import build_regularizer
 from forgetless.replay.kl_callback import kl_callback_for
 from forgetless.replay.mixing import add_replay
+from forgetless.special_tokens import adds_bos
 from forgetless.training.checkpoints import split_checkpoints
 from forgetless.training.launch import launch_accelerate
 from forgetless.training.precision import resolve_precision
@@ -270,7 +271,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     output = Path(cfg.output)
     model_path = cfg.model  # testbed: specs are resolved by the entry points
     check_safetensors(model_path)  # before anything is read: the weights would be refused anyway
-    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code, cfg.add_bos)  # saved below with its BOS choice
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
     with load_errors(model_path):
@@ -324,6 +325,8 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                 tmp / "forgetless.json",
                 {
                     "forgetless_version": forgetless.__version__,
+                    # The BOS convention trained with (forgetless.special_tokens): loading this model keeps it.
+                    "add_bos": adds_bos(tokenizer),
                     "config": cfg.model_dump(),
                     "resolved": {
                         "model": model_path,
