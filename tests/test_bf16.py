@@ -176,8 +176,8 @@ def test_study_train_cells_of_fp32_bases_keep_their_keys(tiny_model_dir, tiny_bf
     probe = _cfg(tiny_model_dir, pc_data, Path("unused"))
     # The key every cached study computed before save_dtype and the launcher existed: fp32 outputs, still valid.
     # fields/template/replace are folded into `data` (forgetless.data.spec), always empty, never in the key;
-    # add_bos stays out while auto (the tokenizer's own convention, keyed by the base's fingerprint).
-    new_fields = {"save_dtype", "launcher", "accelerate_config", "fields", "template", "replace", "add_bos"}
+    # add_bos and chat_template stay out while auto (the base's own conventions, keyed by its fingerprint).
+    new_fields = {"save_dtype", "launcher", "accelerate_config", "fields", "template", "replace", "add_bos", "chat_template"}
     assert train_spec(probe, str(tiny_model_dir)) == {
         "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", *new_fields}),
         "base": model_fingerprint(tiny_model_dir), "data": data_hash(str(pc_data))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
@@ -194,3 +195,18 @@ def test_pretraining_runs_in_the_recipes_precision(monkeypatch) -> None:  # noqa
     with pytest.raises(RuntimeError, match="stop"):
         build._pretrain(build.get_preset("tiny"), None, Path("corpus.jsonl"), Path("work"))
     assert seen["precision"] == "fp32"
+
+
+def test_a_task_file_resolves_without_building_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real model's study reads the testbed's data: it is written alone, identical to the build's."""
+    from forgetless.testbed.presets import get_preset
+    from forgetless.testbed.specs import resolve_spec
+    from forgetless.testbed.tasks import FAMILIES, generate_family
+
+    monkeypatch.setenv("FORGETLESS_CACHE", str(tmp_path))
+    path = Path(resolve_spec("testbed:tiny/tasks/antidote_cot/train.jsonl"))
+    preset = get_preset("tiny")
+    want = generate_family(FAMILIES["antidote_cot"], preset.task_sizes, preset.seed)["train"]
+    assert [json.loads(line) for line in path.read_text().splitlines()] == want
+    assert not list(tmp_path.glob("testbed/*"))  # nothing built
+    assert resolve_spec("testbed:tiny/tasks/sorting/test.jsonl").startswith(str(path.parents[2]))

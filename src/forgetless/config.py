@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from forgetless.data.spec import DataSpec, normalize_spec, with_mapping
-from forgetless.special_tokens import AddBos, parse_add_bos
+from forgetless.prompting import CHAT_HELP, ChatSetting
+from forgetless.special_tokens import ADD_BOS_HELP, AddBosSetting
 
 
 class ConfigError(ValueError):
@@ -123,9 +124,8 @@ class TrainConfig(BaseModel):
     keep_checkpoints: bool = Field(False, description="Keep the checkpoint directory after training ends.")
     logging_steps: int = Field(10, gt=0, description="Log the loss every this many steps.")
     trust_remote_code: bool = Field(False, description="Allow model code from the hub (off: safe by default).")
-    add_bos: AddBos = Field(
-        "auto", description="BOS before every sequence: auto follows the model's tokenizer (what tokenizer(text) "
-        "adds, as lm-eval and TRL do) or the convention a forgetless model was trained with; true or false forces it.")
+    add_bos: AddBosSetting = Field("auto", description=ADD_BOS_HELP)
+    chat_template: ChatSetting = Field("auto", description=CHAT_HELP)
     overwrite: bool = Field(False, description="Replace an existing finished output directory.")
     launcher: Literal["python", "accelerate"] = Field(
         "python",
@@ -176,11 +176,6 @@ class TrainConfig(BaseModel):
             return {"data": value}
         return value
 
-    @field_validator("add_bos", mode="before")
-    @classmethod
-    def _add_bos_word(cls, value: Any) -> Any:
-        return parse_add_bos(value)  # YAML reads true/false as booleans
-
     @field_validator("max_steps")
     @classmethod
     def _steps_or_epochs(cls, value: int) -> int:
@@ -210,8 +205,9 @@ class TrainConfig(BaseModel):
         options, and without the launcher while it is the default (so runs recorded before it existed match)."""
         # fields/template/replace are always empty here (folded into `data`).
         values = self.model_dump(exclude={"output", "overwrite", "keep_checkpoints", "fields", "template", "replace"})
-        if self.add_bos == "auto":  # the default: runs recorded before the key existed match
-            values.pop("add_bos")
+        for key in ("add_bos", "chat_template"):  # defaults: runs recorded before the keys existed match
+            if values[key] == "auto":
+                values.pop(key)
         if self.launcher == "python":
             values.pop("launcher")
             values.pop("accelerate_config")

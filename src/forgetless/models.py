@@ -2,7 +2,8 @@
 
 Everything above (training, replay, evaluation, merging, the study, the CLI) loads
 through this module, and this module imports nothing of forgetless but its ground-floor
-neighbour ``special_tokens`` (the BOS convention a loaded tokenizer follows): it sits at the
+neighbours ``special_tokens`` and ``prompting`` (the BOS convention and prompt format a loaded
+tokenizer follows): it sits at the
 bottom of the package's layers (``tests/test_layers.py``).
 
 - ``load_model(spec)``: ``(model, tokenizer, path)`` from a checkpoint directory, a hub
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from forgetless.prompting import ChatChoice, PromptFormatError, apply_chat_choice
 from forgetless.special_tokens import AddBos, SpecialTokensError, apply_add_bos
 
 if TYPE_CHECKING:  # transformers is heavy to import; it is imported where a model is loaded
@@ -248,8 +250,10 @@ def check_resolved(spec: str | Path) -> None:
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: AddBos | bool = "auto",
-                   model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
-    """Load a tokenizer, make sure it can pad (real Llama tokenizers have no PAD token) and settle its BOS.
+                   model_dir: str | Path | None = None,
+                   chat_template: ChatChoice | bool = "auto") -> PreTrainedTokenizerBase:
+    """Load a tokenizer, make sure it can pad (real Llama tokenizers have no PAD token), settle its BOS
+    convention and how domain prompts are rendered.
 
     Args:
         path: the directory (or hub id) holding the tokenizer.
@@ -257,9 +261,12 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: A
         add_bos: ``auto`` follows the tokenizer, or the convention recorded for a model forgetless
             trained; ``true``/``false`` force it (``forgetless.special_tokens``).
         model_dir: the model whose ``forgetless.json`` records its convention (default ``path``).
+        chat_template: render domain prompts with the chat template (``forgetless.prompting``); ``auto``
+            keeps what the model was trained with, plain text otherwise.
 
     Raises:
-        ModelLoadError: no tokenizer at ``path``, one that needs remote code, or a BOS choice it cannot follow.
+        ModelLoadError: no tokenizer at ``path``, one that needs remote code, or a BOS or chat choice it cannot
+            follow.
     """
     from transformers import AutoTokenizer
 
@@ -270,7 +277,8 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: A
         tokenizer.pad_token = tokenizer.eos_token
     try:
         apply_add_bos(tokenizer, add_bos, model_dir if model_dir is not None else path)
-    except SpecialTokensError as error:
+        apply_chat_choice(tokenizer, chat_template, model_dir if model_dir is not None else path)
+    except (SpecialTokensError, PromptFormatError) as error:
         raise ModelLoadError(f"{path}: {error}") from None
     return tokenizer
 
@@ -285,6 +293,7 @@ def load_model(
     dtype: torch.dtype | str = torch.float32,
     resolve: Callable[[str], str] = str,
     add_bos: AddBos | bool = "auto",
+    chat_template: ChatChoice | bool = "auto",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """Load ``(model, tokenizer, path)`` in eval mode: a model directory, a hub id or a LoRA adapter.
 
@@ -301,6 +310,7 @@ def load_model(
             for adapters whose base is ``testbed:PRESET``).
         add_bos: the BOS convention (``forgetless.special_tokens``); ``auto`` keeps the one the
             model was trained with.
+        chat_template: chat-rendered domain prompts (``forgetless.prompting``); ``auto`` likewise.
 
     Raises:
         ModelLoadError: ``spec`` looks like a local path but does not exist, an adapter names
@@ -317,10 +327,12 @@ def load_model(
             raise ModelLoadError(f"{adapter_config}: expected a string 'base_model_name_or_path'")
         base_path = resolve(base_spec)
         model = load_adapter(load_causal_lm(base_path, dtype, trust_remote_code), path).merge_and_unload()
-        tokenizer = load_tokenizer(path if _has_tokenizer(path) else base_path, trust_remote_code, add_bos, path)
+        tokenizer = load_tokenizer(path if _has_tokenizer(path) else base_path, trust_remote_code, add_bos, path,
+                                   chat_template)
     else:
         model = load_causal_lm(path if path.exists() else str(spec), dtype, trust_remote_code)
-        tokenizer = load_tokenizer(path if path.exists() else str(spec), trust_remote_code, add_bos)
+        tokenizer = load_tokenizer(path if path.exists() else str(spec), trust_remote_code, add_bos,
+                                   chat_template=chat_template)
     model.eval()
     return model, tokenizer, str(spec)
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BeforeValidator
 
 if TYPE_CHECKING:  # transformers is heavy to import
     from transformers import PreTrainedTokenizerBase
@@ -48,6 +50,12 @@ def parse_add_bos(value: object) -> AddBos:
     if text not in ADD_BOS_CHOICES:
         raise ValueError(f"add_bos: expected one of {list(ADD_BOS_CHOICES)}, got {value!r}")
     return text  # type: ignore[return-value]
+
+
+# The type of an ``add_bos`` config field or flag: YAML's true/false become "true"/"false".
+AddBosSetting = Annotated[AddBos, BeforeValidator(lambda value: parse_add_bos(value))]
+ADD_BOS_HELP = ("BOS before every sequence: auto follows the model's tokenizer (what tokenizer(text) adds, as "
+                "lm-eval and TRL do) or the convention a forgetless model was trained with; true or false forces it")
 
 
 def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -151,6 +159,6 @@ def apply_add_bos(tokenizer: PreTrainedTokenizerBase, choice: AddBos | bool = "a
 
 
 __all__ = [
-    "ADD_BOS_CHOICES", "LEGACY_ADD_BOS", "AddBos", "SpecialTokensError", "adds_bos", "apply_add_bos", "bos_prefix",
+    "ADD_BOS_CHOICES", "ADD_BOS_HELP", "LEGACY_ADD_BOS", "AddBos", "AddBosSetting", "SpecialTokensError", "adds_bos", "apply_add_bos", "bos_prefix",
     "context_prefix", "encode", "parse_add_bos", "recorded_add_bos", "set_add_bos",
 ]

@@ -23,6 +23,7 @@ from forgetless import special_tokens
 from forgetless.data.errors import DataError
 from forgetless.data.records import Record
 from forgetless.losses import IGNORE  # noqa: F401  (the label of an unsupervised position; used here and re-exported)
+from forgetless.prompting import exchange, render_prompt, uses_chat
 
 Format = Literal["auto", "text", "prompt_completion", "messages"]
 # ``input_ids`` and ``labels`` (lists of ints), optionally ``sample_weight`` (a float).
@@ -79,12 +80,35 @@ def _messages(record: Record, path: str | Path) -> list[dict[str, str]]:
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
-    """Token ids of a prompt exactly as training sees it (the tokenizer's BOS convention, then the prompt).
+    """Token ids of a domain prompt exactly as training sees it.
 
-    Generation and scoring call this too, so a completion is always conditioned on
-    the same ids it was trained after. BOS follows ``forgetless.special_tokens``.
+    The prompt is rendered as the tokenizer's prompt format says (``forgetless.prompting``:
+    itself, or a user turn of the chat template with the generation prompt), then
+    encoded with its BOS convention (``forgetless.special_tokens``). Generation and
+    scoring call this too, so a completion is always conditioned on the same ids it was
+    trained after.
     """
-    return special_tokens.encode(tokenizer, prompt)
+    return special_tokens.encode(tokenizer, render_prompt(tokenizer, prompt))
+
+
+def encode_completion(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """``(prompt ids, completion ids)`` of a prompt/completion pair, as training encodes it.
+
+    Plain prompts: the completion's tokens and EOS (prompt and completion are tokenized
+    apart, so the boundary is exact and evaluation, which tokenizes the prompt alone,
+    sees the same ids). Chat prompts: what the template writes for the assistant's turn
+    after the generation prompt, its end-of-turn marker included.
+    """
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    if not uses_chat(tokenizer):
+        return prompt_ids, tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    full = special_tokens.encode(tokenizer, tokenizer.apply_chat_template(exchange(prompt, completion), tokenize=False))
+    if full[: len(prompt_ids)] == prompt_ids:
+        return prompt_ids, full[len(prompt_ids):]
+    # A merge across the boundary (rare with templates, whose turns end in special tokens): the turn on its own.
+    turn = tokenizer.apply_chat_template(exchange(prompt, completion), tokenize=False)[
+        len(render_prompt(tokenizer, prompt)):]
+    return prompt_ids, tokenizer(turn, add_special_tokens=False)["input_ids"]
 
 
 def _encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> Example:
@@ -97,10 +121,7 @@ def _encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> Example:
 def _encode_prompt_completion(
     tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, completion_only: bool
 ) -> Example:
-    # Prompt and completion are tokenized apart so that the boundary is exact and
-    # evaluation, which tokenizes the prompt alone, sees the same ids.
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt_ids, completion_ids = encode_completion(tokenizer, prompt, completion)
     ids = prompt_ids + completion_ids
     if completion_only:
         labels = [IGNORE] * len(prompt_ids) + completion_ids

@@ -25,6 +25,7 @@ def cmd_eval(args: EvalArgs) -> int:
     }
     result = evaluate_model(args.model, general=args.general, domain=args.domain, limit=args.limit,
                             trust_remote_code=args.trust_remote_code, base=args.base, add_bos=args.add_bos,
+                            chat_template=args.chat_template,
                             **options)
     if args.output:
         from forgetless.atomic import write_json

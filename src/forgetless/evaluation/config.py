@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
-from forgetless.special_tokens import AddBos, parse_add_bos
+from forgetless.prompting import CHAT_HELP, ChatSetting
+from forgetless.special_tokens import ADD_BOS_HELP, AddBosSetting
 
 
 class EvalArgs(BaseModel):
@@ -41,14 +42,8 @@ class EvalArgs(BaseModel):
     output: str | None = Field(None, description="also write the result JSON here (atomically)")
     no_progress: bool = Field(False, description="hide progress bars")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
-    add_bos: AddBos = Field(
-        "auto", description="BOS before every sequence: auto follows the model's tokenizer, or the convention a "
-        "forgetless model was trained with (forgetless.json); true or false forces it")
-
-    @field_validator("add_bos", mode="before")
-    @classmethod
-    def _add_bos_word(cls, value: object) -> object:
-        return parse_add_bos(value)
+    add_bos: AddBosSetting = Field("auto", description=ADD_BOS_HELP)
+    chat_template: ChatSetting = Field("auto", description=CHAT_HELP)
 
     @field_validator("answer_extraction")
     @classmethod

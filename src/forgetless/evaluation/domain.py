@@ -20,7 +20,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from forgetless.data.errors import DataError
-from forgetless.data.formats import encode_prompt
+from forgetless.data.formats import encode_completion
 from forgetless.data.records import Record, read_records
 from forgetless.evaluation.answer_extraction import resolve
 from forgetless.evaluation.exact_match import extract_answer
@@ -114,8 +114,7 @@ def completion_loss(
             raise DataError(path, record.where, "prompt", "expected a string")
         if not isinstance(completion, str) or not completion:
             raise DataError(path, record.where, "completion", "expected a non-empty string (completion loss scores it)")
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        pairs.append((encode_prompt(tokenizer, prompt), completion_ids))
+        pairs.append(encode_completion(tokenizer, prompt, completion))
     scores = score_pairs(model, pairs, batch_size, desc="completion loss", progress=progress)
     nats = [-s.logprob for s in scores]
     counts = [s.tokens for s in scores]

@@ -12,8 +12,11 @@ ensemble), so every lm-eval task runs on it through forgetless's batched engines
     lm_eval.simple_evaluate(model=ForgetlessLM(model, tokenizer), tasks=["forgetless_cloze"],
                             task_manager=lm_eval.tasks.TaskManager(include_path=str(tasks_dir)))
 
-Tokenization follows forgetless, not HFLM: contexts are ``BOS + text`` like training
-prompts (``encode_pair``), so the adapter reproduces ``forgetless eval``'s numbers.
+Tokenization follows the model's tokenizer, as HFLM's does (``forgetless.special_tokens``:
+BOS where it adds BOS; contexts split as lm-eval splits them, ``encode_pair``), so the
+adapter, ``forgetless eval`` and ``lm_eval --model hf`` give the same items
+(``tests/test_lmeval_agreement.py``). Requests are text: with lm-eval's
+``apply_chat_template`` they arrive rendered by ``apply_chat_template`` below.
 Generation is greedy only (sampling arguments are refused, not ignored).
 """
 
@@ -31,7 +34,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise MissingExtra("lm_eval") from err
 
-from forgetless.data.formats import encode_prompt
+from forgetless import special_tokens
 from forgetless.evaluation.answer_extraction import ANSWER_REGEX
 from forgetless.evaluation.generate import greedy_decode
 from forgetless.evaluation.lmeval_yaml import scoring_yaml, write_task_yamls
@@ -69,6 +72,21 @@ class ForgetlessLM(LM):
         batch = (additional_config or {}).get("batch_size") or args.get("batch_size", 32)
         return cls(model, tokenizer, batch_size=int(batch))
 
+    @property
+    def tokenizer_name(self) -> str:
+        """What lm-eval fingerprints its request cache of chat-rendered prompts with."""
+        return str(self.tokenizer.name_or_path).replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The tokenizer's chat template (lm-eval records it with the results)."""
+        return self.tokenizer.chat_template if chat_template else None
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """A conversation rendered with the tokenizer's template (lm-eval's ``apply_chat_template``); the
+        request's text then starts with any BOS the template writes, and no second one is added."""
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """``(log p(continuation | context), is_greedy)`` per request."""
         pairs = [encode_pair(self.tokenizer, *r.args) for r in requests]  # score_pairs fits them to the model
@@ -77,10 +95,11 @@ class ForgetlessLM(LM):
         return [(s.logprob, s.greedy) for s in scores]
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
-        """Log-likelihood of each whole string after BOS (no EOS), in windows of ``window`` tokens."""
+        """Log-likelihood of each whole string after its first token (BOS where the tokenizer adds it; no EOS), in
+        windows of ``window`` tokens."""
         pairs, owner = [], []
         for index, request in enumerate(requests):
-            ids = encode_prompt(self.tokenizer, request.args[0])
+            ids = special_tokens.encode(self.tokenizer, request.args[0])
             for start in range(0, len(ids) - 1, self.window - 1):
                 chunk = ids[start : start + self.window]
                 pairs.append((chunk[:1], chunk[1:]))
@@ -106,7 +125,7 @@ class ForgetlessLM(LM):
         outputs = [""] * len(requests)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         for (until, budget), indices in groups.items():
-            prompts = [encode_prompt(self.tokenizer, requests[i].args[0]) for i in indices]
+            prompts = [special_tokens.encode(self.tokenizer, requests[i].args[0]) for i in indices]
             tokens = greedy_decode(self.model, prompts, budget, self.tokenizer.eos_token_id, pad, self.batch_size,
                                    self.progress and not disable_tqdm)
             for i, ids in zip(indices, tokens):

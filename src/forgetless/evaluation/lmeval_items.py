@@ -61,7 +61,7 @@ def _subtask_scores(samples: list[dict[str, Any]], metric: str) -> list[float]:
 
 def task_items(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list[str],
                include_path: str | None = None, limit: int | None = None, num_fewshot: int | None = None,
-               batch_size: int = 32) -> dict[str, TaskItems]:
+               batch_size: int = 32, apply_chat_template: bool = False) -> dict[str, TaskItems]:
     """Run lm-eval ``tasks`` on ``model`` and return each task's per-document primary metric.
 
     Args:
@@ -70,6 +70,7 @@ def task_items(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list
         include_path: a folder of extra task YAMLs (the testbed's: ``forgetless.testbed.lmeval_tasks``).
         limit: documents per task (the first ``limit``; lm-eval's ``--limit``).
         num_fewshot: few-shot examples per prompt (lm-eval's default per task when None).
+        apply_chat_template: render each request with the tokenizer's chat template (lm-eval's option).
 
     Raises:
         ValueError: a task lm-eval does not know (its message lists none of the thousands it does).
@@ -87,7 +88,7 @@ def task_items(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks: list
                          "check the names with `lm_eval --tasks list`")
     out = lm_eval.simple_evaluate(model=ForgetlessLM(model, tokenizer, batch_size=batch_size, progress=False),
                                   tasks=list(tasks), task_manager=manager, limit=limit, num_fewshot=num_fewshot,
-                                  bootstrap_iters=0, log_samples=True)
+                                  bootstrap_iters=0, log_samples=True, apply_chat_template=apply_chat_template)
     groups: dict[str, list[str]] = {}
     for group, subtasks in (out.get("group_subtasks") or {}).items():
         groups[group] = list(subtasks)

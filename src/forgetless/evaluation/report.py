@@ -239,6 +239,7 @@ def evaluate_model(
     trust_remote_code: bool = False,
     base: str | None = None,
     add_bos: str = "auto",
+    chat_template: str = "auto",
     **options: Any,
 ) -> dict[str, Any]:
     """Load ``model_spec`` (and ``base``) and return ``evaluation_report``.
@@ -251,15 +252,18 @@ def evaluate_model(
         trust_remote_code: allow custom modeling code (off by default).
         base: the model to measure forgetting and gain against.
         add_bos: the BOS convention of both (``forgetless.special_tokens``; ``auto``: each model's own).
+        chat_template: chat-rendered domain prompts for both (``forgetless.prompting``; ``auto``: as trained).
         **options: other ``EvalSettings`` fields (``general_limit``, ``choices``, ``batch_size``,
             ``answer_extraction``, ...).
     """
     settings = EvalSettings(general=None if general is None else str(general),
                             domain=None if domain is None else str(domain), limit=limit, **options)
-    model, tokenizer, path = load_model(model_spec, trust_remote_code, add_bos=add_bos)
+    model, tokenizer, path = load_model(model_spec, trust_remote_code, add_bos=add_bos,
+                                       chat_template=chat_template)
     base_pair, base_path = None, None
     if base is not None:
-        base_model, base_tokenizer, base_path = load_model(base, trust_remote_code, add_bos=add_bos)
+        base_model, base_tokenizer, base_path = load_model(base, trust_remote_code, add_bos=add_bos,
+                                                              chat_template=chat_template)
         if base_tokenizer.get_vocab() != tokenizer.get_vocab():
             # Paired per-token comparisons need one tokenization; bits per byte alone would not.
             raise ValueError(f"{model_spec} and {base}: tokenizers differ; expected the base the model was tuned from")

@@ -34,7 +34,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from forgetless import special_tokens
-from forgetless.data.formats import encode_prompt
 from forgetless.models import Capabilities, capabilities, core_model, model_device
 from forgetless.positions import fit_pair, position_limit
 
@@ -218,8 +217,8 @@ def score_pairs(
 def encode_pair(tokenizer: object, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Token ids of ``(context, continuation)`` as lm-eval's ``HFLM`` encodes them.
 
-    The context is encoded like a training prompt (the tokenizer's BOS convention, then
-    the text: ``encode_prompt``); trailing spaces of the context move to the continuation
+    The context is text, never a chat turn (lm-eval renders its own requests when asked),
+    encoded with the tokenizer's BOS convention (``special_tokens.encode``); trailing spaces of the context move to the continuation
     and the continuation is what encoding ``context + continuation`` adds after the
     context's ids, so a word is scored as the tokenizer splits it in running text. An
     empty context is BOS alone (EOS without one), lm-eval's ``prefix_token_id``. When the
@@ -231,8 +230,8 @@ def encode_pair(tokenizer: object, context: str, continuation: str) -> tuple[lis
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     if not context:
         return special_tokens.context_prefix(tokenizer), tokenizer(continuation, add_special_tokens=False)["input_ids"]  # type: ignore[arg-type,operator]
-    context_ids = encode_prompt(tokenizer, context)  # type: ignore[arg-type]
-    whole = encode_prompt(tokenizer, context + continuation)  # type: ignore[arg-type]
+    context_ids = special_tokens.encode(tokenizer, context)  # type: ignore[arg-type]
+    whole = special_tokens.encode(tokenizer, context + continuation)  # type: ignore[arg-type]
     if whole[: len(context_ids)] == context_ids and len(whole) > len(context_ids):
         return context_ids, whole[len(context_ids) :]
     return context_ids, tokenizer(continuation, add_special_tokens=False)["input_ids"]  # type: ignore[operator]

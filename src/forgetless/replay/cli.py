@@ -29,7 +29,7 @@ def cmd_generate(args: GenerateArgs) -> int:
     meta = generate_replay_data(args.output, args.model, args.prompts, args.corpus, args.num_samples,
                                 args.temperature, args.top_p, args.max_new_tokens, args.seed, args.batch_size,
                                 args.prompt, args.max_chars, args.corpus_order, args.trust_remote_code,
-                                args.add_bos)
+                                args.add_bos, args.chat_template)
     print(json.dumps({k: v for k, v in meta.items() if k != "prompt_ids"}, indent=2))
     return 0
 

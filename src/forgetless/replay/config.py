@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from forgetless.special_tokens import AddBos, parse_add_bos
+from forgetless.prompting import CHAT_HELP, ChatSetting
+from forgetless.special_tokens import ADD_BOS_HELP, AddBosSetting
 
 
 class GenerateArgs(BaseModel):
@@ -32,14 +33,8 @@ class GenerateArgs(BaseModel):
     max_chars: int = Field(512, gt=0, description="corpus: maximum characters per piece")
     corpus_order: Literal["random", "first"] = Field("random", description="corpus: which pieces")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
-    add_bos: AddBos = Field(
-        "auto", description="BOS before every sequence: auto follows the model's tokenizer, or the convention a "
-        "forgetless model was trained with (forgetless.json); true or false forces it")
-
-    @field_validator("add_bos", mode="before")
-    @classmethod
-    def _add_bos_word(cls, value: object) -> object:
-        return parse_add_bos(value)
+    add_bos: AddBosSetting = Field("auto", description=ADD_BOS_HELP)
+    chat_template: ChatSetting = Field("auto", description=CHAT_HELP)
     overwrite: bool = Field(False, description="replace an existing --output (and its .meta.json)")
 
 

@@ -14,6 +14,7 @@ import torch
 import forgetless
 from forgetless.atomic import write_json, write_jsonl
 from forgetless.models import load_model
+from forgetless.prompting import uses_chat
 from forgetless.special_tokens import adds_bos
 from forgetless.replay.contextual import contextual_completions, read_prompts
 from forgetless.replay.corpus import corpus_slice
@@ -21,9 +22,11 @@ from forgetless.replay.generate import SamplingSettings, context_free_prompt, ge
 from forgetless.replay.kl_estimate import meta_path_for
 
 
-def load_for_sampling(model_spec: str, trust_remote_code: bool = False, add_bos: str = "auto") -> tuple[Any, Any, str]:
-    """The model (fp32, on the GPU when there is one), its tokenizer (BOS convention settled) and its path."""
-    model, tokenizer, path = load_model(model_spec, trust_remote_code, add_bos=add_bos)
+def load_for_sampling(model_spec: str, trust_remote_code: bool = False, add_bos: str = "auto",
+                      chat_template: str = "auto") -> tuple[Any, Any, str]:
+    """The model (fp32, on the GPU when there is one), its tokenizer (BOS convention and prompt format settled)
+    and its path."""
+    model, tokenizer, path = load_model(model_spec, trust_remote_code, add_bos=add_bos, chat_template=chat_template)
     return (model.cuda() if torch.cuda.is_available() else model), tokenizer, path
 
 
@@ -31,7 +34,8 @@ def generate_replay_data(output: str, model: str | None = None, prompts: str | N
                          corpus: str | None = None, num_samples: int | None = None, temperature: float = 1.0,
                          top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0, batch_size: int = 32,
                          prompt: str = "bos", max_chars: int = 512, corpus_order: str = "random",
-                         trust_remote_code: bool = False, add_bos: str = "auto") -> dict[str, Any]:
+                         trust_remote_code: bool = False, add_bos: str = "auto",
+                         chat_template: str = "auto") -> dict[str, Any]:
     """Write replay data to ``output`` and its settings to the sidecar: what ``forgetless generate`` does.
 
     Context-free samples of ``model`` (no ``prompts``), its completions of ``prompts``
@@ -55,7 +59,7 @@ def generate_replay_data(output: str, model: str | None = None, prompts: str | N
     else:
         if not model:
             raise ValueError("--model is required (except with --corpus)")
-        lm, tokenizer, path = load_for_sampling(model, trust_remote_code, add_bos)
+        lm, tokenizer, path = load_for_sampling(model, trust_remote_code, add_bos, chat_template)
         if prompts:
             chosen = read_prompts(prompts, num_samples, seed)
             settings = SamplingSettings(num_samples=len(chosen), temperature=temperature, top_p=top_p,
@@ -72,7 +76,8 @@ def generate_replay_data(output: str, model: str | None = None, prompts: str | N
             meta.update(kind="context_free", prompt_ids=prompt_ids, prompt_text=tokenizer.decode(prompt_ids),
                         generated_tokens=sum(len(s.token_ids) for s in samples),
                         finished_fraction=sum(s.finished for s in samples) / len(samples))
-        meta.update(model=path, settings=settings.to_dict(), add_bos=adds_bos(tokenizer))
+        meta.update(model=path, settings=settings.to_dict(), add_bos=adds_bos(tokenizer),
+                    chat_template=uses_chat(tokenizer))
     meta.update(records=len(records), seconds=time.time() - start)
     write_jsonl(output, records)
     write_json(meta_path_for(output), meta)

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from forgetless.config import TrainConfig, build_config, load_yaml
 from forgetless.data.spec import DataSpec
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
-from forgetless.special_tokens import AddBos, parse_add_bos
+from forgetless.prompting import ChatSetting
+from forgetless.special_tokens import AddBosSetting
 from forgetless.study.rows import FAMILIES
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
@@ -46,6 +47,9 @@ class LmEvalConfig(BaseModel):
     limit: int | None = Field(None, gt=0, description="Documents per task (the first N; lm-eval's --limit).")
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per prompt (the task's default if unset).")
     batch_size: int = Field(32, gt=0, description="Requests per forward pass.")
+    apply_chat_template: bool = Field(
+        False, description="Render each request as a chat (lm-eval's --apply_chat_template); general-ability "
+        "tasks written as text continuations (the probes, the cloze) stay text.")
 
 
 class DataConfig(BaseModel):
@@ -273,20 +277,20 @@ class StudyConfig(BaseModel):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
     frontier: FrontierConfig = Field(default_factory=FrontierConfig)
-    add_bos: AddBos = Field(
+    add_bos: AddBosSetting = Field(
         "auto", description="BOS before every sequence, in training and every evaluation: auto follows the base's "
         "tokenizer (forgetless.special_tokens); true or false forces it.")
-
-    @field_validator("add_bos", mode="before")
-    @classmethod
-    def _add_bos_word(cls, value: Any) -> Any:
-        return parse_add_bos(value)  # YAML reads true/false as booleans
+    chat_template: ChatSetting = Field(
+        "auto", description="Render the domain's prompts as a user turn of the base's chat template, in training "
+        "and every evaluation of the domain (forgetless.prompting); auto: what a forgetless-trained base was "
+        "trained with, else plain text.")
 
     @field_validator("training")
     @classmethod
-    def _bos_is_the_studys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "add_bos" in value:  # training and evaluation must see one convention
-            raise ValueError("add_bos is set for the whole study (top-level key add_bos), not under training")
+    def _tokens_are_the_studys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in ("add_bos", "chat_template"):  # training and evaluation must see one convention
+            if key in value:
+                raise ValueError(f"{key} is set for the whole study (top-level key {key}), not under training")
         return value
 
     @model_validator(mode="after")
@@ -311,7 +315,7 @@ class StudyConfig(BaseModel):
         """The TrainConfig of one run (study defaults, then the method's own keys)."""
         values = {**self.training, **method.train, "model": self.base_model, "data": self.data.train,
                   "output": output, "learning_rate": learning_rate, "seed": seed, "overwrite": True,
-                  "add_bos": self.add_bos}
+                  "add_bos": self.add_bos, "chat_template": self.chat_template}
         return build_config(TrainConfig, values, f"methods[{method.name}]")
 
 

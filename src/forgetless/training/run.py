@@ -37,6 +37,7 @@ from forgetless.models import check_finite_weights, check_safetensors, load_caus
 from forgetless.objectives import build_objective
 from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.positions import position_limit
+from forgetless.prompting import uses_chat
 from forgetless.regularizers import build_regularizer
 from forgetless.replay.kl_callback import kl_callback_for
 from forgetless.replay.mixing import add_replay
@@ -271,7 +272,8 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     output = Path(cfg.output)
     model_path = cfg.model  # testbed: specs are resolved by the entry points
     check_safetensors(model_path)  # before anything is read: the weights would be refused anyway
-    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code, cfg.add_bos)  # saved below with its BOS choice
+    # Saved below with its BOS choice; the prompt format is recorded in forgetless.json.
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code, cfg.add_bos, chat_template=cfg.chat_template)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
     with load_errors(model_path):
@@ -327,6 +329,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
                     "forgetless_version": forgetless.__version__,
                     # The BOS convention trained with (forgetless.special_tokens): loading this model keeps it.
                     "add_bos": adds_bos(tokenizer),
+                    "chat_template": uses_chat(tokenizer),  # domain prompts rendered as chat turns (prompting)
                     "config": cfg.model_dump(),
                     "resolved": {
                         "model": model_path,
