@@ -339,11 +339,25 @@ def load_model(
 
 @dataclass(frozen=True)
 class Capabilities:
-    """Which optional forward arguments a model accepts (checked by signature)."""
+    """Which optional forward arguments a model accepts (checked by signature).
+
+    ``cache_arg`` is the name its forward takes a KV cache under: ``cache`` since
+    transformers 5.2x, ``past_key_values`` before (and in custom models), ``None`` when
+    it takes none.
+    """
 
     logits_to_keep: bool
     position_ids: bool
-    kv_cache: bool
+    cache_arg: str | None
+
+    @property
+    def kv_cache(self) -> bool:
+        """Whether decoding can reuse a KV cache."""
+        return self.cache_arg is not None
+
+    def with_cache(self, cache: Any) -> dict[str, Any]:
+        """The forward's keyword arguments that pass ``cache`` in (empty without a KV cache)."""
+        return {self.cache_arg: cache, "use_cache": True} if self.cache_arg else {}
 
 
 def core_model(model: nn.Module) -> nn.Module:
@@ -354,17 +368,27 @@ def core_model(model: nn.Module) -> nn.Module:
 
 
 def capabilities(model: nn.Module) -> Capabilities:
-    """Inspect ``forward`` for ``logits_to_keep``, ``position_ids`` and ``past_key_values``.
+    """Inspect ``forward`` for ``logits_to_keep``, ``position_ids`` and a KV cache argument.
 
     Only explicitly named parameters count: a ``**kwargs`` forward (a user's ensemble
     wrapper) gets the plain ``(input_ids, attention_mask)`` call, which always works.
+    transformers 5.2x renamed ``past_key_values`` to ``cache``; looking for the old name
+    alone had turned the cache off, and every greedy step recomputed the whole sequence.
     """
     params = inspect.signature(core_model(model).forward).parameters
+    names = [name for name in ("cache", "past_key_values") if name in params]
     return Capabilities(
         logits_to_keep="logits_to_keep" in params,
         position_ids="position_ids" in params,
-        kv_cache="past_key_values" in params and "use_cache" in params,
+        cache_arg=names[0] if names and "use_cache" in params else None,
     )
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward returned (``cache`` since transformers 5.2x, else ``past_key_values``)."""
+    if isinstance(output, dict) and output.get("cache") is not None:
+        return output["cache"]
+    return output.past_key_values
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -23,6 +23,7 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.scoring import capabilities, core_model, model_device
+from forgetless.models import output_cache
 from forgetless.positions import fit_new_tokens
 
 
@@ -52,8 +53,7 @@ def _decode_batch(
     kwargs: dict = {}
     if caps.position_ids:
         kwargs["position_ids"] = positions
-    if caps.kv_cache:
-        kwargs.update(past_key_values=DynamicCache(), use_cache=True)
+    kwargs.update(caps.with_cache(DynamicCache()))
     if caps.logits_to_keep:
         kwargs["logits_to_keep"] = 1
     output = core(input_ids=ids, attention_mask=mask, **kwargs)
@@ -72,10 +72,10 @@ def _decode_batch(
             alive, token, mask, next_position = alive[keep], token[keep], mask[keep], next_position[keep]
             ids = ids[keep]
             if caps.kv_cache:
-                output.past_key_values.batch_select_indices(keep)
+                output_cache(output).batch_select_indices(keep)
         mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
         if caps.kv_cache:
-            kwargs = {"past_key_values": output.past_key_values, "use_cache": True}
+            kwargs = caps.with_cache(output_cache(output))
             if caps.position_ids:
                 kwargs["position_ids"] = next_position[:, None]
             output = core(input_ids=token[:, None], attention_mask=mask, **kwargs)

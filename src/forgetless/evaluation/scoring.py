@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from forgetless import special_tokens
-from forgetless.models import Capabilities, capabilities, core_model, model_device
+from forgetless.models import Capabilities, capabilities, core_model, model_device, output_cache
 from forgetless.positions import fit_pair, position_limit
 
 
@@ -125,7 +125,8 @@ def _score_shared(
         mask[g, length - len(c) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    out = core(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=DynamicCache(),
+    cache_arg = capabilities(core).cache_arg or "past_key_values"  # only called for models with a cache
+    out = core(input_ids=ids, attention_mask=mask, position_ids=positions, **{cache_arg: DynamicCache()},
                use_cache=True, logits_to_keep=1)
     rows = [i for group in members for i in group]
     group_of = torch.tensor([g for g, group in enumerate(members) for _ in group], device=device)
@@ -139,7 +140,7 @@ def _score_shared(
     first_rows = [k for k, t in enumerate(step) if t == 0]
     selected[first_rows] = first_logits
     if longest > 1:
-        cache = out.past_key_values
+        cache = output_cache(out)
         cache.batch_select_indices(group_of)  # one copy of its context's cache per continuation
         cont = torch.zeros((len(rows), longest - 1), dtype=torch.long)
         cont_mask = torch.zeros((len(rows), longest - 1), dtype=torch.long)
@@ -152,7 +153,7 @@ def _score_shared(
         # Right padding after the context is harmless: padded positions come last and are never read.
         full_mask = torch.cat([mask[group_of], torch.ones_like(cont_mask)], dim=1)
         cont_positions = positions[group_of, -1:] + 1 + torch.arange(longest - 1, device=device)
-        logits = core(input_ids=cont, attention_mask=full_mask, position_ids=cont_positions, past_key_values=cache,
+        logits = core(input_ids=cont, attention_mask=full_mask, position_ids=cont_positions, **{cache_arg: cache},
                       use_cache=True).logits  # [M, longest-1, V]
         later = [k for k, t in enumerate(step) if t > 0]
         selected[later] = logits[torch.tensor([owner[k] for k in later], device=dev),

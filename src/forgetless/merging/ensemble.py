@@ -18,6 +18,7 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from forgetless.merging.interpolate import check_alpha
+from forgetless.models import capabilities
 
 
 def mix_log_probs(base_logits: torch.Tensor, ft_logits: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -39,6 +40,11 @@ def mix_log_probs(base_logits: torch.Tensor, ft_logits: torch.Tensor, alpha: flo
     base = torch.log_softmax(base_logits.to(dtype), dim=-1) + math.log1p(-alpha)
     ft = torch.log_softmax(ft_logits.to(dtype), dim=-1) + math.log(alpha)
     return torch.logaddexp(base, ft)
+
+
+def _cache_arg(member: nn.Module) -> str:
+    """The name a member's forward takes its KV cache under (``cache`` since transformers 5.2x)."""
+    return capabilities(member).cache_arg or "past_key_values"
 
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -132,7 +138,9 @@ class OutputEnsemble(nn.Module):
         if logits_to_keep:
             extra["logits_to_keep"] = logits_to_keep
         caches = past_key_values.caches if past_key_values is not None else [None] * len(members)
-        outputs = [m(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+        # Each member takes its cache under its own name (transformers 5.2x: ``cache``); the cache is
+        # filled in place, so the ensemble's EnsembleCache sees it.
+        outputs = [m(input_ids=input_ids, attention_mask=attention_mask, **{_cache_arg(m): cache},
                      use_cache=use_cache if cache is not None else False, **extra).logits
                    for (m, _), cache in zip(members, caches)]
         log_probs = self._mix(outputs)
@@ -176,7 +184,7 @@ class OutputEnsemble(nn.Module):
         finished = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
         for _ in range(max_new_tokens):
             positions = _positions(mask)[:, -step_ids.size(1):]
-            logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            logits = [m(input_ids=step_ids, attention_mask=mask, position_ids=positions, **{_cache_arg(m): cache},
                         use_cache=True).logits[:, -1] for (m, _), cache in zip(members, caches)]
             log_probs = self._mix(logits)
             if do_sample:

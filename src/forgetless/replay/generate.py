@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless import special_tokens
+from forgetless.models import capabilities, output_cache
 from forgetless.positions import fit_new_tokens
 
 PromptMode = Literal["bos", "chat"]
@@ -163,8 +164,9 @@ def sample_batch(
         ids[row, width - len(prompt) :] = torch.tensor(prompt, device=device)
         mask[row, width - len(prompt) :] = 1
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
+    cache_arg = capabilities(model).cache_arg or "past_key_values"  # the sampler needs a causal LM with a cache
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    cache, logits = output_cache(out), out.logits[:, -1]
     next_position = positions[:, -1:] + 1
     generated = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -181,9 +183,9 @@ def sample_batch(
         mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
         out = model(
             input_ids=token[:, None], attention_mask=mask, position_ids=next_position,
-            past_key_values=cache, use_cache=True,
+            **{cache_arg: cache}, use_cache=True,
         )
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        cache, logits = output_cache(out), out.logits[:, -1]
         next_position = next_position + 1
     rows = generated.tolist()
     return [
