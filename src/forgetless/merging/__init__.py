@@ -14,7 +14,7 @@ from forgetless.lazy import lazy_getattr
 
 _EXPORTS = {
     "Checkpoint": "checkpoint",
-    "MergeError": "checkpoint",
+    "MergeError": "errors",
     "Coefficients": "base",
     "MergeRule": "base",
     "RuleContext": "base",
