@@ -8,9 +8,9 @@ applies such a list. A non-linear rule (``TensorRule``: slerp) combines each ten
 one tensor of each input at a time, combines it in float32 (float64 for float64 inputs),
 casts it to the output dtype and appends it to the output shard, so peak memory is a few
 tensors, never a model. Inputs may differ in float dtype (a bf16 base and an fp32
-fine-tuned model): the output takes the first model's dtype, or the one asked for. Integer tensors and buffers are copied from the config source, never
-combined. Output goes to a temporary directory that is renamed when complete
-(``forgetless.atomic.atomic_dir``).
+fine-tuned model): the output takes the first model's dtype, or the one asked for. Integer
+tensors and buffers are copied from the config source, never combined. Output goes to a
+temporary directory that is renamed when complete (``forgetless.atomic.atomic_dir``).
 """
 
 from __future__ import annotations
