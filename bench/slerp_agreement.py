@@ -9,8 +9,9 @@ Two pairs of float32 Llamas (untied embeddings, a byte-level BPE tokenizer train
   cosines between the two copies spread from 0.99 to 0.99999, across mergekit's 0.9995
   threshold (as a fine-tuned model sits near its base, where slerp mostly falls back to lerp).
 
-For each pair and each t it prints, per tensor, the cosine, the branch forgetless took and the
-largest absolute difference between the two tools' merged tensors, then the wall time of each
+For each pair and each t it prints, per tensor, the cosine, the branch forgetless took, the
+largest absolute difference between the two tools' merged tensors and each tool's largest
+difference from the formula evaluated in float64 throughout, then the wall time of each
 command (one subprocess each, run after a warm-up read of the inputs) and their ratio. Exits 1
 if a tensor differs by more than TOLERANCE (a tensor where the tools took different branches
 would differ by far more). A cosine within 1e-6 of the threshold, where float32 and float64
@@ -89,8 +90,19 @@ def run(command: list[str], env: dict[str, str] | None = None) -> float:
     return wall
 
 
+def exact(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The formula in float64 throughout (sums, angle, combination): the yardstick for both tools."""
+    x, y = a.double(), b.double()
+    d = max(-1.0, min(1.0, float((x.flatten() / x.norm()) @ (y.flatten() / y.norm()))))
+    if abs(d) > 0.9995:
+        return (1 - t) * x + t * y
+    omega = math.acos(d)
+    return (math.sin((1 - t) * omega) * x + math.sin(t * omega) * y) / math.sin(omega)
+
+
 def compare(first: Path, second: Path, ours: Path, theirs: Path, t: float) -> list[dict[str, object]]:
-    """Per float tensor: cosine, forgetless's branch, max |forgetless − mergekit|."""
+    """Per float tensor: cosine, forgetless's branch, max |forgetless − mergekit|, and each one's
+    max |difference| from the float64 formula."""
     from forgetless.merging.checkpoint import Checkpoint
     from forgetless.merging.slerp import DOT_THRESHOLD, cosine
 
@@ -101,8 +113,11 @@ def compare(first: Path, second: Path, ours: Path, theirs: Path, t: float) -> li
     for name in sorted(a.tensors):
         d = cosine(a.read(name).float(), b.read(name).float())
         diff = float((mine.read(name).double() - other.read(name).double()).abs().max())
+        reference = exact(t, a.read(name), b.read(name))
         rows.append({"tensor": name, "cosine": d, "branch": "lerp" if name in lerp else "slerp",
-                     "max_abs_diff": diff, "near_threshold": abs(abs(d) - DOT_THRESHOLD) < 1e-6})
+                     "max_abs_diff": diff, "near_threshold": abs(abs(d) - DOT_THRESHOLD) < 1e-6,
+                     "forgetless_vs_float64": float((mine.read(name).double() - reference).abs().max()),
+                     "mergekit_vs_float64": float((other.read(name).double() - reference).abs().max())})
     return rows
 
 
@@ -125,11 +140,15 @@ def run_case(workdir: Path, label: str, hidden: int, layers: int, t: float) -> d
     rows = compare(first, second, ours, theirs, t)
     size = sum(f.stat().st_size for f in first.glob("*.safetensors"))
     print(f"\n== {label}, t = {t:g}: {len(rows)} tensors, {size / 1e6:.1f} MB per checkpoint (float32)")
-    print(f"   {'tensor':<48} {'cosine':>10} {'branch':>6} {'max |diff|':>11}")
+    print(f"   {'tensor':<48} {'cosine':>10} {'branch':>6} {'max |diff|':>11} {'ours-f64':>10} {'mk-f64':>10}")
     for row in rows:
         print(f"   {row['tensor']:<48} {row['cosine']:>10.6f} {row['branch']:>6} {row['max_abs_diff']:>11.3e}"
+              f" {row['forgetless_vs_float64']:>10.2e} {row['mergekit_vs_float64']:>10.2e}"
               + ("  (at the threshold)" if row["near_threshold"] else ""))
     worst = max(float(r["max_abs_diff"]) for r in rows)  # type: ignore[arg-type]
+    ours_f64 = max(float(r["forgetless_vs_float64"]) for r in rows)  # type: ignore[arg-type]
+    theirs_f64 = max(float(r["mergekit_vs_float64"]) for r in rows)  # type: ignore[arg-type]
+    print(f"   from the float64 formula: forgetless {ours_f64:.3e}, mergekit {theirs_f64:.3e}")
     print(f"   largest |difference| {worst:.3e}; wall forgetless {walls['forgetless']:.2f} s, "
           f"mergekit {walls['mergekit']:.2f} s, ratio {walls['forgetless'] / walls['mergekit']:.3f}")
     shutil.rmtree(ours, ignore_errors=True)

@@ -19,6 +19,7 @@ _EXPORTS = {
     "MergeRule": "base",
     "RuleContext": "base",
     "RuleParams": "base",
+    "TensorRule": "base",
     "merge_checkpoints": "engine",
     "OutputEnsemble": "ensemble",
     "RULES": "registry",

@@ -12,8 +12,9 @@ float tensor, with a = θ_0 (the first model, t = 0) and b = θ_1 (the second, t
 
 The normalised copies only measure the angle; the result combines the unnormalised tensors, as
 mergekit's does (for inputs of equal norm it lies on the great-circle arc between them). Differences
-from mergekit, all below float32's rounding: the sums behind d are taken in float64 and the
-angle's sines in Python floats (mergekit: float32 tensors); t = 0 and t = 1 return the input
+from mergekit: the sums behind d are taken in float64 and the angle and sines in Python floats
+(mergekit: float32 tensors, whose arccos near 1 loses precision: bench/slerp_agreement.py
+measures both against float64 throughout); t = 0 and t = 1 return the input
 itself (bit for bit, −0.0 and all), and the lerp branch is computed as the engine's linear sum,
 so it equals ``--rule interpolate --alpha t`` byte for byte.
 """
