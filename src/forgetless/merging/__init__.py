@@ -14,11 +14,12 @@ from forgetless.lazy import lazy_getattr
 
 _EXPORTS = {
     "Checkpoint": "checkpoint",
-    "MergeError": "checkpoint",
+    "MergeError": "errors",
     "Coefficients": "base",
     "MergeRule": "base",
     "RuleContext": "base",
     "RuleParams": "base",
+    "TensorRule": "base",
     "merge_checkpoints": "engine",
     "OutputEnsemble": "ensemble",
     "RULES": "registry",

@@ -12,7 +12,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 
 
 def is_adapter(path: str | Path) -> bool:

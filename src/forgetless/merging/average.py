@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from forgetless.merging.base import Coefficients, MergeRule, RuleParams
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 
 
 def normalized_weights(weights: list[float] | None, n_models: int) -> list[float]:

@@ -7,6 +7,11 @@ per model plus what it computed on the way (losses, weights), which the CLI prin
 the engine saves in ``forgetless-merge.json``. ``from_params`` builds the rule from a
 validated parameter model; one line in ``forgetless.merging.registry.RULES`` makes it a
 ``--rule`` choice.
+
+Most rules are linear: the engine forms θ = Σ_k c_k θ_k from the coefficients alone. A rule
+that is not (SLERP, TIES, DARE) subclasses ``TensorRule`` instead and also defines
+``combine_tensor``, which the engine calls once per float tensor, streamed as the linear path
+is; its coefficients then only describe it in the record.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # the rules are imported by `forgetless --help`, which needs no torch
+    import torch
 
 
 @dataclass
@@ -86,3 +95,34 @@ class MergeRule(ABC):
     def params(self) -> dict[str, Any]:
         """The rule's parameters, for the record."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and not callable(v)}
+
+
+class TensorRule(MergeRule):
+    """A rule that combines each tensor itself, beside (instead of) the linear sum of coefficients.
+
+    The engine (``forgetless.merging.engine.merge_checkpoints`` with ``tensor_rule=``) reads the
+    inputs' copies of one float tensor at a time, widens them to the compute dtype (float32,
+    float64 when an input or the output is float64), calls ``combine_tensor``, checks that the
+    result has the inputs' shape and is finite wherever the inputs were, and rounds it once to
+    the output dtype. Integer tensors and buffers are copied from the config source as in
+    the linear path; ``coefficients`` still runs first (its checks refuse bad settings before
+    anything is read) and its values are recorded as the rule's linear counterpart.
+    """
+
+    @abstractmethod
+    def combine_tensor(self, name: str, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The merged value of one tensor.
+
+        Args:
+            name: the tensor's name in the checkpoints (rules may treat some tensors apart).
+            tensors: its value in each model, in ``--models`` order, each of shape ``S``, all in
+                one float dtype (float32, or float64). Read-only: they may be the engine's copies.
+
+        Returns:
+            A tensor of shape ``S`` (any float dtype; the engine rounds it to the output dtype).
+            Returning one of ``tensors`` itself keeps that input bit for bit.
+        """
+
+    def tensor_summary(self) -> dict[str, Any]:
+        """What the per-tensor combination did (JSON-able), saved in ``forgetless-merge.json``."""
+        return {}

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 
 Unit = Literal["nats", "percent"]
 

@@ -16,7 +16,11 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from forgetless.merging.errors import MergeError
 from forgetless.models import ModelLoadError, check_safetensors
+
+# MergeError is defined in errors.py (torch-free, for --help) and kept importable from here, where it was.
+__all__ = ["DTYPES", "DTYPE_NAMES", "FLOAT_DTYPES", "Checkpoint", "MergeError", "TensorInfo"]
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -29,10 +33,6 @@ DTYPES: dict[str, torch.dtype] = {
 }
 DTYPE_NAMES: dict[torch.dtype, str] = {v: k for k, v in DTYPES.items()}
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
-
-
-class MergeError(ValueError):
-    """A merge was refused before anything was written; the message names what differs."""
 
 
 @dataclass(frozen=True)

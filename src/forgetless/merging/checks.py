@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from forgetless.merging.checkpoint import FLOAT_DTYPES, Checkpoint, MergeError
+from forgetless.merging.checkpoint import FLOAT_DTYPES, Checkpoint
+from forgetless.merging.errors import MergeError
 
 
 def check_architectures(checkpoints: list[Checkpoint]) -> None:

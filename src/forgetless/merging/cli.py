@@ -13,8 +13,8 @@ import json
 from contextlib import ExitStack
 from typing import Any
 
-from forgetless.merging.base import MergeRule, RuleContext
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.base import MergeRule, RuleContext, TensorRule
+from forgetless.merging.errors import MergeError
 from forgetless.merging.config import MergeConfig, merge_schema
 from forgetless.merging.registry import RULES
 from forgetless.merging.registry import build_rule as build_registered_rule
@@ -77,14 +77,21 @@ def cmd_merge_weights(cfg: MergeConfig) -> int:
     with ExitStack() as stack:
         paths = [c.path for c in resolve_inputs(cfg.models, stack, cfg.adapter_base, cfg.trust_remote_code)]
         result = rule.coefficients(paths)
-        print(f"{cfg.rule} coefficients:")
+        per_tensor = isinstance(rule, TensorRule)
+        print(f"{cfg.rule} coefficients" + (" (its linear counterpart: it combines each tensor itself)"
+                                            if per_tensor else "") + ":")
         _print_weights(cfg.models, result.values, result.info)
         out = merge_checkpoints(paths, result.values, cfg.output, config_from=cfg.config_from,
                                 shard_size=cfg.shard_size, overwrite=cfg.overwrite, dtype=cfg.dtype,
                                 sentence_transformers_from=result.sentence_transformers_from,
                                 sentence_transformers_pooling=result.sentence_transformers_pooling,
+                                tensor_rule=rule if per_tensor else None,
                                 record={"rule": cfg.rule, "inputs": cfg.models, "params": rule.params(),
                                         **result.info})
+    if isinstance(rule, TensorRule):  # counts here; the names are in the record
+        summary = rule.tensor_summary()
+        print("per tensor: " + ", ".join(f"{key} {len(value) if isinstance(value, list) else value}"
+                                         for key, value in summary.items()))
     dtype = json.loads((out / "forgetless-merge.json").read_text())["dtype"]
     print(f"merged model written to {out} ({dtype}; coefficients in {out}/forgetless-merge.json)")
     return 0
@@ -196,7 +203,7 @@ def cmd_merge_sweep(cfg: MergeConfig) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    """Merge model weights (interpolate, average, greedy_soup, task_arithmetic, cocktail), sweep alpha
+    """Merge model weights (interpolate, average, greedy_soup, task_arithmetic, cocktail, slerp), sweep alpha
     in memory, or choose alpha under a forgetting budget."""
     cfg = _config(args)
     # Before any work (a rule's coefficients or a sweep can take minutes); the engine checks --output again.

@@ -37,11 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from forgetless.merging.base import Coefficients, MergeRule, RuleContext, RuleParams
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 from forgetless.merging.interpolate import check_alpha
 from forgetless.merging.st_format import DEFAULT_NUM_NEGATIVES, resolve_pooling
 
@@ -66,6 +65,8 @@ def cocktail_weights(losses: list[float], temperature: float) -> list[float]:
     """
     if not math.isfinite(temperature) or temperature <= 0:
         raise MergeError(f"temperature={temperature}: expected a positive number (LM-Cocktail uses 5)")
+    import torch  # imported here: the registry imports this module for `forgetless --help`, which needs no torch
+
     return torch.softmax(-torch.tensor(losses, dtype=torch.float64) / temperature, dim=0).tolist()
 
 

@@ -28,7 +28,8 @@ class MergeConfig(BaseModel):
 
     models: list[str] = Field(description="Input models: directories (safetensors), LoRA adapter directories, "
                                           "or testbed:tiny. interpolate/sweep/budget: BASE FINETUNED; "
-                                          "task_arithmetic: BASE then task models; cocktail: any order, "
+                                          "task_arithmetic: BASE then task models; slerp: FIRST (t=0) SECOND (t=1); "
+                                          "cocktail: any order, "
                                           "--finetuned gives the fine-tuned one's index.")
     output: str | None = Field(None, description="Merged model directory (written atomically). A sweep writes "
                                                  "nothing; with --budget it writes the chosen alpha here.")

@@ -1,14 +1,16 @@
-"""The streaming merge engine: θ = Σ_k c_k θ_k over safetensors checkpoints.
+"""The streaming merge engine: θ = Σ_k c_k θ_k over safetensors checkpoints, or a rule's own
+per-tensor combination.
 
 Every coefficient rule (interpolate, average, task_arithmetic, cocktail, greedy soup)
 reduces to one list of coefficients over the inputs (docs/methods.md#merging); this module
-applies such a list. It reads one tensor of each input at a time, combines it in float32
-(float64 for float64 inputs), casts it to the output dtype and appends it to the output
-shard, so peak memory is a few tensors, never a model. Inputs may differ in float dtype
-(a bf16 base and an fp32 fine-tuned model): the output takes the first model's dtype, or
-the one asked for. Integer tensors and buffers are copied from the config source, never
-combined. Output goes to a temporary directory that is renamed when complete
-(``forgetless.atomic.atomic_dir``).
+applies such a list. A non-linear rule (``TensorRule``: slerp) combines each tensor itself
+(``combine_tensors``), on the same stream, with the same dtype handling. The engine reads
+one tensor of each input at a time, combines it in float32 (float64 for float64 inputs),
+casts it to the output dtype and appends it to the output shard, so peak memory is a few
+tensors, never a model. Inputs may differ in float dtype (a bf16 base and an fp32
+fine-tuned model): the output takes the first model's dtype, or the one asked for. Integer
+tensors and buffers are copied from the config source, never combined. Output goes to a
+temporary directory that is renamed when complete (``forgetless.atomic.atomic_dir``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import forgetless
 from forgetless.atomic import atomic_dir, write_json
 from forgetless.outputs import guard_output
 from forgetless.merging.adapters import is_adapter, materialize_adapter
+from forgetless.merging.base import TensorRule
 from forgetless.dtypes import HEADER_NAMES, config_dtype, parse_dtype, short_name
-from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Checkpoint, MergeError, TensorInfo
+from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Checkpoint, TensorInfo
+from forgetless.merging.errors import MergeError
 from forgetless.merging.checks import check_compatible
 from forgetless.merging.st_format import check_pipeline, copy_pipeline, embedding_width, write_pipeline
 from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
@@ -81,6 +85,42 @@ def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
             total = total.to(torch.float64)
         total.add_(term.to(total.dtype), alpha=c)
     return total.to(dtype)
+
+
+def combine_tensors(read: Callable[[int], torch.Tensor], n_models: int, rule: TensorRule, name: str,
+                    dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``rule.combine_tensor`` for one tensor: every input read, widened, combined, checked, rounded once.
+
+    The inputs are widened to float32 (float64 if an input or ``dtype`` is), as ``combine``
+    sums, and the result is rounded once to ``dtype``; a rule that returns an input unchanged
+    therefore reproduces it bit for bit, as ``combine`` does for a single coefficient of 1.
+
+    Args:
+        read: loads input ``k``'s tensor (shape ``S``, any float dtype).
+        n_models: how many inputs there are.
+        rule: the per-tensor rule.
+        name: the tensor's name, passed to the rule and used in messages.
+        dtype: dtype of the result; None: the first input's dtype.
+
+    Returns:
+        A tensor of shape ``S`` in ``dtype``.
+
+    Raises:
+        MergeError: the rule returned another shape, or non-finite values from finite inputs.
+    """
+    tensors = [read(k) for k in range(n_models)]
+    dtype = dtype or tensors[0].dtype
+    wide = dtype == torch.float64 or any(t.dtype == torch.float64 for t in tensors)
+    compute = torch.float64 if wide else torch.float32
+    tensors = [t.to(compute) for t in tensors]
+    merged = rule.combine_tensor(name, tensors)
+    if merged.shape != tensors[0].shape:
+        raise MergeError(f"rule {rule.name} returned shape {tuple(merged.shape)} for tensor {name} of shape "
+                         f"{tuple(tensors[0].shape)}")
+    # Inputs may hold inf on purpose (masks); only a non-finite value the rule itself made is refused.
+    if not bool(torch.isfinite(merged).all()) and all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise MergeError(f"rule {rule.name} made non-finite values in tensor {name} from finite inputs")
+    return merged.to(dtype)
 
 
 def _majority_dtype(tensors: dict[str, TensorInfo]) -> torch.dtype | None:
@@ -158,8 +198,10 @@ def merge_checkpoints(
     dtype: str | torch.dtype | None = None,
     sentence_transformers_from: int | None = None,
     sentence_transformers_pooling: str | None = None,
+    tensor_rule: TensorRule | None = None,
 ) -> Path:
-    """Write θ = Σ_k c_k θ_k of ``models`` to ``output``, streaming one tensor at a time.
+    """Write θ = Σ_k c_k θ_k of ``models`` (or ``tensor_rule``'s combination) to ``output``,
+    streaming one tensor at a time.
 
     Args:
         models: model directories (single-file or sharded safetensors), ``testbed:PRESET``,
@@ -180,6 +222,8 @@ def merge_checkpoints(
         sentence_transformers_pooling: ``cls`` or ``mean``: when that model has no pipeline, write
             one (encoder, this pooling, Normalize) so that ``SentenceTransformer`` embeds the output
             as the rule scored it; None: write none.
+        tensor_rule: a rule that combines each float tensor itself (``TensorRule``); the
+            coefficients are then checked and recorded but not summed. None: the linear sum.
 
     Returns:
         ``output``, loadable with ``AutoModelForCausalLM.from_pretrained``.
@@ -237,6 +281,9 @@ def merge_checkpoints(
             target = DTYPES[planned[name].dtype]
             if name in copied:
                 return source.read(name).to(target)
+            if tensor_rule is not None:
+                return combine_tensors(lambda k: checkpoints[k].read(name), len(checkpoints), tensor_rule, name,
+                                       target)
             return combine(lambda k: checkpoints[k].read(name), values, target)
 
         with atomic_dir(output, overwrite=overwrite) as tmp:
@@ -264,6 +311,10 @@ def merge_checkpoints(
                 "shards": [s.file for s in shards],
                 **({"sentence_transformers_from": pipeline_from_text, "sentence_transformers_files": pipeline}
                    if pipeline else {}),
+                # Only a per-tensor merge says so: a linear merge's record stays as it was.
+                **({"combined": f"per tensor by rule {tensor_rule.name}; the coefficients are its linear "
+                                "counterpart, not what was summed", **tensor_rule.tensor_summary()}
+                   if tensor_rule is not None else {}),
                 **(record or {}),
             })
     return output

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
 
 from forgetless.merging.base import Coefficients, MergeRule, RuleContext, RuleParams
-from forgetless.merging.checkpoint import Checkpoint, MergeError
+from forgetless.merging.errors import MergeError
 
 if TYPE_CHECKING:  # transformers costs a second at start-up; the merge command never needs it
+    import torch
     from transformers import PreTrainedModel
 
 Score = Callable[["PreTrainedModel"], float]
@@ -26,6 +26,11 @@ Score = Callable[["PreTrainedModel"], float]
 
 def float_state(path: Path, names: list[str]) -> dict[str, torch.Tensor]:
     """The named tensors of a checkpoint as float32 (they are summed)."""
+    # imported here: the registry imports this module for `forgetless --help`, which needs no torch
+    import torch
+
+    from forgetless.merging.checkpoint import Checkpoint
+
     checkpoint = Checkpoint(path)
     return {name: checkpoint.read(name).to(torch.float32) for name in names}
 
@@ -64,7 +69,10 @@ class GreedySoup(MergeRule):
         return cls(score=loss_score(params.validation, context), trust_remote_code=context.trust_remote_code)
 
     def coefficients(self, models: list[Path]) -> Coefficients:
-        # imported here: the merge flags are built from this module, without transformers
+        # imported here: the merge flags are built from this module, without transformers or torch
+        import torch
+
+        from forgetless.merging.checkpoint import Checkpoint
         from forgetless.merging.scoring import load_for_scoring
 
         if len(models) < 2:

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 
 from forgetless.merging.base import Coefficients, MergeRule, RuleParams
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:

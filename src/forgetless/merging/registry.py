@@ -15,10 +15,11 @@ from pydantic import ValidationError
 
 from forgetless.merging.average import Average
 from forgetless.merging.base import MergeRule, RuleContext
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 from forgetless.merging.cocktail import Cocktail
 from forgetless.merging.greedy_soup import GreedySoup
 from forgetless.merging.interpolate import Interpolate
+from forgetless.merging.slerp import Slerp
 from forgetless.merging.task_arithmetic import TaskArithmetic
 
 RULES: dict[str, type[MergeRule]] = {
@@ -27,6 +28,7 @@ RULES: dict[str, type[MergeRule]] = {
     "greedy_soup": GreedySoup,
     "task_arithmetic": TaskArithmetic,
     "cocktail": Cocktail,
+    "slerp": Slerp,
 }
 
 

@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 
 Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = ("cls", "mean")

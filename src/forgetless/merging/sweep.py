@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from forgetless.merging.checkpoint import Checkpoint, MergeError
+from forgetless.merging.checkpoint import Checkpoint
+from forgetless.merging.errors import MergeError
 from forgetless.merging.checks import check_compatible
 from forgetless.merging.interpolate import check_alpha
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from forgetless.merging.base import Coefficients, MergeRule, RuleParams
-from forgetless.merging.checkpoint import MergeError
+from forgetless.merging.errors import MergeError
 
 
 class TaskArithmeticParams(RuleParams):
