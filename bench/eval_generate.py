@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM
 
 from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.generate import _left_pad, greedy_decode
-from forgetless.testbed.build import build_testbed
 from forgetless.models import load_tokenizer
+from forgetless.testbed.build import build_testbed
+from forgetless.testbed.specs import resolve_spec
 
 
 def main() -> None:
@@ -31,19 +33,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--model", help="a trained model dir instead of the random small-architecture model")
+    parser.add_argument("--model", help="a model dir or spec (real:smollm2-135m) instead of the random small model")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from eval_loglik import small_model  # same directory
 
-    testbed = build_testbed("tiny")
-    tokenizer = load_tokenizer(args.model or str(testbed.root / "tokenizer"))
-    if args.model:
-        model = AutoModelForCausalLM.from_pretrained(args.model, use_safetensors=True).eval()
+    # The prompts need only the testbed's data (no build); the random model needs its tokenizer (a build).
+    model_dir = resolve_spec(args.model) if args.model else None
+    tokenizer = load_tokenizer(model_dir or str(build_testbed("tiny").root / "tokenizer"))
+    if model_dir:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32).eval()
     else:
         model = small_model(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    lines = testbed.task("medcalc_cot", "test").read_text().splitlines()[: args.prompts]
+    task = Path(resolve_spec("testbed:tiny/tasks/medcalc_cot/test.jsonl"))
+    lines = task.read_text().splitlines()[: args.prompts]
     prompts = [encode_prompt(tokenizer, json.loads(line)["prompt"]) for line in lines]
     eos, pad, budget = tokenizer.eos_token_id, tokenizer.pad_token_id, args.max_new_tokens
     print(f"{len(prompts)} prompts, max {budget} new tokens, batch {args.batch_size}, {torch.get_num_threads()} threads")

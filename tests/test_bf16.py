@@ -168,18 +168,20 @@ def test_merge_sweep_and_budget_of_a_bf16_base(tiny_bf16_model_dir, bf16_finetun
     assert f"alpha={chosen:g} meets the budget" in capsys.readouterr().out
 
 
-def test_study_train_cells_of_fp32_bases_keep_their_keys(tiny_model_dir, tiny_bf16_model_dir, pc_data):
+def test_study_train_cells_are_keyed_by_content_and_fp32_needs_no_dtype(tiny_model_dir, tiny_bf16_model_dir, pc_data):
     from forgetless.data import data_hash
     from forgetless.study.cells import model_fingerprint
     from forgetless.study.runner import train_spec
 
     probe = _cfg(tiny_model_dir, pc_data, Path("unused"))
-    # The key every cached study computed before save_dtype and the launcher existed: fp32 outputs, still valid.
+    # The base and the data enter by content, never by path, so a moved study keeps its keys (issue 29).
     # fields/template/replace are folded into `data` (forgetless.data.spec), always empty, never in the key;
-    # add_bos and chat_template stay out while auto (the base's own conventions, keyed by its fingerprint).
-    new_fields = {"save_dtype", "launcher", "accelerate_config", "fields", "template", "replace", "add_bos", "chat_template"}
+    # add_bos and chat_template stay out while auto (the base's own conventions, keyed by its fingerprint);
+    # an fp32 output (the dtype of every run before save_dtype existed) adds no key.
+    left_out = {"model", "data", "save_dtype", "launcher", "accelerate_config", "fields", "template", "replace",
+                "add_bos", "chat_template"}
     assert train_spec(probe, str(tiny_model_dir)) == {
-        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", *new_fields}),
+        "train": probe.model_dump(exclude={"output", "overwrite", "keep_checkpoints", *left_out}),
         "base": model_fingerprint(tiny_model_dir), "data": data_hash(str(pc_data))}
     assert train_spec(probe.model_copy(update={"save_dtype": "fp32"}), str(tiny_model_dir)).get("save_dtype") is None
     # A bf16 base now writes bf16 models: a new key, so no fp32 model of an older run is reused.

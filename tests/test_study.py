@@ -88,6 +88,41 @@ def test_rerun_is_cached_and_identical(study_yaml: Path, monkeypatch: pytest.Mon
     assert (root / "results.jsonl").read_text() == first
 
 
+def test_a_moved_study_finishes_from_its_cache(study_yaml: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: the study folder and its data copied elsewhere (another disk, another machine) recompute nothing."""
+    import shutil
+
+    from forgetless.study import measure
+
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"].append({"name": "cf-replay", "learning_rates": [1e-3],
+                              "train": {"replay": {"data": "context-free", "ratio": 0.5}}})
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    first = (root / "results.jsonl").read_text()
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(str(root), moved / "renamed-study")
+    expected = first.replace(str(root), str(moved / "renamed-study"))
+    for key in ("train", "test", "general"):  # the data moves too: cells know it by its content
+        new = moved / Path(values["data"][key]).name
+        shutil.copy(values["data"][key], new)
+        expected = expected.replace(values["data"][key], str(new))  # the notes name the files where they are now
+        values["data"][key] = str(new)
+    values["output"] = str(moved / "renamed-study")
+    study_yaml.write_text(yaml.safe_dump(values))
+
+    def nothing_recomputed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished cell was computed again after the move")
+
+    monkeypatch.setattr(model_cells, "train", nothing_recomputed)
+    monkeypatch.setattr(model_cells, "measure", nothing_recomputed)
+    monkeypatch.setattr(measure, "measure", nothing_recomputed)
+    again = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    assert (again / "results.jsonl").read_text() == expected
+
+
 def test_killed_study_resumes_to_the_same_results(study_yaml: Path) -> None:
     cfg = load_study(study_yaml)
     root = run_study(cfg, print_fn=lambda _: None)

@@ -77,8 +77,34 @@ class Cell:
         return result
 
 
+STUDY = "<study>"
+
+
+def study_relative(value: Any, study: Path) -> Any:
+    """``value`` with every path inside the study directory written relative to it (``<study>/cells/...``).
+
+    A cell's key must not change when the study is copied to another disk or its folder
+    renamed: what lies inside the study is named by its place there, what lies outside
+    by its content (the base's fingerprint, the data's hash, which every spec carries).
+    """
+    if isinstance(value, dict):
+        return {k: study_relative(v, study) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [study_relative(v, study) for v in value]
+    if isinstance(value, str) and value.startswith(str(study)):
+        rest = value[len(str(study)):]
+        if not rest or rest.startswith(("/", "\\")):
+            return STUDY + rest.replace("\\", "/")
+    return value
+
+
 def cell(root: Path, kind: str, spec: dict[str, Any]) -> Cell:
-    """The cell of ``kind`` determined by ``spec``; its spec is stored beside it for inspection."""
+    """The cell of ``kind`` determined by ``spec``; its spec is stored beside it for inspection.
+
+    ``root`` is the study's ``cells`` folder; paths inside the study enter the key relative to it
+    (``study_relative``), so a moved study finishes from its cache.
+    """
+    spec = study_relative(spec, root.resolve().parent)
     made = Cell(root, kind, content_key({"kind": kind, **spec}))
     if not (made.dir / "spec.json").is_file():
         write_json(made.dir / "spec.json", spec)

@@ -69,8 +69,10 @@ def train_spec(probe: TrainConfig, base_path: str, data: str | None = None) -> d
 
     ``data`` is the file training reads when it is not ``probe.data`` (train minus a carved validation split).
     """
+    # The base's and the data's paths stay out: their content is keyed below, so a study whose base or
+    # data sits elsewhere on another machine still finds its cells.
     spec = {
-        "train": {k: v for k, v in probe.identity().items() if k != "save_dtype"},
+        "train": {k: v for k, v in probe.identity().items() if k not in ("save_dtype", "model", "data")},
         "base": model_fingerprint(base_path),
         "data": data_hash(resolve_data(data or probe.data)),
     }

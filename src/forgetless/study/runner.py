@@ -106,7 +106,7 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
     Returns:
         ``(context, notes)``; the notes (also ``context.notes``) go into the base row.
     """
-    root = Path(cfg.output)
+    root = Path(cfg.output).resolve()  # absolute: paths inside the study enter cell keys relative to it (cells.py)
     root.mkdir(parents=True, exist_ok=True)
     base_path = resolve_base(cfg.base_model)
     general = resolve_data(cfg.data.general)
