@@ -288,3 +288,19 @@ def test_corpus_replay_refuses_the_held_out_general_text(study_yaml: Path) -> No
     study_yaml.write_text(yaml.safe_dump(values))
     with pytest.raises(ValueError, match="replay_corpus: is data.general"):
         run_study(load_study(study_yaml), print_fn=lambda _: None)
+
+
+def test_a_diverged_run_is_a_finding_not_a_crash(study_yaml: Path) -> None:
+    """Issue 29/34: a run whose loss or weights become NaN or inf is listed in the report, and every other model
+    (its sweeps skipped) is measured as usual."""
+    values = yaml.safe_load(study_yaml.read_text())
+    values["methods"] = [{"name": "sft", "learning_rates": [1e-3]},
+                         {"name": "wild", "learning_rates": [1e30], "train": {"max_grad_norm": 0.0}}]
+    study_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(study_yaml), print_fn=lambda _: None)
+    rows = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines()]
+    assert not any(r.get("method") == "wild" for r in rows)
+    assert [r["kind"] for r in rows].count("interpolation") == 1  # sft's point only: nothing mixes the wild run
+    (run,) = rows[0]["diverged"]
+    assert run["id"].startswith("wild") and "step" in run["message"]
+    assert "**Diverged**: wild lr=1e+30" in (root / "report.md").read_text()

@@ -101,4 +101,5 @@ class Context:
     kl_samples: list[Any] | None = None
     notes: dict[str, Any] = field(default_factory=dict)  # about the data, for the base row (prepare_domain_data)
     rows: list[Row] = field(default_factory=list)  # the rows of the stages assembled so far
+    diverged: list[dict[str, str]] = field(default_factory=list)  # runs whose loss or weights became NaN or inf
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)  # by row id: what each row was made from

@@ -34,6 +34,7 @@ from forgetless.study.measure import accuracy, measure, nats_per_token, paired_i
 from forgetless.study.replay_cells import with_replay_file
 from forgetless.study.rows import Row
 from forgetless.training.run import train
+from forgetless.training.trainer import TrainingDiverged
 
 
 def trained_models(cfg: StudyConfig) -> Iterator[tuple[MethodConfig, float, int]]:
@@ -128,14 +129,25 @@ def train_model(ctx: Context, method: MethodConfig, lr: float, seed: int,
         model_dir = unit.dir / "model"
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
-            train(cfg.model_copy(update={"model": ctx.base_path,
-                                         "data": resolve_data(data or ctx.train_data or cfg.data)}),
-                  callbacks=[curve] if curve is not None else None)
+            try:
+                train(cfg.model_copy(update={"model": ctx.base_path,
+                                             "data": resolve_data(data or ctx.train_data or cfg.data)}),
+                      callbacks=[curve] if curve is not None else None)
+            except TrainingDiverged as error:
+                # A finding, not a crash: the report lists the run, every stage skips its missing model.
+                unit.save({"model": None, "diverged": str(error), "seconds": None, "curve": []})
+                ctx.progress.end(6.0, cached)
+                return unit, str(model_dir)
         record = json.loads((model_dir / "forgetless.json").read_text())
         unit.save({"model": str(model_dir), "seconds": record["metrics"].get("wall_seconds"),
                    "curve": curve_from_log(record.get("log_history", []))})
     ctx.progress.end(6.0, cached)
     return unit, str(unit.dir / "model")
+
+
+def diverged(unit: Cell) -> str | None:
+    """Why a finished training cell has no model (its loss or weights became NaN or inf), else None."""
+    return unit.load().get("diverged") if unit.done() else None
 
 
 def curve_callback(ctx: Context) -> LearningCurve | None:

@@ -184,6 +184,8 @@ def data_note(rows: list[Row]) -> str:
                      "not the task."
                      + (f" Answers are read with `{base['answer_extraction']}` (docs/eval_schema.md), the floor's too."
                         if base.get("answer_extraction", "answer_marker") != "answer_marker" else ""))
+    for run in base.get("diverged") or []:
+        notes.append(f"**Diverged**: {run['label']} was not measured: {run['message']}")
     duplicates = {k: v for k, v in (base.get("duplicate_prompts") or {}).items() if v}
     if duplicates:
         notes.append("**Warning**: " + ", ".join(f"{v} {k}" for k, v in duplicates.items()) +

@@ -162,4 +162,6 @@ def assemble_rows(ctx: Context, stages: Sequence[Stage] = STAGES) -> list[Row]:
     attach_kl_samples(ctx)
     for stage in stages:
         ctx.rows.extend(stage.rows(ctx))
+    if ctx.diverged and ctx.rows:  # the base row carries the study's notes (report.data_note)
+        ctx.rows[0]["diverged"] = list(ctx.diverged)
     return ctx.rows

@@ -28,8 +28,8 @@ from forgetless.study.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, PeerConfig, StudyConfig
 from forgetless.study.context import Context, load_model, resolve_data
 from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (eval_task_id, evaluate, make_row, train_model, train_task_id,
-                                          trained_path, trained_row_id)
+from forgetless.study.model_cells import (diverged, eval_task_id, evaluate, make_row, train_cell, train_model,
+                                          train_task_id, trained_path, trained_row_id)
 from forgetless.merging.base import RuleContext
 from forgetless.merging.engine import merge_checkpoints
 from forgetless.merging.registry import build_rule
@@ -151,14 +151,28 @@ def peer_train_task(spec: ContextSpec, index: int) -> None:
     train_peer(ctx, ctx.cfg.cocktail.peers[index])
 
 
+def diverged_inputs(ctx: Context) -> list[str]:
+    """The fine-tuned model and peers of the mix whose training diverged (no model to mix)."""
+    assert ctx.cfg.cocktail is not None
+    method, lr, seed = cocktail_parent(ctx.cfg)
+    runs = [(trained_row_id(method, lr, seed), train_cell(ctx, method, lr, seed)[0])]
+    runs += [(f"peer {peer.name}", train_cell(ctx, peer_method(peer), peer.learning_rate, ctx.cfg.seeds[0],
+                                              peer.data)[0]) for peer in ctx.cfg.cocktail.peers]
+    return [name for name, unit in runs if diverged(unit)]
+
+
 def cocktail_mix_task(spec: ContextSpec) -> None:
     """Weigh the base and the peers and write the mix."""
-    cocktail_mix(context_for(spec))
+    ctx = context_for(spec)
+    if not diverged_inputs(ctx):
+        cocktail_mix(ctx)
 
 
 def cocktail_point_task(spec: ContextSpec, alpha: float) -> None:
     """Evaluate one α of the cocktail curve."""
-    cocktail_point(context_for(spec), alpha, holder("cocktail:" + spec.key))
+    ctx = context_for(spec)
+    if not diverged_inputs(ctx):
+        cocktail_point(ctx, alpha, holder("cocktail:" + spec.key))
 
 
 class CocktailStage:
@@ -194,6 +208,11 @@ class CocktailStage:
         method, lr, seed = cocktail_parent(ctx.cfg)
         row_id = trained_row_id(method, lr, seed)
         peers = [(peer.name, train_peer(ctx, peer)) for peer in cfg.peers]
+        broken = diverged_inputs(ctx)
+        if broken:  # the trained stage lists a diverged parent; a diverged peer is listed here
+            ctx.diverged += [{"id": f"cocktail/{row_id}", "label": f"LM-Cocktail of {row_id}",
+                              "message": f"its input {', '.join(broken)} diverged"}]
+            return []
         names, _, _ = _inputs(ctx)
         _, record = cocktail_mix(ctx)
         candidates = record["candidates"]

@@ -16,8 +16,8 @@ from forgetless.study.cells import model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.context import Context, load_model
 from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (eval_task_id, evaluate, make_row, train_task_id, trained_models,
-                                          trained_path, trained_row_id)
+from forgetless.study.model_cells import (diverged, eval_task_id, evaluate, make_row, train_cell, train_task_id,
+                                          trained_models, trained_path, trained_row_id)
 from forgetless.merging.ensemble import OutputEnsemble
 from forgetless.merging.sweep import Interpolator
 from forgetless.study.rows import Row, RowKind, family_of
@@ -66,6 +66,8 @@ def sweep_point_task(spec: ContextSpec, method: MethodConfig, lr: float, seed: i
                      alpha: float) -> None:
     """Evaluate one WiSE-FT or ensemble point of one trained model."""
     ctx = context_for(spec)
+    if diverged(train_cell(ctx, method, lr, seed)[0]):
+        return  # nothing to mix with the base
     path = trained_path(ctx, method, lr, seed)
     kept = holder(f"sweep:{path}:{model_fingerprint(path)}:{ctx.base_path}")
     sweep_point(ctx, path, method.name, lr, kind, alpha, kept)
@@ -95,7 +97,7 @@ class SweepStage:
     def rows(self, ctx: Context) -> list[Row]:
         rows = []
         for method, lr, seed in trained_models(ctx.cfg):
-            if not swept(ctx.cfg, method):
+            if not swept(ctx.cfg, method) or diverged(train_cell(ctx, method, lr, seed)[0]):
                 continue
             row_id, path, kept = trained_row_id(method, lr, seed), trained_path(ctx, method, lr, seed), {}
             family = method.family or family_of(method.train)

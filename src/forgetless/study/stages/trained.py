@@ -9,8 +9,8 @@ from __future__ import annotations
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.context import Context, load_model
 from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (eval_task_id, evaluate, make_row, plain_sft, train_cell, train_model,
-                                          train_task_id, trained_label, trained_models, trained_row_id)
+from forgetless.study.model_cells import (diverged, eval_task_id, evaluate, make_row, plain_sft, train_cell,
+                                          train_model, train_task_id, trained_label, trained_models, trained_row_id)
 from forgetless.study.replay_cells import REPLAY_SOURCES, replay_samples, replay_sources
 from forgetless.study.rows import Row, RowKind, family_of
 from forgetless.study.stages import Planned
@@ -33,6 +33,8 @@ def eval_task(spec: ContextSpec, method: MethodConfig, lr: float, seed: int) -> 
     """Evaluate one trained model."""
     ctx = context_for(spec)
     unit, _ = train_cell(ctx, method, lr, seed)
+    if diverged(unit):
+        return  # no model to measure; the report lists the run
     path = str(unit.dir / "model")
     evaluate(ctx, {"model": unit.key}, trained_label(ctx.cfg, method, lr, seed), lambda: load_model(path))
 
@@ -69,6 +71,10 @@ class TrainedStage:
         for method, lr, seed in trained_models(ctx.cfg):
             unit, path = train_model(ctx, method, lr, seed)
             label = trained_label(ctx.cfg, method, lr, seed)
+            if diverged(unit):
+                ctx.diverged.append({"id": trained_row_id(method, lr, seed), "label": label,
+                                     "message": diverged(unit)})
+                continue
             m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: load_model(p))
             trained = unit.load()
             rows.append(make_row(ctx, trained_row_id(method, lr, seed), label, RowKind.TRAINED, m, method=method.name,
