@@ -31,12 +31,12 @@ def hide(monkeypatch: pytest.MonkeyPatch, *packages: str) -> None:
         monkeypatch.setitem(sys.modules, package, None)  # import raises ImportError(name=package)
 
 
-def test_probes_without_their_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+def test_probes_without_their_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     hide(monkeypatch, "countryinfo", "us", "periodictable")
     assert main(["probes", "--output", str(tmp_path / "p")]) == 2
     line = _one_line(capsys)
-    assert "the general-ability probes needs the package" in line and "pip install 'forgetless[probes]'" in line
+    assert "the general-ability probes needs the package" in line and "pip install countryinfo" in line
     assert not (tmp_path / "p").exists()
 
 

@@ -16,7 +16,7 @@ from forgetless.testbed.probes import GROUP, MAX_NEW_TOKENS, PROBES, write_probe
 from tests.fitting import fit_continuations
 from tests.test_cli_errors import _one_line
 
-pytest.importorskip("countryinfo", reason="optional extra: pip install 'forgetless[probes]'")
+pytest.importorskip("countryinfo", reason="a dependency of forgetless: pip install countryinfo")
 
 
 @pytest.fixture(scope="module")
