@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -130,6 +130,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
         self._epilog_factory = epilog_factory
+
+    def error(self, message: str) -> NoReturn:
+        """One line and exit 2: argparse's own error prints the whole usage block above the message, which buried
+        it (``forgetless train`` has 45 flags); the line says where the usage is instead."""
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the arguments)\n")
 
     def format_help(self) -> str:
         """The help, with the epilog built now when it is built on demand."""
