@@ -28,8 +28,11 @@ class ReplayConfig(BaseModel):
     data: DataSpec = Field(
         description="Replay data (a file or hf:NAME[:CONFIG]:SPLIT): `forgetless generate` output (text), contextual "
                     "prompt/completion, or a corpus slice.")
+    # At most 1000: the drawn examples are held in memory, and 1e9 per domain example once ran until memory ran out.
     ratio: float | None = Field(
-        None, ge=0, description="Replay examples per domain example, drawn with the run's seed; None: every replay example once."
+        None, ge=0, le=1000,
+        description="Replay examples per domain example (at most 1000), drawn with the run's seed; None: every replay "
+                    "example once."
     )
     weight: float = Field(1.0, ge=0, description="Loss weight λ on replay examples (multiplies their token weights).")
     kl_eval_data: DataSpec | None = Field(
