@@ -279,7 +279,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(value).__name__}")
+    if _expands_past(value, MAX_YAML_VALUES):
+        raise ConfigError(f"{path}: expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases, as in the "
+                          "'billion laughs' file); expected a config of ordinary size")
     return value
+
+
+# PyYAML shares an aliased node instead of copying it, so a 10-line file of aliases of aliases loads at once; whatever
+# walks the result (spec resolution, validation) then visits 10^9 values. No real config comes near a million.
+MAX_YAML_VALUES = 1_000_000
+
+
+def _expands_past(value: Any, budget: int) -> bool:
+    """Whether walking ``value`` (shared lists and dicts counted at each place they appear) visits over ``budget``
+    values; stops as soon as it does."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def build_config(schema: type[BaseModel], values: dict[str, Any], source: str) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
     path = Path(path)
     if not path.is_dir():
         return
+    for name in (f"{stem}.safetensors.index.json", f"{stem}.safetensors", "config.json", "adapter_config.json"):
+        refuse_special(path / name)
     index = path / f"{stem}.safetensors.index.json"
     if index.is_file():
         try:
@@ -95,6 +98,7 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
         raise ModelLoadError(f"{path}: no {stem}.safetensors; expected safetensors weights")
     for shard in shards:
         file = path / shard
+        refuse_special(file)
         if not file.is_file():
             raise ModelLoadError(f"{path}: shard {shard} named in {index.name} is missing")
         try:
@@ -106,6 +110,17 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
     if not config.is_file():
         raise ModelLoadError(f"{path}: no {config.name}; expected a model directory written by save_pretrained")
     read_json_object(config)
+
+
+def refuse_special(path: Path) -> None:
+    """Refuse ``path`` when it exists but is not a regular file (or a link to one): a FIFO nobody writes to blocks
+    its reader forever, and a link to ``/dev/zero`` never ends.
+
+    Raises:
+        ModelLoadError: naming ``path``.
+    """
+    if os.path.exists(path) and not path.is_file() and not path.is_dir():
+        raise ModelLoadError(f"{path}: is not a regular file (a FIFO, device or socket); expected a file of the model")
 
 
 def _reason(err: BaseException) -> str:
@@ -122,6 +137,7 @@ def read_json_object(path: Path) -> dict[str, Any]:
     Raises:
         ModelLoadError: naming ``path``: not UTF-8, not JSON, nested past Python's recursion limit, or not an object.
     """
+    refuse_special(path)
     try:
         value = json.loads(path.read_bytes().decode("utf-8-sig"))
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -138,6 +154,8 @@ def check_tokenizer_file(path: str | Path) -> None:
     Raises:
         ModelLoadError: naming the file and what was expected.
     """
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        refuse_special(Path(path) / name)
     file = Path(path) / "tokenizer.json"
     if not file.is_file():
         return

@@ -60,7 +60,7 @@ def cmd_kl_estimate(args: KLEstimateArgs) -> int:
     base_spec = args.base
     if base_spec is None:
         recorded = Path(args.model) / "forgetless.json"
-        if not recorded.is_file():
+        if not recorded.exists():  # a FIFO or device exists, and is refused by name when read
             raise ValueError(f"--base is required: {recorded} does not exist to say which base {args.model} was trained from")
         base_spec = recorded_base(recorded)
     if args.output:  # before any work: the result JSON may replace an earlier result, never an input

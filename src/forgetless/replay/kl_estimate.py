@@ -168,6 +168,9 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
     """
     path = Path(path)
     meta_path = meta_path_for(path)
+    if meta_path.exists() and not meta_path.is_file():  # a FIFO or device would be read without end
+        raise DataError(meta_path, None, None, "is not a regular file (a FIFO, device or socket); expected the "
+                        "sidecar written by `forgetless generate`")
     if not meta_path.is_file():
         raise DataError(meta_path, None, None, "missing; expected the sidecar written by `forgetless generate`")
     try:
