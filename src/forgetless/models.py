@@ -98,6 +98,8 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
         raise ModelLoadError(f"{path}: no {stem}.safetensors; expected safetensors weights")
     for shard in shards:
         file = path / shard
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:
+            raise ModelLoadError(f"{index}: shard {shard} lies outside {path}; expected shard files beside the index")
         refuse_special(file)
         if not file.is_file():
             raise ModelLoadError(f"{path}: shard {shard} named in {index.name} is missing")

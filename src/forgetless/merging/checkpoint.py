@@ -97,6 +97,10 @@ class Checkpoint:
             if not weight_map:
                 raise MergeError(f"{index}: has no weight_map")
             files = sorted(set(weight_map.values()))
+            outside = [f for f in files if Path(f).is_absolute() or ".." in Path(f).parts]
+            if outside:
+                raise MergeError(f"{index}: shard {outside[0]} lies outside {self.path}; expected shard files beside "
+                                 "the index")
             missing = [f for f in files if not (self.path / f).is_file()]
             if missing:
                 raise MergeError(f"{self.path}: shard {missing[0]} named in {INDEX_FILE} is missing"

@@ -177,6 +177,8 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
         meta = json.loads(decode_utf8(meta_path.read_bytes(), meta_path))
     except json.JSONDecodeError as err:
         raise DataError(meta_path, f"line {err.lineno}", None, f"expected a JSON object, got invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataError(meta_path, None, None, "expected a JSON object, got JSON nested too deeply to read") from None
     if not isinstance(meta, dict):
         raise DataError(meta_path, None, None, f"expected a JSON object, got {type(meta).__name__}")
     prompt_ids = meta.get("prompt_ids")

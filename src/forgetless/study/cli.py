@@ -92,7 +92,14 @@ def cmd_report(args: ReportArgs) -> int:
 
     root = Path(args.study_dir)
     cfg = load_study(args.config, {"output": str(root)})
-    print(write_report(root, cfg))
+    try:
+        print(write_report(root, cfg))
+    except (KeyError, TypeError, AttributeError, IndexError, StopIteration) as err:
+        # read_rows checks each line is a JSON object; what the rows hold is read all over the report, so a row
+        # that lacks a key or holds the wrong type is named here, once, rather than at every place it is read.
+        what = f"key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ValueError(f"{root / 'results.jsonl'}: a row lacks a key or holds a value of the wrong type ({what}); "
+                         "expected the rows forgetless study wrote") from None
     return 0
 
 
