@@ -118,7 +118,8 @@ def _train_epilog() -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags.
+    """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags, takes no abbreviated flag,
+    and reports an error in one line.
 
     argparse's own test for a negative number (``-1``, ``-0.5``) misses scientific
     notation, so ``--alpha -1e-3`` failed with "expected one argument". Subparsers
@@ -127,6 +128,8 @@ class _Parser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        # No abbreviations: `--lr 1e-4` was read as --lr-scheduler 1e-4, a scheduler named "1e-4".
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
         self._epilog_factory = epilog_factory

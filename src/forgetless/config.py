@@ -175,6 +175,18 @@ class TrainConfig(BaseModel):
             return {"data": value}
         return value
 
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        """A scheduler transformers has: otherwise the run fails only once the trainer is built, naming no key."""
+        # imported here: the CLI imports this schema to build its flags, and transformers is heavy
+        from transformers.trainer_utils import SchedulerType
+
+        names = [kind.value for kind in SchedulerType]
+        if value not in names:
+            raise ValueError(f"unknown scheduler {value!r}; expected one of {', '.join(names)}")
+        return value
+
     @field_validator("max_steps")
     @classmethod
     def _steps_or_epochs(cls, value: int) -> int:
