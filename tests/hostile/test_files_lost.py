@@ -31,6 +31,10 @@ def _users_sidecar(world: World) -> None:
     (world.root / "out.meta.json").write_text('{"mine": true}')
 
 
+def _users_json(world: World) -> None:
+    (world.root / "mine.json").write_text('{"model": "mine", "notes": "a JSON file of the user\'s"}')
+
+
 def _fake_gguf(world: World) -> None:
     (world.root / "models").mkdir()
     (world.root / "models" / "m.gguf").write_bytes(b"GGUF" + bytes(60))
@@ -106,6 +110,15 @@ CASES: list[Case] = [
          "is the --general"),
     case("eval over its base", K, "eval --model {model} --base {model2} --domain {data} --no-cloze --output {model2}",
          "is the --base"),
+    case("eval over a user's file", K, f"{E} {{notes}}", "notes.txt: already exists and is not an earlier result "
+         "of forgetless eval"),
+    case("eval over a user's JSON", K, f"{E} {{root}}/mine.json", "is not an earlier result of forgetless eval",
+         _users_json),
+    case("eval into a folder", K, f"{E} {{mine}}", "mine: is a directory; expected the path of a JSON file"),
+    case("kl-estimate over a user's file", K, "kl-estimate --model {model} --base {model2} --samples {samples} "
+         "--output {notes}", "notes.txt: already exists and is not an earlier result of forgetless kl-estimate"),
+    case("merge sweep curve over a user's file", K, "merge --models {model} {model2} --sweep --alphas 0 1 --general "
+         "{corpus} --curve {notes}", "--curve {notes}: already exists and is not an earlier result"),
     case("kl-estimate over its samples", K, "kl-estimate --model {model} --base {model2} --samples {samples} "
          "--output {samples}", "is the --samples"),
     case("kl-estimate inside its base", K, "kl-estimate --model {model} --base {model2} --samples {samples} "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.atomic import write_json
-from forgetless.outputs import guard_output
+from forgetless.outputs import guard_output, guard_result
 from forgetless.replay.config import GenerateArgs, KLEstimateArgs
 from forgetless.schema_flags import add_schema_flags, schema_command
 
@@ -64,8 +64,8 @@ def cmd_kl_estimate(args: KLEstimateArgs) -> int:
             raise ValueError(f"--base is required: {recorded} does not exist to say which base {args.model} was trained from")
         base_spec = recorded_base(recorded)
     if args.output:  # before any work: the result JSON may replace an earlier result, never an input
-        guard_output(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples},
-                     overwrite=True, kind="file")
+        guard_result(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples},
+                     "kl_estimate", "forgetless kl-estimate")
     samples = load_samples(args.samples, args.limit)
     model, _, model_path = load_for_sampling(args.model, args.trust_remote_code)
     base, _, base_path = load_for_sampling(base_spec, args.trust_remote_code)
