@@ -127,6 +127,9 @@ CASES: list[Case] = [
     case("study into its base model", K, "study {study} --output {model}", "is the base_model"),
     case("study config writing over its data", K, "study {root}/s2.yaml", "contains the config",
          _study_output_is_data_dir),
+    case("study into a user's folder", K, "study {study} --output {mine} --check",
+         "output {mine}: holds notes.txt and no cells/ of a study forgetless wrote"),
+    case("study into a user's file", K, "study {study} --output {notes} --dry-run", "output {notes}: is a file"),
     case("convert-gguf over its file", K, "convert-gguf {root}/models/m.gguf --output {root}/models/m.gguf",
          "is the GGUF file", _fake_gguf),
     case("convert-gguf into the file's folder", K, "convert-gguf {root}/models/m.gguf --output {root}/models "
