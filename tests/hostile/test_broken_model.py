@@ -31,6 +31,20 @@ def edit_weights(model_dir: Path, change: str) -> None:
     save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
 
 
+def gguf_with(value: float) -> object:
+    """A setup writing ``m.gguf``: the tiny Llama (F32) with one weight of ``TENSOR`` set to ``value``."""
+    def setup(world: World) -> None:
+        from tests.conftest import TEXT, make_model
+        from tests.gguf_files import train_gpt2_style_tokenizer, write_llama_gguf
+
+        tokenizer = train_gpt2_style_tokenizer(TEXT, vocab_size=384)
+        model = make_model(tokenizer)
+        with torch.no_grad():
+            model.model.layers[0].mlp.up_proj.weight[3, 5] = value
+        write_llama_gguf(model, tokenizer, world.root / "m.gguf")
+    return setup
+
+
 def broken(change: str, which: str = "model2") -> object:
     """A setup that breaks the world's ``which`` model with ``change``."""
     def setup(world: World) -> None:
@@ -114,6 +128,11 @@ WEIGHTS: list[Case] = [
          f"tensor {TENSOR} of the merge holds 1 non-finite value(s)", broken("huge"), slow=True),
     case("task arithmetic whose sum overflows fp32", K, f"{M} --rule task_arithmetic --lambdas 1e34",
          "of the merge holds", broken("huge"), slow=True),
+    case("fp16 conversion of a GGUF that overflows", K, "convert-gguf {root}/m.gguf --dtype fp16 --output {out}",
+         f"m.gguf: tensor {TENSOR} holds 1 non-finite value(s) (NaN or inf) of 2048; nothing was written; convert "
+         "with --dtype fp32", gguf_with(1e5), slow=True),
+    case("conversion of a GGUF holding NaN", K, "convert-gguf {root}/m.gguf --dtype fp32 --output {out}",
+         f"m.gguf: tensor {TENSOR} holds 1 non-finite value(s)", gguf_with(float("nan")), slow=True),
     case("train that diverges", K, f"{T} --learning-rate 1e10 --max-steps 6 --batch-size 4",
          "training diverged; lower --learning-rate (now 1e+10)", slow=True),
     case("train saving fp16 weights that overflow", K, "train --model {model2} --data {data} --output {out} "
