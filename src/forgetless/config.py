@@ -111,7 +111,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, gt=0, description="Examples per device per micro-batch.")
     grad_accum: int = Field(1, gt=0, description="Micro-batches accumulated per optimizer step.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 turns it off).")
-    seed: int = Field(0, description="Seed for initialization-free randomness: data order, dropout.")
+    # transformers' set_seed hands the seed to numpy, which takes 0 to 2**32 - 1 and otherwise fails after the model
+    # is loaded, naming no flag.
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for initialization-free randomness: data order, dropout.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",

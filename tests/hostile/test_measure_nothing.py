@@ -137,6 +137,8 @@ CASES: list[Case] = [
     case("study without methods", K, "study {root}/s2.yaml --check", "methods", _study({"methods": []})),
     case("study with no learning rates", K, "study {root}/s2.yaml --check", "learning_rates",
          _study({"methods": [{"name": "sft", "learning_rates": []}]})),
+    case("study with a negative second seed", K, "study {root}/s2.yaml --check", "key 'seeds.1'",
+         _study({"seeds": [0, -1]})),
     case("study --workers 0", K, "study {study} --workers 0", "--workers"),
     case("study --retries -1", K, "study {study} --retries -1", "--retries"),
     case("study over an empty train file", K, "study {root}/s2.yaml --dry-run --no-timing", "empty.jsonl",

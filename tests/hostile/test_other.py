@@ -61,6 +61,10 @@ CASES: list[Case] = [
     case("--config-from past the inputs", K, f"{M} --alpha 0.5 --config-from 5", "config_from"),
     case("a shard size in no unit", K, f"{M} --alpha 0.5 --shard-size 1XB", "1XB"),
     case("a merge of models over other vocabularies", K, f"{M} --alpha 0.5", "model2", _other_vocab, slow=True),
+    case("a negative seed", K, f"{T} --seed -1", "key 'seed': Input should be greater than or equal to 0"),
+    case("a seed past 2**32", K, f"{T} --seed 4294967296", "key 'seed': Input should be less than or equal to 4294967295"),
+    case("learning rates with a NaN", K, f"{T} --learning-rates nan 1e-3", "key 'learning_rates.0': Input should be a "
+         "finite number"),
     case("an unknown testbed preset", K, "testbed path --preset huge", "huge"),
     case("an unknown probe", K, "probes --output {out} --probes riddles", "riddles"),
     case("an unknown answer extractor", K, "eval --model {model} --domain {data} --no-cloze --answer-extraction "
