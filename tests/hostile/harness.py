@@ -96,6 +96,17 @@ class World:
         return [a.format(**self.paths) for a in argv]
 
 
+Setup = Callable[[World], None]  # makes a case's hostile files in the user's folder, before the snapshot
+
+
+def write(name: str, text: str | bytes) -> Setup:
+    """A setup writing the world's file ``name`` (a path under the user's folder) with ``text``."""
+    def setup(world: World) -> None:
+        path = world.root / name
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    return setup
+
+
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     """Write ``rows`` as JSON lines and return the path."""
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

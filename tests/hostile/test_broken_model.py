@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.hostile.harness import Case, World, case, params, run_case
+from tests.hostile.harness import Case, Setup, World, case, params, run_case
 
 K = "broken-model"
 TENSOR = "model.layers.0.mlp.up_proj.weight"
@@ -31,7 +31,7 @@ def edit_weights(model_dir: Path, change: str) -> None:
     save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
 
 
-def gguf_with(value: float) -> object:
+def gguf_with(value: float) -> Setup:
     """A setup writing ``m.gguf``: the tiny Llama (F32) with one weight of ``TENSOR`` set to ``value``."""
     def setup(world: World) -> None:
         from tests.conftest import TEXT, make_model
@@ -45,7 +45,7 @@ def gguf_with(value: float) -> object:
     return setup
 
 
-def broken(change: str, which: str = "model2") -> object:
+def broken(change: str, which: str = "model2") -> Setup:
     """A setup that breaks the world's ``which`` model with ``change``."""
     def setup(world: World) -> None:
         edit_weights(world[which], change)

@@ -9,13 +9,13 @@ import os
 import pytest
 import yaml
 
-from tests.hostile.harness import Case, World, case, params, run_case
+from tests.hostile.harness import Case, Setup, World, case, params, run_case
 
 K = "endless"
 NOT_REGULAR = "is not a regular file"
 
 
-def fifo(name: str) -> object:
+def fifo(name: str) -> Setup:
     """A setup making the world's ``name`` (replacing a file of that name) a FIFO."""
     def setup(world: World) -> None:
         path = world.root / name
@@ -25,7 +25,7 @@ def fifo(name: str) -> object:
     return setup
 
 
-def zero(name: str, device: str = "/dev/zero") -> object:
+def zero(name: str, device: str = "/dev/zero") -> Setup:
     """A setup making the world's ``name`` a link to ``device``."""
     def setup(world: World) -> None:
         path = world.root / name
@@ -35,18 +35,18 @@ def zero(name: str, device: str = "/dev/zero") -> object:
     return setup
 
 
-def _with_sidecar(name: str) -> object:
+def _with_sidecar(name: str) -> Setup:
     """A setup making ``name.jsonl`` a FIFO beside a sidecar of the right shape, so that the samples are read."""
     def setup(world: World) -> None:
-        fifo(f"{name}.jsonl")(world)  # type: ignore[operator]
+        fifo(f"{name}.jsonl")(world)
         (world.root / f"{name}.meta.json").write_text(world["samples"].with_name("samples.meta.json").read_text())
     return setup
 
 
-def _study_data(name: str, maker: object) -> object:
+def _study_data(name: str, maker: Setup) -> Setup:
     """A setup whose ``s2.yaml`` trains on ``name``, made by ``maker``."""
     def setup(world: World) -> None:
-        maker(world)  # type: ignore[operator]
+        maker(world)
         config = yaml.safe_load(world["study"].read_text())
         config["data"]["train"] = str(world.root / name)
         (world.root / "s2.yaml").write_text(yaml.safe_dump(config))

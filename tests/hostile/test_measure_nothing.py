@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from tests.hostile.harness import Case, World, case, params, run_case, write_jsonl
+from tests.hostile.harness import Case, Setup, World, case, params, run_case, write_jsonl
 
 K = "measure-nothing"
 E = "eval --model {model} --domain {data} --no-cloze"
@@ -20,14 +20,14 @@ M = "merge --models {model} {model2} --output {out}"
 C = "merge --models {model} {model2} {model2} --output {out} --rule cocktail"
 
 
-def _empty(name: str, text: str = "") -> object:
+def _empty(name: str, text: str = "") -> Setup:
     """A setup writing the user's file ``name`` with ``text`` (empty by default)."""
     def setup(world: World) -> None:
         (world.root / name).write_text(text)
     return setup
 
 
-def _study(change: dict[str, object], files: dict[str, str] | None = None) -> object:
+def _study(change: dict[str, object], files: dict[str, str] | None = None) -> Setup:
     """A setup writing ``s2.yaml``: the world's study config with ``change`` applied (``{root}`` in a string value
     is the world's folder), and the user's ``files`` (``{name: text}``) beside it."""
     def setup(world: World) -> None:

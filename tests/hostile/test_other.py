@@ -9,19 +9,11 @@ import json
 import pytest
 
 from tests.conftest import TEXT, make_model
-from tests.hostile.harness import Case, World, case, params, run_case, write_jsonl
+from tests.hostile.harness import Case, Setup, World, case, params, run_case, write, write_jsonl
 
 K = "other"
 T = "train --model {model} --data {data} --output {out}"
 M = "merge --models {model} {model2} --output {out}"
-
-
-def write(name: str, text: str | bytes) -> object:
-    """A setup writing the world's file ``name`` with ``text``."""
-    def setup(world: World) -> None:
-        path = world.root / name
-        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
-    return setup
 
 
 def _other_vocab(world: World) -> None:
@@ -35,7 +27,7 @@ def _other_vocab(world: World) -> None:
     tokenizer.save_pretrained(world["model2"])
 
 
-def _records(rows: list[object]) -> object:
+def _records(rows: list[object]) -> Setup:
     def setup(world: World) -> None:
         write_jsonl(world.root / "r.jsonl", rows)
     return setup

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hostile.harness import Case, World, case, params, run_case, write_jsonl
+from tests.hostile.harness import Case, Setup, World, case, params, run_case, write, write_jsonl
 
 K = "traceback"
 DEEP = "[" * 20_000 + "]" * 20_000
@@ -19,15 +19,7 @@ EVAL2 = "eval --model {model2} --domain {data} --no-cloze"
 MERGE2 = "merge --models {model} {model2} --alpha 0.5 --output {out}"
 
 
-def write(name: str, text: str | bytes) -> object:
-    """A setup writing the world's file ``name`` (a path under the user's folder) with ``text``."""
-    def setup(world: World) -> None:
-        path = world.root / name
-        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
-    return setup
-
-
-def edit_json(name: str, change: dict[str, object]) -> object:
+def edit_json(name: str, change: dict[str, object]) -> Setup:
     """A setup updating the JSON object in the world's file ``name`` with ``change``."""
     def setup(world: World) -> None:
         path = world.root / name
@@ -40,7 +32,7 @@ def _chat_data(world: World) -> None:
                                                           {"role": "assistant", "content": "hello"}]}])
 
 
-def template(text: str) -> object:
+def template(text: str) -> Setup:
     """A setup giving ``model2`` the chat template ``text``, and a chat data file."""
     def setup(world: World) -> None:
         _chat_data(world)
@@ -51,7 +43,7 @@ def template(text: str) -> object:
 ESCAPE = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% for m in messages %}{{ m.content }}{% endfor %}"
 
 
-def _results(lines: str) -> object:
+def _results(lines: str) -> Setup:
     """A setup writing ``done/results.jsonl`` with ``lines`` (a study that ended, or seemed to)."""
     def setup(world: World) -> None:
         (world.root / "done").mkdir()
@@ -81,7 +73,7 @@ def _adapter_without_base(world: World) -> None:
 
 def _remote_code(world: World) -> None:
     edit_json("model2/config.json", {"model_type": "custom-arch", "auto_map": {
-        "AutoConfig": "modeling.C", "AutoModelForCausalLM": "modeling.M"}})(world)  # type: ignore[operator]
+        "AutoConfig": "modeling.C", "AutoModelForCausalLM": "modeling.M"}})(world)
     (world["model2"] / "modeling.py").write_text("raise SystemExit('remote code ran')\n")
 
 
