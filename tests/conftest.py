@@ -16,6 +16,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from forgetless.testbed.tokenizer import train_tokenizer
+# The hostile suite's tally (cases per class of issue 34, passing), printed by the controller at the end of a run.
+from tests.hostile.tally import (  # noqa: F401
+    pytest_collection_modifyitems, pytest_runtest_logreport, pytest_terminal_summary,
+)
 
 # The fixtures' 32-dim models gain nothing from a second thread, and on a busy
 # 2-core machine thread spin-waiting made forward passes many times slower.

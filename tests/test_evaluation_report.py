@@ -83,7 +83,7 @@ def test_bad_inputs_name_the_problem(tiny_model_dir: Path, tmp_path: Path, capsy
     choices = write_jsonl(tmp_path / "mc.jsonl", [{"context": "a", "choices": ["b", "c"], "label": 2}])
     assert main(["eval", "--model", str(tiny_model_dir), "--choices", str(choices), "--no-progress"]) == 2
     assert "mc.jsonl, line 1, field 'label'" in capsys.readouterr().err
-    assert main(["eval", "--model", str(tmp_path / "missing"), "--no-progress"]) == 2
+    assert main(["eval", "--model", str(tmp_path / "missing"), "--general", str(bad), "--no-progress"]) == 2
     assert "no such model directory" in capsys.readouterr().err
     with pytest.raises(DataError):
         from forgetless.evaluation.report import read_texts

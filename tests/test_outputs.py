@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from forgetless.cli import main
-from forgetless.outputs import OutputError, guard_output, refuse_overlap
+from forgetless.outputs import OutputError, guard_output, guard_result, refuse_overlap
 from tests.conftest import write_jsonl
 from tests.test_cli_errors import _one_line
 
@@ -153,3 +153,22 @@ def test_a_study_may_not_write_over_its_config(tmp_path: Path, tiny_model_dir: P
     assert main(["study", str(config)]) == 2
     assert "output " + str(tmp_path) + ": contains the config" in _one_line(capsys)
     assert snapshot(tmp_path) == before
+
+
+def test_a_result_file_replaces_only_an_earlier_result(tmp_path: Path) -> None:
+    """``eval --output`` and ``kl-estimate --output`` have no --overwrite: they replace an earlier result of theirs,
+    and refuse a file of the user's (notes, a JSONL file, another JSON object) and an input."""
+    earlier = tmp_path / "r.json"
+    earlier.write_text('{"schema_version": 2, "model": "m"}')
+    guard_result(earlier, {}, "schema_version", "forgetless eval")
+    guard_result(tmp_path / "new.json", {}, "schema_version", "forgetless eval")
+    notes, jsonl, other = tmp_path / "notes.txt", tmp_path / "d.jsonl", tmp_path / "c.json"
+    notes.write_text("mine")
+    write_jsonl(jsonl, ROWS)
+    other.write_text('{"model": "m"}')
+    for mine in (notes, jsonl, other):
+        with pytest.raises(OutputError, match=f"{mine.name}: already exists and is not an earlier result of "
+                                              "forgetless eval"):
+            guard_result(mine, {}, "schema_version", "forgetless eval")
+    with pytest.raises(OutputError, match="is the --domain"):
+        guard_result(earlier, {"--domain": str(earlier)}, "schema_version", "forgetless eval")

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -118,7 +118,8 @@ def _train_epilog() -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags.
+    """An ``ArgumentParser`` that reads ``-1e-3`` and ``-.5e2`` as numbers, not as flags, takes no abbreviated flag,
+    and reports an error in one line.
 
     argparse's own test for a negative number (``-1``, ``-0.5``) misses scientific
     notation, so ``--alpha -1e-3`` failed with "expected one argument". Subparsers
@@ -127,9 +128,16 @@ class _Parser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        # No abbreviations: `--lr 1e-4` was read as --lr-scheduler 1e-4, a scheduler named "1e-4".
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-inf$")
         self._epilog_factory = epilog_factory
+
+    def error(self, message: str) -> NoReturn:
+        """One line and exit 2: argparse's own error prints the whole usage block above the message, which buried
+        it (``forgetless train`` has 45 flags); the line says where the usage is instead."""
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the arguments)\n")
 
     def format_help(self) -> str:
         """The help, with the epilog built now when it is built on demand."""

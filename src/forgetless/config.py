@@ -30,8 +30,11 @@ class ReplayConfig(BaseModel):
     data: DataSpec = Field(
         description="Replay data (a file or hf:NAME[:CONFIG]:SPLIT): `forgetless generate` output (text), contextual "
                     "prompt/completion, or a corpus slice.")
+    # At most 1000: the drawn examples are held in memory, and 1e9 per domain example once ran until memory ran out.
     ratio: float | None = Field(
-        None, ge=0, description="Replay examples per domain example, drawn with the run's seed; None: every replay example once."
+        None, ge=0, le=1000,
+        description="Replay examples per domain example (at most 1000), drawn with the run's seed; None: every replay "
+                    "example once."
     )
     weight: float = Field(1.0, ge=0, description="Loss weight λ on replay examples (multiplies their token weights).")
     kl_eval_data: DataSpec | None = Field(
@@ -110,7 +113,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, gt=0, description="Examples per device per micro-batch.")
     grad_accum: int = Field(1, gt=0, description="Micro-batches accumulated per optimizer step.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 turns it off).")
-    seed: int = Field(0, description="Seed for initialization-free randomness: data order, dropout.")
+    # transformers' set_seed hands the seed to numpy, which takes 0 to 2**32 - 1 and otherwise fails after the model
+    # is loaded, naming no flag.
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for initialization-free randomness: data order, dropout.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 on GPUs that support it and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32.",
@@ -174,6 +179,18 @@ class TrainConfig(BaseModel):
                 except RecursionError:
                     raise ValueError("expected a JSON object of replay settings, got JSON nested too deeply") from None
             return {"data": value}
+        return value
+
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        """A scheduler transformers has: otherwise the run fails only once the trainer is built, naming no key."""
+        # imported here: the CLI imports this schema to build its flags, and transformers is heavy
+        from transformers.trainer_utils import SchedulerType
+
+        names = [kind.value for kind in SchedulerType]
+        if value not in names:
+            raise ValueError(f"unknown scheduler {value!r}; expected one of {', '.join(names)}")
         return value
 
     @field_validator("max_steps")
@@ -283,7 +300,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(value).__name__}")
+    if _expands_past(value, MAX_YAML_VALUES):
+        raise ConfigError(f"{path}: expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases, as in the "
+                          "'billion laughs' file); expected a config of ordinary size")
     return value
+
+
+# PyYAML shares an aliased node instead of copying it, so a 10-line file of aliases of aliases loads at once; whatever
+# walks the result (spec resolution, validation) then visits 10^9 values. No real config comes near a million.
+MAX_YAML_VALUES = 1_000_000
+
+
+def _expands_past(value: Any, budget: int) -> bool:
+    """Whether walking ``value`` (shared lists and dicts counted at each place they appear) visits over ``budget``
+    values; stops as soon as it does."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def build_config(schema: type[BaseModel], values: dict[str, Any], source: str) -> Any:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
     path = Path(path)
     if not path.is_dir():
         return
+    for name in (f"{stem}.safetensors.index.json", f"{stem}.safetensors", "config.json", "adapter_config.json"):
+        refuse_special(path / name)
     index = path / f"{stem}.safetensors.index.json"
     if index.is_file():
         try:
@@ -89,8 +92,8 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
             shards = sorted(set(weight_map.values()))
             if not all(isinstance(s, str) for s in shards):
                 raise ValueError("shard names must be strings")
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ModelLoadError(f"{index}: expected a JSON object with a weight_map ({err})") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+            raise ModelLoadError(f"{index}: expected a JSON object with a weight_map ({_reason(err)})") from None
     elif (path / f"{stem}.safetensors").is_file():
         shards = [f"{stem}.safetensors"]
     else:
@@ -100,6 +103,9 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
         raise ModelLoadError(f"{path}: no {stem}.safetensors; expected safetensors weights")
     for shard in shards:
         file = path / shard
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:
+            raise ModelLoadError(f"{index}: shard {shard} lies outside {path}; expected shard files beside the index")
+        refuse_special(file)
         if not file.is_file():
             raise ModelLoadError(f"{path}: shard {shard} named in {index.name} is missing")
         try:
@@ -110,11 +116,61 @@ def check_safetensors(path: str | Path, stem: str = "model") -> None:
     config = path / ("adapter_config.json" if stem == "adapter_model" else "config.json")
     if not config.is_file():
         raise ModelLoadError(f"{path}: no {config.name}; expected a model directory written by save_pretrained")
+    read_json_object(config)
+
+
+def refuse_special(path: Path) -> None:
+    """Refuse ``path`` when it exists but is not a regular file (or a link to one): a FIFO nobody writes to blocks
+    its reader forever, and a link to ``/dev/zero`` never ends.
+
+    Raises:
+        ModelLoadError: naming ``path``.
+    """
+    if os.path.exists(path) and not path.is_file() and not path.is_dir():
+        raise ModelLoadError(f"{path}: is not a regular file (a FIFO, device or socket); expected a file of the model")
+
+
+def _reason(err: BaseException) -> str:
+    """What went wrong, in one line: a RecursionError's own text would say "maximum recursion depth"."""
+    if isinstance(err, RecursionError):
+        return "JSON nested too deeply to read"
+    text = " ".join(line.strip() for line in str(err).strip().splitlines())
+    return text or type(err).__name__
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a model's config.json, tokenizer.json, forgetless.json).
+
+    Raises:
+        ModelLoadError: naming ``path``: not UTF-8, not JSON, nested past Python's recursion limit, or not an object.
+    """
+    refuse_special(path)
     try:
-        if not isinstance(json.loads(config.read_bytes().decode("utf-8-sig")), dict):
-            raise ValueError("not an object")
-    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ModelLoadError(f"{config}: expected a JSON object ({err})") from None
+        value = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelLoadError(f"{path}: expected a JSON object ({_reason(err)})") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
+def check_tokenizer_file(path: str | Path) -> None:
+    """Check a local directory's ``tokenizer.json`` has the shape transformers reads (an object whose ``model``
+    is an object and whose ``added_tokens``, when present, is a list); a hub id or a directory without one passes.
+
+    Raises:
+        ModelLoadError: naming the file and what was expected.
+    """
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        refuse_special(Path(path) / name)
+    file = Path(path) / "tokenizer.json"
+    if not file.is_file():
+        return
+    value = read_json_object(file)
+    if not isinstance(value.get("model"), dict):
+        raise ModelLoadError(f"{file}: expected a tokenizer with a 'model' object, as tokenizers writes it")
+    if not isinstance(value.get("added_tokens", []), list):
+        raise ModelLoadError(f"{file}: expected 'added_tokens' to be a list")
 
 
 @contextmanager
@@ -128,19 +184,32 @@ def load_errors(spec: str | Path) -> Iterator[None]:
         raise ModelLoadError(f"{spec}: a safetensors file is truncated or corrupt ({err})") from None
     except ModelLoadError:
         raise
+    except RecursionError:
+        raise ModelLoadError(f"{spec}: cannot load (a JSON file nested too deeply to read)") from None
+    except OSError as err:
+        if err.filename is not None:  # PermissionError and friends: the file says it all
+            raise
+        raise ModelLoadError(f"{spec}: cannot load ({_first_line(err)})") from None
     except (ValueError, KeyError) as err:
         if "trust_remote_code" in str(err):
             raise ModelLoadError(
                 f"{spec}: the model needs its own Python code to load; pass --trust-remote-code "
                 "(trust_remote_code: true) only if you trust its source"
             ) from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{spec}: cannot load ({first})") from None
-    except OSError as err:
-        if err.filename is not None:  # PermissionError and friends: the file says it all
+        raise ModelLoadError(f"{spec}: cannot load ({_first_line(err)})") from None
+    except (TypeError, AttributeError) as err:  # a field of the wrong type, deep inside the loader
+        raise ModelLoadError(f"{spec}: cannot load ({_reason(err)})") from None
+    except Exception as err:
+        # transformers checks config.json's fields with huggingface_hub's strict dataclasses, whose error is no
+        # ValueError (and not importable without that package's internals): matched by name.
+        if not type(err).__name__.startswith("StrictDataclass"):
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"{spec}: cannot load ({first})") from None
+        raise ModelLoadError(f"{spec}/config.json: {_reason(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (transformers' are often long reports), or its type's name."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def load_causal_lm(
@@ -193,17 +262,58 @@ def _from_pretrained(auto_class: Any, path: str | Path, dtype: torch.dtype | str
     if dtype is not None:
         kwargs["dtype"] = dtype
     with load_errors(path):
-        model, info = auto_class.from_pretrained(str(path), trust_remote_code=trust_remote_code, use_safetensors=True,
-                                                 output_loading_info=True, **kwargs)
+        # ignore_mismatched_sizes: a tensor of the wrong shape is then listed in the loading info, refused below by
+        # name, instead of a RuntimeError that points at a multi-line report.
+        kwargs.setdefault("ignore_mismatched_sizes", True)
+        with _quiet_load_report():
+            model, info = auto_class.from_pretrained(str(path), trust_remote_code=trust_remote_code,
+                                                     use_safetensors=True, output_loading_info=True, **kwargs)
+    arch = type(model).__name__
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda item: str(item[0]))
+    if mismatched:
+        name, found, expected = mismatched[0]
+        raise ModelLoadError(f"{path}: tensor {name} has shape {list(found)} in the weights, but config.json's "
+                             f"{arch} expects {list(expected)}"
+                             f"{f' ({len(mismatched) - 1} more such tensor(s))' if len(mismatched) > 1 else ''}; "
+                             "the weights and config.json do not belong together")
     # transformers initializes a tensor the checkpoint lacks at random and only prints a report: a model that is
     # partly noise must not be trained, merged or measured as if it were the user's.
     missing = sorted(info.get("missing_keys") or [])
     if missing:
-        raise ModelLoadError(f"{path}: the weights lack {len(missing)} tensor(s) of the {type(model).__name__} "
-                             f"architecture ({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}); "
-                             "the checkpoint is incomplete")
+        raise ModelLoadError(f"{path}: the weights lack {len(missing)} tensor(s) of the {arch} "
+                             f"architecture ({_listed(missing)}); the checkpoint is incomplete")
+    # Tensors the architecture has no place for mean config.json describes another model (fewer layers, say): only
+    # for causal LMs, since an encoder loaded without its task head legitimately leaves the head's tensors unused.
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    if unexpected and auto_class.__name__ == "AutoModelForCausalLM":
+        raise ModelLoadError(f"{path}: the weights hold {len(unexpected)} tensor(s) that config.json's {arch} "
+                             f"has no place for ({_listed(unexpected)}); the weights and config.json do not "
+                             "belong together")
     check_finite_weights(model, path)
     return model
+
+
+@contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """Drop transformers' multi-line load report (a warning of ``transformers.modeling_utils``): every case it lists
+    (missing, unexpected, mismatched tensors) is refused in one line naming the tensor. A filter, not a higher level:
+    that logger's level at WARNING or above turns on another warning (transformers' tensor-parallel plan check)."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def _listed(names: list[str]) -> str:
+    """Up to three names, then an ellipsis."""
+    return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
 
 
 def check_finite_weights(model: torch.nn.Module, where: str | Path, fix: str = "the checkpoint is corrupt",
@@ -271,6 +381,7 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: A
     from transformers import AutoTokenizer
 
     check_resolved(path)
+    check_tokenizer_file(path)
     with load_errors(path):
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:

@@ -12,6 +12,7 @@ Paths are compared after resolving symlinks and ``..``, so ``--output sub/..`` i
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -103,6 +104,33 @@ def guard_output(output: str | Path, inputs: Mapping[str, Any], overwrite: bool,
     if entries and not any(marker in entries for marker in MARKERS):
         raise OutputError(f"{flag} {output}: --overwrite replaces only a directory forgetless wrote (holding "
                           f"{' or '.join(MARKERS)}) or an empty one; this one holds {_some(entries)}")
+
+
+def guard_result(output: str | Path, inputs: Mapping[str, Any], key: str, command: str,
+                 flag: str = "--output") -> None:
+    """Check a command's one JSON result file (``eval --output``, ``kl-estimate --output``), which replaces an
+    earlier result without asking: it may not overlap an input, and an existing file must be such a result (a JSON
+    object holding ``key``), never a file of the user's.
+
+    Raises:
+        OutputError: ``output`` overlaps an input, is a directory, or holds something other than an earlier result.
+    """
+    refuse_overlap(output, inputs, flag)
+    path = Path(output)
+    if not os.path.lexists(path):
+        return
+    if path.is_dir():
+        raise OutputError(f"{flag} {output}: is a directory; expected the path of a JSON file")
+    earlier = False
+    if path.is_file() and path.stat().st_size < 2**26:  # a result is kilobytes; nothing larger is read to find out
+        try:
+            value = json.loads(path.read_bytes())
+            earlier = isinstance(value, dict) and key in value
+        except (ValueError, RecursionError):  # not JSON (a user's notes, a JSONL file)
+            pass
+    if not earlier:
+        raise OutputError(f"{flag} {output}: already exists and is not an earlier result of {command} (a JSON object "
+                          f"with {key!r}); writing there would replace it, choose another {flag}")
 
 
 def _some(names: Iterable[str], shown: int = 3) -> str:

@@ -53,7 +53,7 @@ def parse_chat_choice(value: object) -> ChatChoice:
 
 
 # The type of a ``chat_template`` config field or flag: YAML's true/false become "true"/"false".
-ChatSetting = Annotated[ChatChoice, BeforeValidator(lambda value: parse_chat_choice(value))]
+ChatSetting = Annotated[ChatChoice, BeforeValidator(parse_chat_choice)]
 CHAT_HELP = ("render domain prompts as a user turn of the tokenizer's chat template (and train on the assistant's "
              "turn): auto keeps what a forgetless model was trained with, else plain text")
 

@@ -53,7 +53,7 @@ def parse_add_bos(value: object) -> AddBos:
 
 
 # The type of an ``add_bos`` config field or flag: YAML's true/false become "true"/"false".
-AddBosSetting = Annotated[AddBos, BeforeValidator(lambda value: parse_add_bos(value))]
+AddBosSetting = Annotated[AddBos, BeforeValidator(parse_add_bos)]
 ADD_BOS_HELP = ("BOS before every sequence: auto follows the model's tokenizer (what tokenizer(text) adds, as "
                 "lm-eval and TRL do) or the convention a forgetless model was trained with; true or false forces it")
 

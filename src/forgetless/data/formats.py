@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from forgetless import special_tokens
@@ -130,12 +131,29 @@ def _encode_prompt_completion(
     return {"input_ids": ids, "labels": labels}
 
 
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], path: str | Path, where: str,
+            add_generation_prompt: bool = False) -> str:
+    """The chat template applied to ``messages``; a template that fails names the record and the template's model.
+
+    transformers renders templates in jinja2's sandbox: a template that reaches for Python internals raises
+    ``SecurityError``, one that calls ``raise_exception`` or is malformed another ``TemplateError`` (none of them a
+    ``ValueError``), and ``messages[:0]`` (the prompt before a leading assistant turn) may trip a template's own
+    checks.
+    """
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except TemplateError as err:
+        raise DataError(path, where, "messages", f"the chat template of {tokenizer.name_or_path} refused to render "
+                        f"it ({type(err).__name__}: {err}); expected a template that renders these messages "
+                        "without touching Python internals") from None
+
+
 def _encode_messages(
     tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], completion_only: bool, path: str | Path, where: str
 ) -> Example:
     if not tokenizer.chat_template:
         raise DataError(path, where, "messages", "the tokenizer has no chat template; use the prompt/completion or text format")
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    full = _render(tokenizer, messages, path, where)
     # Assistant spans in characters: the text each assistant turn adds after the
     # generation prompt. Rendering prefixes works for any template, including
     # those without {% generation %} markers.
@@ -143,8 +161,8 @@ def _encode_messages(
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
-        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
+        start = len(_render(tokenizer, messages[:i], path, where, add_generation_prompt=True))
+        end = len(_render(tokenizer, messages[: i + 1], path, where))
         spans.append((start, end))
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])

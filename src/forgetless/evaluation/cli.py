@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from forgetless.evaluation.config import EvalArgs
-from forgetless.outputs import guard_output
+from forgetless.outputs import guard_result
 from forgetless.schema_flags import add_schema_flags, schema_command
 
 
@@ -14,9 +14,12 @@ def cmd_eval(args: EvalArgs) -> int:
     """Evaluate a model: general ability, domain ability, and forgetting/gain against --base."""
     from forgetless.evaluation.report import evaluate_model
 
+    if not (args.general or args.domain or args.choices or args.kl_samples):  # a model load for an empty result
+        raise ValueError("eval: nothing to measure; give --domain, --general, --choices or --kl-samples")
     if args.output:  # before any work: the result JSON may replace an earlier result, never an input
-        guard_output(args.output, {"--model": args.model, "--base": args.base, "--general": args.general,
-                                   "--domain": args.domain}, overwrite=True, kind="file")
+        guard_result(args.output, {"--model": args.model, "--base": args.base, "--general": args.general,
+                                   "--domain": args.domain, "--choices": args.choices,
+                                   "--kl-samples": args.kl_samples}, "schema_version", "forgetless eval")
     options: dict[str, Any] = {
         "general_limit": args.general_limit, "choices": args.choices, "cloze": not args.no_cloze,
         "cloze_items": args.cloze_items, "kl_samples": args.kl_samples, "kl_limit": args.kl_limit, "batch_size": args.batch_size, "window": args.window,

@@ -29,6 +29,7 @@ import torch
 from forgetless.atomic import atomic_dir, write_json
 from forgetless.dtypes import parse_dtype, short_name
 from forgetless.gguf.header import GgufError, GgufSummary, read_summary
+from forgetless.models import check_finite_weights
 
 if TYPE_CHECKING:  # transformers is heavy to import; it is imported where a file is converted
     from transformers import PreTrainedModel
@@ -103,6 +104,10 @@ def write_checkpoint(summary: GgufSummary, output: Path, dtype: torch.dtype, sha
     model = _load_dequantized(summary)
     fresh = _serializable_copy(model, dtype)
     del model  # the fp32 copy is the largest thing held; let it go before serializing
+    # Checked after the cast: a fp32 value past 65504 is inf in fp16, and a GGUF may hold NaN or inf outright; a
+    # converted model with such weights would load, and train or score as nonsense, with nothing said.
+    fix = ("convert with --dtype fp32 (or bf16)" if dtype == torch.float16 else "the GGUF file holds NaN or inf")
+    check_finite_weights(fresh, summary.path, f"nothing was written; {fix}", GgufError)
     fresh.save_pretrained(str(output), safe_serialization=True)
     _save_tokenizer(summary, output)
     write_json(output / SOURCE_FILE, {

@@ -115,8 +115,10 @@ def read_summary(path: str | Path) -> GgufSummary:
     path = Path(path).expanduser()
     if not path.exists():
         raise GgufError(f"{path}: no such GGUF file")
-    if not path.is_file():
+    if path.is_dir():
         raise GgufError(f"{path}: a directory, not a GGUF file; expected a .gguf file")
+    if not path.is_file():  # a FIFO or a device would be read without end
+        raise GgufError(f"{path}: is not a regular file (a FIFO, device or socket); expected a .gguf file")
     with open(path, "rb") as handle:
         magic = handle.read(len(MAGIC))
     if magic != MAGIC:

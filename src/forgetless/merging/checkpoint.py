@@ -77,6 +77,8 @@ class Checkpoint:
             return {}
         try:
             value = json.loads(config.read_bytes().decode("utf-8-sig"))
+        except RecursionError:
+            raise MergeError(f"{config}: not valid JSON (nested too deeply to read)") from None
         except (ValueError, UnicodeDecodeError) as err:
             raise MergeError(f"{config}: not valid JSON ({err})") from None
         if not isinstance(value, dict):
@@ -88,13 +90,17 @@ class Checkpoint:
         if index.is_file():
             try:
                 weight_map: dict[str, str] = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-            except (ValueError, AttributeError) as err:
-                raise MergeError(f"{index}: not a JSON object with a weight_map ({err})") from None
+            except (ValueError, AttributeError, RecursionError) as err:
+                raise MergeError(f"{index}: not a JSON object with a weight_map ({type(err).__name__})") from None
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise MergeError(f"{index}: weight_map must map tensor names to shard file names")
             if not weight_map:
                 raise MergeError(f"{index}: has no weight_map")
             files = sorted(set(weight_map.values()))
+            outside = [f for f in files if Path(f).is_absolute() or ".." in Path(f).parts]
+            if outside:
+                raise MergeError(f"{index}: shard {outside[0]} lies outside {self.path}; expected shard files beside "
+                                 "the index")
             missing = [f for f in files if not (self.path / f).is_file()]
             if missing:
                 raise MergeError(f"{self.path}: shard {missing[0]} named in {INDEX_FILE} is missing"

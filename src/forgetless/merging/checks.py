@@ -52,14 +52,20 @@ def tokenizer_vocab(path: Path) -> dict[int, str] | None:
     """
     file = path / "tokenizer.json"
     if file.is_file():
-        data = json.loads(file.read_text(encoding="utf-8"))
-        vocab = (data.get("model") or {}).get("vocab") or {}
-        if isinstance(vocab, list):  # Unigram: [[piece, score], ...], ids are positions
-            by_id = {i: piece for i, (piece, _score) in enumerate(vocab)}
-        else:
-            by_id = {int(i): token for token, i in vocab.items()}
-        for added in data.get("added_tokens") or []:
-            by_id[int(added["id"])] = added["content"]
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            vocab = (data.get("model") or {}).get("vocab") or {}
+            if isinstance(vocab, list):  # Unigram: [[piece, score], ...], ids are positions
+                by_id = {i: piece for i, (piece, _score) in enumerate(vocab)}
+            else:
+                by_id = {int(i): token for token, i in vocab.items()}
+            for added in data.get("added_tokens") or []:
+                by_id[int(added["id"])] = added["content"]
+        except RecursionError:
+            raise MergeError(f"{file}: not valid JSON (nested too deeply to read)") from None
+        except (ValueError, TypeError, AttributeError, KeyError) as err:  # another shape than tokenizers writes
+            raise MergeError(f"{file}: expected a tokenizer with a 'model' vocabulary and a list of "
+                             f"'added_tokens' ({type(err).__name__}: {err})") from None
         return by_id
     if (path / "tokenizer_config.json").is_file():
         from transformers import AutoTokenizer

@@ -18,7 +18,7 @@ from forgetless.merging.errors import MergeError
 from forgetless.merging.config import MergeConfig, merge_schema
 from forgetless.merging.registry import RULES
 from forgetless.merging.registry import build_rule as build_registered_rule
-from forgetless.outputs import guard_output, refuse_overlap
+from forgetless.outputs import guard_output, guard_result
 from forgetless.schema_flags import add_schema_flags
 
 
@@ -210,8 +210,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     inputs = {**merge_inputs(cfg), "--config": args.config}
     if cfg.output:
         guard_output(cfg.output, inputs, cfg.overwrite)
-    if cfg.curve:
-        refuse_overlap(cfg.curve, inputs, "--curve")
+    if cfg.curve:  # replaces an earlier curve (a JSON object with "curve"), never an input or a file of the user's
+        guard_result(cfg.curve, inputs, "curve", "forgetless merge --curve", "--curve")
     if cfg.sweep or cfg.budget is not None:
         return cmd_merge_sweep(cfg)
     return cmd_merge_weights(cfg)

@@ -40,6 +40,7 @@ from forgetless.merging.st_format import check_pipeline, copy_pipeline, embeddin
 from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
 
 RECORD_FILE = "forgetless-merge.json"
+FLOAT32_MAX = torch.finfo(torch.float32).max
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt",
@@ -123,6 +124,13 @@ def combine_tensors(read: Callable[[int], torch.Tensor], n_models: int, rule: Te
     return merged.to(dtype)
 
 
+def _non_finite_fix(dtype: torch.dtype) -> str:
+    """What to change when a merged tensor is not finite."""
+    if dtype in (torch.float16, torch.bfloat16):
+        return "write a wider dtype (--dtype fp32), or use smaller coefficients, or check the inputs hold finite weights"
+    return "use smaller coefficients, or check the inputs hold finite weights"
+
+
 def _majority_dtype(tensors: dict[str, TensorInfo]) -> torch.dtype | None:
     """The float dtype most elements of ``tensors`` are in (None if none is float)."""
     counts: dict[str, int] = {}
@@ -179,6 +187,12 @@ def validate_coefficients(coefficients: Sequence[float], n_models: int) -> list[
     bad = [c for c in values if not math.isfinite(c)]
     if bad:
         raise MergeError(f"coefficient {bad[0]} is not a finite number")
+    # Tensors are combined in float32: torch refuses a larger scale with a RuntimeError ("cannot be converted to type
+    # float without overflow"), and even a representable one this large turns every weight it touches into inf.
+    huge = [c for c in values if abs(c) > FLOAT32_MAX]
+    if huge:
+        raise MergeError(f"coefficient {huge[0]:g} overflows float32 (largest {FLOAT32_MAX:.3g}), in which tensors are "
+                         "combined; expected a coefficient of a usable size")
     if all(c == 0 for c in values):
         raise MergeError("all coefficients are zero; the merge would be an all-zero model")
     return values
@@ -282,9 +296,18 @@ def merge_checkpoints(
             if name in copied:
                 return source.read(name).to(target)
             if tensor_rule is not None:
-                return combine_tensors(lambda k: checkpoints[k].read(name), len(checkpoints), tensor_rule, name,
-                                       target)
-            return combine(lambda k: checkpoints[k].read(name), values, target)
+                merged = combine_tensors(lambda k: checkpoints[k].read(name), len(checkpoints), tensor_rule, name,
+                                         target)
+            else:
+                merged = combine(lambda k: checkpoints[k].read(name), values, target)
+            # Checked in the written dtype, before the file holds it: a sum past fp16's 65504 is inf only once
+            # rounded, and a model with inf or NaN weights must not be saved as a merge that succeeded.
+            if not torch.isfinite(merged).all():
+                bad = int((~torch.isfinite(merged)).sum())
+                raise MergeError(f"tensor {name} of the merge holds {bad} non-finite value(s) (NaN or inf) of "
+                                 f"{merged.numel()} in {short_name(target)}; nothing was written; "
+                                 f"{_non_finite_fix(target)}")
+            return merged
 
         with atomic_dir(output, overwrite=overwrite) as tmp:
             shards = write_shards(tmp, planned, max_bytes, produce)

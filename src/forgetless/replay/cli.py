@@ -10,10 +10,11 @@ Each writes ``OUT.jsonl`` and a sidecar ``OUT.meta.json`` with the settings, ato
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from forgetless.atomic import write_json
-from forgetless.outputs import guard_output
+from forgetless.outputs import guard_output, guard_result
 from forgetless.replay.config import GenerateArgs, KLEstimateArgs
 from forgetless.schema_flags import add_schema_flags, schema_command
 
@@ -34,6 +35,22 @@ def cmd_generate(args: GenerateArgs) -> int:
     return 0
 
 
+def recorded_base(recorded: Path) -> str:
+    """The base model a trained model's ``forgetless.json`` names (``resolved.model``).
+
+    Raises:
+        ValueError: naming the file: not a JSON object, or without that key (a hand-written or foreign file).
+    """
+    from forgetless.models import read_json_object
+
+    resolved = read_json_object(recorded).get("resolved")
+    model = resolved.get("model") if isinstance(resolved, dict) else None
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"{recorded}: expected 'resolved': {{'model': ...}} naming the base, as forgetless train "
+                         "writes it; pass --base")
+    return model
+
+
 def cmd_kl_estimate(args: KLEstimateArgs) -> int:
     """Estimate KL(p_base || p_model) on held-out context-free samples of the base (a forgetting measure)."""
     from pathlib import Path
@@ -44,12 +61,12 @@ def cmd_kl_estimate(args: KLEstimateArgs) -> int:
     base_spec = args.base
     if base_spec is None:
         recorded = Path(args.model) / "forgetless.json"
-        if not recorded.is_file():
+        if not recorded.exists():  # a FIFO or device exists, and is refused by name when read
             raise ValueError(f"--base is required: {recorded} does not exist to say which base {args.model} was trained from")
-        base_spec = json.loads(recorded.read_text())["resolved"]["model"]
+        base_spec = recorded_base(recorded)
     if args.output:  # before any work: the result JSON may replace an earlier result, never an input
-        guard_output(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples},
-                     overwrite=True, kind="file")
+        guard_result(args.output, {"--model": args.model, "--base": args.base, "--samples": args.samples},
+                     "kl_estimate", "forgetless kl-estimate")
     samples = load_samples(args.samples, args.limit)
     model, _, model_path = load_for_sampling(args.model, args.trust_remote_code)
     base, _, base_path = load_for_sampling(base_spec, args.trust_remote_code)

@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
+from jinja2 import TemplateError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless import special_tokens
@@ -105,7 +106,12 @@ def context_free_prompt(tokenizer: PreTrainedTokenizerBase, mode: PromptMode = "
     if mode == "chat":
         if not tokenizer.chat_template:
             raise ValueError("prompt 'chat' needs a tokenizer with a chat template; use prompt 'bos'")
-        text = tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=False, add_generation_prompt=True)
+        try:
+            text = tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=False,
+                                                 add_generation_prompt=True)
+        except TemplateError as err:  # the sandbox's SecurityError and a template's raise_exception are no ValueError
+            raise ValueError(f"the chat template of {tokenizer.name_or_path} refused to render an empty user turn "
+                             f"({type(err).__name__}: {err}); use prompt 'bos'") from None
         return special_tokens.encode(tokenizer, text)
     if tokenizer.bos_token_id is None and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has neither a BOS nor an EOS token to sample from; use prompt 'chat'")

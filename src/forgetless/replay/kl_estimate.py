@@ -168,12 +168,17 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[Sample]:
     """
     path = Path(path)
     meta_path = meta_path_for(path)
+    if meta_path.exists() and not meta_path.is_file():  # a FIFO or device would be read without end
+        raise DataError(meta_path, None, None, "is not a regular file (a FIFO, device or socket); expected the "
+                        "sidecar written by `forgetless generate`")
     if not meta_path.is_file():
         raise DataError(meta_path, None, None, "missing; expected the sidecar written by `forgetless generate`")
     try:
         meta = json.loads(decode_utf8(meta_path.read_bytes(), meta_path))
     except json.JSONDecodeError as err:
         raise DataError(meta_path, f"line {err.lineno}", None, f"expected a JSON object, got invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataError(meta_path, None, None, "expected a JSON object, got JSON nested too deeply to read") from None
     if not isinstance(meta, dict):
         raise DataError(meta_path, None, None, f"expected a JSON object, got {type(meta).__name__}")
     prompt_ids = meta.get("prompt_ids")

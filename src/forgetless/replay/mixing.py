@@ -77,6 +77,8 @@ def mix_replay(
         chosen = list(range(len(replay)))
     else:
         wanted = round(ratio * len(domain))
+        if wanted and not replay:  # whole passes over nothing would never reach ``wanted``
+            raise ValueError(f"replay ratio {ratio:g} asks for {wanted} replay examples, but the replay data holds none")
         rng = random.Random(seed)
         chosen = []
         while len(chosen) < wanted:  # whole passes over a shuffled file, then a partial one

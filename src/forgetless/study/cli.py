@@ -6,12 +6,13 @@ Their flags are built from ``StudyArgs`` and ``ReportArgs``, one field per flag.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.extras import require
-from forgetless.outputs import refuse_overlap
+from forgetless.outputs import OutputError, refuse_overlap
 from forgetless.schema_flags import add_schema_flags, schema_command
 
 
@@ -45,6 +46,24 @@ class ReportArgs(BaseModel):
     config: str = Field(description="the study's YAML")
 
 
+def refuse_foreign_study_dir(root: Path) -> None:
+    """Refuse a study directory that exists, is not empty and holds no ``cells/``: it is a folder of the user's, whose
+    report.md, results.jsonl or data/ the study would replace (a study's own directory, resumed, holds its cells).
+
+    Raises:
+        OutputError: naming the directory and some of what it holds.
+    """
+    if root.is_file():
+        raise OutputError(f"output {root}: is a file; expected a directory for the study")
+    if not root.is_dir() or (root / "cells").is_dir():
+        return
+    entries = sorted(p.name for p in root.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise OutputError(f"output {root}: holds {shown} and no cells/ of a study forgetless wrote; a study writes its "
+                          "results and report there, so choose a new or empty directory")
+
+
 def cmd_study(args: StudyArgs) -> int:
     """Run (or resume) a study: train, sweep, evaluate, and write the report."""
     import sys
@@ -58,6 +77,7 @@ def cmd_study(args: StudyArgs) -> int:
     # The study directory holds its cells and report: it may not be, hold or sit inside what the study reads.
     refuse_overlap(cfg.output, {"config": args.config, "base_model": cfg.base_model, "data": cfg.data,
                                 "cocktail": cfg.cocktail}, flag="output")
+    refuse_foreign_study_dir(Path(cfg.output))
     # A package the config needs is reported now, by --check and --dry-run too, not when its first cell runs.
     benchmarks = cfg.data.general_lm_eval
     if benchmarks is not None:
@@ -85,14 +105,19 @@ def cmd_study(args: StudyArgs) -> int:
 
 def cmd_report(args: ReportArgs) -> int:
     """Rebuild a finished study's report from its results.jsonl."""
-    from pathlib import Path
-
     from forgetless.study.config import load_study
     from forgetless.study.report import write_report
 
     root = Path(args.study_dir)
     cfg = load_study(args.config, {"output": str(root)})
-    print(write_report(root, cfg))
+    try:
+        print(write_report(root, cfg))
+    except (KeyError, TypeError, AttributeError, IndexError, StopIteration) as err:
+        # read_rows checks each line is a JSON object; what the rows hold is read all over the report, so a row
+        # that lacks a key or holds the wrong type is named here, once, rather than at every place it is read.
+        what = f"key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ValueError(f"{root / 'results.jsonl'}: a row lacks a key or holds a value of the wrong type ({what}); "
+                         "expected the rows forgetless study wrote") from None
     return 0
 
 

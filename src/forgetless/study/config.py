@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -268,7 +268,8 @@ class StudyConfig(BaseModel):
         default_factory=dict, description="TrainConfig keys shared by every run (epochs, batch_size, ...)."
     )
     methods: list[MethodConfig] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # Each seed is checked here, not when its cells train: the training seed goes to numpy, which takes 0 to 2**32 - 1.
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(default_factory=lambda: [0], min_length=1)
     sweeps: SweepConfig = Field(default_factory=SweepConfig)
     cocktail: CocktailConfig | None = None
     context_free: ContextFreeConfig = Field(default_factory=ContextFreeConfig)

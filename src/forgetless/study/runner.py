@@ -20,6 +20,7 @@ recommendation (``forgetless.study.verdicts``) and the seed claims
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,25 +108,31 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
         ``(context, notes)``; the notes (also ``context.notes``) go into the base row.
     """
     root = Path(cfg.output).resolve()  # absolute: paths inside the study enter cell keys relative to it (cells.py)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    base_path = resolve_base(cfg.base_model)
-    general = resolve_data(cfg.data.general)
-    test = resolve_data(cfg.data.test)
-    train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
-    tokenizer = load_tokenizer(base_path, cfg.add_bos, cfg.chat_template)
-    ctx = Context(
-        cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer,
-        general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,
-        eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
-                   "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
-                   "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit,
-                   # only when set, so the eval cells of studies written before keep their keys
-                   **({"answer_extraction": cfg.eval.answer_extraction} if cfg.eval.answer_extraction else {}),
-                   **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {}),
-                   **tokens_key(tokenizer)},
-        progress=Progress(sum(stage.weight(cfg) for stage in stages), print_fn), validation_path=validation,
-        train_data=train_data, general_path=general, notes=notes,
-    )
+    try:
+        base_path = resolve_base(cfg.base_model)
+        general = resolve_data(cfg.data.general)
+        test = resolve_data(cfg.data.test)
+        train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
+        tokenizer = load_tokenizer(base_path, cfg.add_bos, cfg.chat_template)
+        ctx = Context(
+            cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer,
+            general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,
+            eval_spec={"general": data_hash(general), "general_limit": cfg.eval.general_limit,
+                       "test": data_hash(test), "domain_limit": cfg.eval.domain_limit,
+                       "validation": data_hash(validation), "validation_limit": cfg.eval.validation_limit,
+                       # only when set, so the eval cells of studies written before keep their keys
+                       **({"answer_extraction": cfg.eval.answer_extraction} if cfg.eval.answer_extraction else {}),
+                       **({"lm_eval": lm_eval_settings(cfg, root)} if cfg.data.general_lm_eval else {}),
+                       **tokens_key(tokenizer)},
+            progress=Progress(sum(stage.weight(cfg) for stage in stages), print_fn), validation_path=validation,
+            train_data=train_data, general_path=general, notes=notes,
+        )
+    except BaseException:
+        if created:  # refused before any cell ran (bad data, an unloadable base): leave no empty study behind
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     return ctx, notes
 
 

@@ -125,7 +125,8 @@ def write_probes(out_dir: str | Path, names: list[str] | None = None) -> Path:
     """Write the probes' JSONL files and lm-eval task YAMLs into ``out_dir`` (pass it as ``include_path``).
 
     Args:
-        out_dir: created if missing; files already there are replaced.
+        out_dir: created if missing; files already there are replaced only in a directory the probes were
+            written to before.
         names: which probes (default: all of ``PROBES``).
 
     Returns:
@@ -133,7 +134,8 @@ def write_probes(out_dir: str | Path, names: list[str] | None = None) -> Path:
         ``forgetless_probes.yaml`` and ``forgetless_answers.py`` (gold_prefix's scorer for lm-eval).
 
     Raises:
-        ValueError: an unknown probe name.
+        ValueError: an unknown probe name, or ``out_dir`` is a file or holds a file of the user's that a probe
+            file would replace.
     """
     chosen = list(PROBES) if names is None else names
     unknown = [n for n in chosen if n not in PROBES]
@@ -142,6 +144,16 @@ def write_probes(out_dir: str | Path, names: list[str] | None = None) -> Path:
     # Every probe's items first: a missing package fails before anything is written.
     rows = {name: [{**row, "answer_extraction": PROBES[name][1]} for row in PROBES[name][0]()] for name in chosen}
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out}: is a file; expected a directory for the probes")
+    # A directory the probes were written to before (it holds the group YAML) is refreshed; in any other, a file of
+    # the same name is the user's and is not replaced.
+    if not (out / f"{GROUP}.yaml").is_file():
+        targets = [f"{n}.jsonl" for n in chosen] + [f"forgetless_probe_{n}.yaml" for n in chosen]
+        clash = [name for name in [*targets, f"{GROUP}.yaml", "forgetless_answers.py"] if (out / name).exists()]
+        if clash:
+            raise ValueError(f"--output {out}: already holds {clash[0]}, not written by `forgetless probes` (no "
+                             f"{GROUP}.yaml beside it); choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name in chosen:

@@ -13,6 +13,7 @@ config adapts the attention of a Llama, a Phi-3 (fused ``qkv_proj``) and a GPT-2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -103,7 +104,8 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def save_merged(model: torch.nn.Module, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+def save_merged(model: torch.nn.Module, directory: str | Path, dtype: torch.dtype | None = None,
+                check: Callable[[torch.nn.Module], None] | None = None) -> None:
     """Merge the adapters into a copy-free base model and save it as plain safetensors.
 
     Args:
@@ -112,10 +114,13 @@ def save_merged(model: torch.nn.Module, directory: str | Path, dtype: torch.dtyp
         dtype: dtype written (e.g. the base's bf16); None keeps the model's. ΔW is added
             to the weights in their training dtype (fp32 master weights) and the sum is
             rounded once, when cast.
+        check: called with the merged, cast model before it is saved (the caller's refusal of non-finite weights).
     """
     if not isinstance(model, PeftModel):
         raise TypeError(f"save_merged expects a PeftModel, got {type(model).__name__}")
     merged = model.merge_and_unload()
     if dtype is not None:
         merged.to(dtype)
+    if check is not None:
+        check(merged)
     merged.save_pretrained(str(directory), safe_serialization=True)

@@ -247,6 +247,14 @@ def train_inputs(cfg: TrainConfig) -> dict[str, Any]:
     return {"--model": cfg.model, "--data": cfg.data, "replay data": cfg.replay}
 
 
+def _check_cast(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Refuse to save weights that the cast to the saved dtype made non-finite (fp16 ends at 65504: a weight past it
+    is inf in the file though training was finite); raised inside the output's temporary directory, so nothing is
+    written."""
+    check_finite_weights(model, f"the weights cast to {short_name(dtype)} (--save-dtype)",
+                         f"they overflow {short_name(dtype)}; pass --save-dtype fp32 or bf16; no model was written",
+                         ValueError)
+
 def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> Path:
     """Fine-tune ``cfg.model`` on ``cfg.data`` and write the result to ``cfg.output``.
 
@@ -305,50 +313,58 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
         if not split_checkpoints(checkpoints)[0]:
             _remove_unresumable(checkpoints.parent)  # nothing to resume: leave nothing behind
         raise
-    # A loss can stay finite while a weight overflows (an absurd learning rate, an fp16 overflow): check before saving.
-    check_finite_weights(trainer.model, f"step {trainer.state.global_step}", divergence_advice(trainer.args),
-                         TrainingDiverged)
-    if trainer.is_world_process_zero():
-        with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
-            if cfg.lora:
-                # imported here: peft is imported only by LoRA runs
-                from forgetless.training.lora import save_merged
+    try:
+        # A loss can stay finite while a weight overflows (an absurd learning rate, an fp16 overflow): check before saving.
+        check_finite_weights(trainer.model, f"step {trainer.state.global_step}", divergence_advice(trainer.args),
+                             TrainingDiverged)
+        if trainer.is_world_process_zero():
+            with atomic_dir(output, overwrite=cfg.overwrite) as tmp:
+                if cfg.lora:
+                    # imported here: peft is imported only by LoRA runs
+                    from forgetless.training.lora import save_merged
 
-                report = method_report(cfg, trainer)  # before merging consumes the adapters
-                save_merged(trainer.accelerator.unwrap_model(trainer.model), tmp, save_dtype)
-            else:
-                report = method_report(cfg, trainer)
-                # Training is over: the fp32 master weights are cast in place (one tensor
-                # at a time, so no second copy of the model) to the dtype written.
-                trainer.accelerator.unwrap_model(trainer.model).to(save_dtype)
-                trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            write_json(
-                tmp / "forgetless.json",
-                {
-                    "forgetless_version": forgetless.__version__,
-                    # The BOS convention trained with (forgetless.special_tokens): loading this model keeps it.
-                    "add_bos": adds_bos(tokenizer),
-                    "chat_template": uses_chat(tokenizer),  # domain prompts rendered as chat turns (prompting)
-                    "config": cfg.model_dump(),
-                    "resolved": {
-                        "model": model_path,
-                        "max_length": max_length,
-                        "precision": resolve_precision(cfg.precision),
-                        "save_dtype": short_name(save_dtype),
-                        "world_size": trainer.args.world_size,
-                        "resumed_from": last,
+                    report = method_report(cfg, trainer)  # before merging consumes the adapters
+                    save_merged(trainer.accelerator.unwrap_model(trainer.model), tmp, save_dtype,
+                                check=lambda merged: _check_cast(merged, save_dtype))
+                else:
+                    report = method_report(cfg, trainer)
+                    # Training is over: the fp32 master weights are cast in place (one tensor
+                    # at a time, so no second copy of the model) to the dtype written.
+                    _check_cast(trainer.accelerator.unwrap_model(trainer.model).to(save_dtype), save_dtype)
+                    trainer.save_model(str(tmp))
+                tokenizer.save_pretrained(str(tmp))
+                write_json(
+                    tmp / "forgetless.json",
+                    {
+                        "forgetless_version": forgetless.__version__,
+                        # The BOS convention trained with (forgetless.special_tokens): loading this model keeps it.
+                        "add_bos": adds_bos(tokenizer),
+                        "chat_template": uses_chat(tokenizer),  # domain prompts rendered as chat turns (prompting)
+                        "config": cfg.model_dump(),
+                        "resolved": {
+                            "model": model_path,
+                            "max_length": max_length,
+                            "precision": resolve_precision(cfg.precision),
+                            "save_dtype": short_name(save_dtype),
+                            "world_size": trainer.args.world_size,
+                            "resumed_from": last,
+                        },
+                        "data": {"path": cfg.data, "sha256": data_digest, "examples": len(examples)},
+                        "metrics": {**run_metrics(result.metrics, trainer.state.log_history, last),
+                                    "wall_seconds": time.time() - timer.start},
+                        "methods": report,
+                        "log_history": trainer.state.log_history,
+                        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
                     },
-                    "data": {"path": cfg.data, "sha256": data_digest, "examples": len(examples)},
-                    "metrics": {**run_metrics(result.metrics, trainer.state.log_history, last),
-                                "wall_seconds": time.time() - timer.start},
-                    "methods": report,
-                    "log_history": trainer.state.log_history,
-                    "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-                },
-            )
+                )
+            if not cfg.keep_checkpoints:
+                shutil.rmtree(checkpoints.parent, ignore_errors=True)
+    except ValueError:
+        # Non-finite weights (a divergence, or an overflow of the saved dtype): resuming from the checkpoints
+        # would end the same way, so the run's work folder goes too, unless its checkpoints were asked for.
         if not cfg.keep_checkpoints:
             shutil.rmtree(checkpoints.parent, ignore_errors=True)
+        raise
     trainer.accelerator.wait_for_everyone()
     return output
 
