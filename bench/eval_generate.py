@@ -8,6 +8,7 @@ same batch (left-padded, batch ``--batch-size``), which keeps finished sequences
 the batch. Prints throughput ratios and whether the generated tokens agree.
 
     python bench/eval_generate.py [--prompts 32] [--batch-size 32] [--max-new-tokens 48] [--threads 1]
+                                  [--model real:smollm2-135m] [--without-cache]
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--without-cache", action="store_true",
+                        help="also decode with the KV cache off (what forgetless did under transformers 5.2x until "
+                             "it read the cache argument's name from the signature)")
     parser.add_argument("--model", help="a model dir or spec (real:smollm2-135m) instead of the random small model")
     args = parser.parse_args()
     if args.threads:
@@ -76,6 +80,19 @@ def main() -> None:
                                  eos_token_id=eos, pad_token_id=pad)[:, ids.shape[1]:].tolist()
             batched_hf.extend(o[: o.index(eos)] if eos in o else o for o in out)
     batched_hf_s = time.perf_counter() - start
+
+    if args.without_cache:
+        from forgetless.evaluation import generate as gen_module
+        from forgetless.models import Capabilities
+
+        real = gen_module.capabilities
+        gen_module.capabilities = lambda m: Capabilities(**{**real(m).__dict__, "cache_arg": None})
+        start = time.perf_counter()
+        uncached = greedy_decode(model, prompts, budget, eos, pad, batch_size=args.batch_size, progress=False)
+        uncached_s = time.perf_counter() - start
+        gen_module.capabilities = real
+        print(f"greedy_decode without the KV cache: {uncached_s:7.2f} s, {uncached_s / ours_s:.2f}x slower; "
+              f"identical tokens: {sum(a == b for a, b in zip(ours, uncached))}/{len(ours)}")
 
     tokens = sum(len(o) for o in ours)
     print(f"one-at-a-time model.generate : {single_s:7.2f} s  {tokens / single_s:7.1f} tokens/s")
