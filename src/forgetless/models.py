@@ -3,8 +3,7 @@
 Everything above (training, replay, evaluation, merging, the study, the CLI) loads
 through this module, and this module imports nothing of forgetless but its ground-floor
 neighbours ``special_tokens`` and ``prompting`` (the BOS convention and prompt format a loaded
-tokenizer follows): it sits at the
-bottom of the package's layers (``tests/test_layers.py``).
+tokenizer follows): it sits at the bottom of the package's layers (``tests/test_layers.py``).
 
 - ``load_model(spec)``: ``(model, tokenizer, path)`` from a checkpoint directory, a hub
   id or a LoRA adapter directory (merged into its base); in-memory models need no
