@@ -23,18 +23,18 @@ conversation.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BeforeValidator
+
+from forgetless.special_tokens import Tristate, parse_tristate, recorded_setting
 
 if TYPE_CHECKING:  # transformers is heavy to import
     from transformers import PreTrainedTokenizerBase
 
-ChatChoice = Literal["auto", "true", "false"]
-CHOICES: tuple[str, ...] = ("auto", "true", "false")
+ChatChoice = Tristate
 _ATTRIBUTE = "_forgetless_chat_prompts"
 
 
@@ -43,13 +43,8 @@ class PromptFormatError(ValueError):
 
 
 def parse_chat_choice(value: object) -> ChatChoice:
-    """``auto``/``true``/``false`` from a flag or YAML value (YAML's ``true`` is a bool)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value).strip().lower()
-    if text not in CHOICES:
-        raise ValueError(f"chat_template: expected one of {list(CHOICES)}, got {value!r}")
-    return text  # type: ignore[return-value]
+    """``chat_template`` from a flag or YAML value."""
+    return parse_tristate(value, "chat_template")
 
 
 # The type of a ``chat_template`` config field or flag: YAML's true/false become "true"/"false".
@@ -78,14 +73,7 @@ def set_chat(tokenizer: PreTrainedTokenizerBase, on: bool) -> None:
 def recorded_chat(model_dir: str | Path) -> bool | None:
     """Whether a forgetless model was trained on chat prompts (``False`` for one trained before the key
     existed, when no prompt was rendered); ``None`` when forgetless did not train it."""
-    meta = Path(model_dir) / "forgetless.json"
-    if not meta.is_file():
-        return None
-    try:
-        recorded = json.loads(meta.read_text()).get("chat_template")
-    except (ValueError, AttributeError):
-        return None  # a garbled metadata file is the loader's business
-    return recorded if isinstance(recorded, bool) else False
+    return recorded_setting(model_dir, "chat_template", False)
 
 
 def apply_chat_choice(tokenizer: PreTrainedTokenizerBase, choice: ChatChoice | bool = "auto",
@@ -117,5 +105,5 @@ def exchange(prompt: str, completion: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
 
 
-__all__ = ["CHAT_HELP", "CHOICES", "ChatChoice", "ChatSetting", "PromptFormatError", "apply_chat_choice", "exchange", "parse_chat_choice",
+__all__ = ["CHAT_HELP", "ChatChoice", "ChatSetting", "PromptFormatError", "apply_chat_choice", "exchange", "parse_chat_choice",
            "recorded_chat", "render_prompt", "set_chat", "uses_chat"]

@@ -30,7 +30,9 @@ from pydantic import BeforeValidator
 if TYPE_CHECKING:  # transformers is heavy to import
     from transformers import PreTrainedTokenizerBase
 
-AddBos = Literal["auto", "true", "false"]
+# A setting that follows the model unless forced: add_bos here, chat_template in forgetless.prompting.
+Tristate = Literal["auto", "true", "false"]
+AddBos = Tristate
 ADD_BOS_CHOICES: tuple[str, ...] = ("auto", "true", "false")
 # What forgetless did before the choice was recorded: BOS before every sequence.
 LEGACY_ADD_BOS = True
@@ -42,14 +44,33 @@ class SpecialTokensError(ValueError):
     """A convention the tokenizer cannot follow (no BOS token to add, a tokenizer that ignores the setting)."""
 
 
-def parse_add_bos(value: object) -> AddBos:
-    """``auto``/``true``/``false`` from a flag or YAML value (YAML's ``true`` is a bool)."""
+def parse_tristate(value: object, key: str) -> Tristate:
+    """``auto``/``true``/``false`` from a flag or YAML value (YAML's ``true`` is a bool); ``key`` names it in errors."""
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value).strip().lower()
     if text not in ADD_BOS_CHOICES:
-        raise ValueError(f"add_bos: expected one of {list(ADD_BOS_CHOICES)}, got {value!r}")
+        raise ValueError(f"{key}: expected one of {list(ADD_BOS_CHOICES)}, got {value!r}")
     return text  # type: ignore[return-value]
+
+
+def parse_add_bos(value: object) -> AddBos:
+    """``add_bos`` from a flag or YAML value."""
+    return parse_tristate(value, "add_bos")
+
+
+def recorded_setting(model_dir: str | Path, key: str, before: bool) -> bool | None:
+    """What a forgetless model's ``forgetless.json`` records under ``key``: ``before`` for a model trained before
+    the key was recorded; ``None`` when forgetless did not train it (or its metadata cannot be read: the
+    loader's business, not the tokenizer's)."""
+    meta = Path(model_dir) / "forgetless.json"
+    if not meta.is_file():
+        return None
+    try:
+        recorded = json.loads(meta.read_text()).get(key)
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return recorded if isinstance(recorded, bool) else before
 
 
 # The type of an ``add_bos`` config field or flag: YAML's true/false become "true"/"false".
@@ -100,16 +121,8 @@ def context_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 def recorded_add_bos(model_dir: str | Path) -> bool | None:
-    """The BOS choice a forgetless model was trained with: from ``forgetless.json``; ``LEGACY_ADD_BOS`` for a
-    model trained before it was recorded; ``None`` when forgetless did not train it."""
-    meta = Path(model_dir) / "forgetless.json"
-    if not meta.is_file():
-        return None
-    try:
-        recorded = json.loads(meta.read_text()).get("add_bos")
-    except (ValueError, AttributeError):
-        return None  # a garbled metadata file is the loader's business, not the tokenizer's
-    return recorded if isinstance(recorded, bool) else LEGACY_ADD_BOS
+    """The BOS choice a forgetless model was trained with (``LEGACY_ADD_BOS`` before it was recorded)."""
+    return recorded_setting(model_dir, "add_bos", LEGACY_ADD_BOS)
 
 
 def set_add_bos(tokenizer: PreTrainedTokenizerBase, add_bos: bool) -> None:
@@ -160,5 +173,6 @@ def apply_add_bos(tokenizer: PreTrainedTokenizerBase, choice: AddBos | bool = "a
 
 __all__ = [
     "ADD_BOS_CHOICES", "ADD_BOS_HELP", "LEGACY_ADD_BOS", "AddBos", "AddBosSetting", "SpecialTokensError", "adds_bos", "apply_add_bos", "bos_prefix",
-    "context_prefix", "encode", "parse_add_bos", "recorded_add_bos", "set_add_bos",
+    "Tristate", "context_prefix", "encode", "parse_add_bos", "parse_tristate", "recorded_add_bos",
+    "recorded_setting", "set_add_bos",
 ]
