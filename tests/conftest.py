@@ -91,3 +91,18 @@ def tiny_bf16_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: Pre
     make_model(tokenizer).to(torch.bfloat16).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """lm-eval task YAMLs over a 6-item cloze file and a 6-record sums file: ``(include path, cloze, domain)``."""
+    from forgetless.evaluation.cloze import build_cloze, write_cloze
+    from forgetless.evaluation.lmeval import write_task_yamls
+
+    tmp = tmp_path_factory.mktemp("lmeval-tasks")
+    texts = [" ".join(f"word{d} number {i}" for i in range(60)) for d in range(4)]
+    cloze = write_cloze(build_cloze(texts, n_items=6, context_words=8, continuation_words=2), tmp / "cloze.jsonl")
+    rows = [{"prompt": f"Sum {a} and {b}.\n", "completion": f" Answer: {a + b}", "answer": str(a + b)}
+            for a in range(3) for b in range(2)]
+    domain = write_jsonl(tmp / "domain.jsonl", rows)
+    return write_task_yamls(tmp / "tasks", cloze, {"sums": domain}, max_gen_toks=6), cloze, domain

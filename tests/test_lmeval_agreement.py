@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, read_choice_items, write_cloze
+from forgetless.evaluation.cloze import multiple_choice_accuracy, read_choice_items
 from forgetless.evaluation.domain import domain_accuracy
 from forgetless.models import load_model
-from tests.conftest import make_model, write_jsonl
+from tests.conftest import make_model
 from tests.tolerance import fp32_reorder_rtol, tiny_llama_terms
 
 lm_eval = pytest.importorskip("lm_eval")
@@ -34,19 +34,6 @@ def model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     return path
 
 
-@pytest.fixture(scope="module")
-def tasks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    from forgetless.evaluation.lmeval import write_task_yamls
-
-    tmp = tmp_path_factory.mktemp("agreement-tasks")
-    texts = [" ".join(f"word{d} number {i}" for i in range(60)) for d in range(4)]
-    cloze = write_cloze(build_cloze(texts, n_items=6, context_words=8, continuation_words=2), tmp / "cloze.jsonl")
-    rows = [{"prompt": f"Sum {a} and {b}.\n", "completion": f" Answer: {a + b}", "answer": str(a + b)}
-            for a in range(3) for b in range(2)]
-    domain = write_jsonl(tmp / "domain.jsonl", rows)
-    return write_task_yamls(tmp / "tasks", cloze, {"sums": domain}, max_gen_toks=6), cloze, domain
-
-
 def _samples(lm: Any, include: Path, model_args: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """lm-eval's logged samples of both tasks, per task in document order."""
     from forgetless.evaluation.lmeval_items import _task_manager
@@ -57,10 +44,10 @@ def _samples(lm: Any, include: Path, model_args: str | None = None) -> dict[str,
     return {task: sorted(rows, key=lambda s: s["doc_id"]) for task, rows in out["samples"].items()}
 
 
-def test_forgetless_eval_the_adapter_and_hflm_agree_item_for_item(model_dir: Path, tasks: tuple[Path, Path, Path]) -> None:
+def test_forgetless_eval_the_adapter_and_hflm_agree_item_for_item(model_dir: Path, task_dir: tuple[Path, Path, Path]) -> None:
     from forgetless.evaluation.lmeval import ForgetlessLM
 
-    include, cloze, domain = tasks
+    include, cloze, domain = task_dir
     model, tokenizer, _ = load_model(model_dir)
     hf = _samples("hf", include, f"pretrained={model_dir},dtype=float32")
     adapter = _samples(ForgetlessLM(model, tokenizer, batch_size=1, progress=False), include)

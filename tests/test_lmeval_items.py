@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, write_cloze
+from forgetless.evaluation.cloze import multiple_choice_accuracy
 from forgetless.evaluation.domain import domain_accuracy
-from tests.conftest import make_model, write_jsonl
+from tests.conftest import make_model
 
 lm_eval = pytest.importorskip("lm_eval", reason="optional extra: pip install 'forgetless[lmeval]'")
-
-
-@pytest.fixture(scope="module")
-def task_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    from forgetless.evaluation.lmeval import write_task_yamls
-
-    tmp = tmp_path_factory.mktemp("lmeval-items")
-    texts = [" ".join(f"word{d} number {i}" for i in range(60)) for d in range(4)]
-    cloze = write_cloze(build_cloze(texts, n_items=6, context_words=8, continuation_words=2), tmp / "cloze.jsonl")
-    rows = [{"prompt": f"Sum {a} and {b}.\n", "completion": f" Answer: {a + b}", "answer": str(a + b)}
-            for a in range(3) for b in range(2)]
-    domain = write_jsonl(tmp / "domain.jsonl", rows)
-    return write_task_yamls(tmp / "tasks", cloze, {"sums": domain}, max_gen_toks=6), cloze, domain
 
 
 def test_items_agree_with_forgetless_own_scores(tokenizer, task_dir) -> None:  # noqa: ANN001
