@@ -105,5 +105,6 @@ def exchange(prompt: str, completion: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
 
 
-__all__ = ["CHAT_HELP", "ChatChoice", "ChatSetting", "PromptFormatError", "apply_chat_choice", "exchange", "parse_chat_choice",
+__all__ = ["CHAT_HELP", "ChatChoice", "ChatSetting", "PromptFormatError", "apply_chat_choice", "exchange",
+           "parse_chat_choice",
            "recorded_chat", "render_prompt", "set_chat", "uses_chat"]

@@ -172,7 +172,8 @@ def apply_add_bos(tokenizer: PreTrainedTokenizerBase, choice: AddBos | bool = "a
 
 
 __all__ = [
-    "ADD_BOS_CHOICES", "ADD_BOS_HELP", "LEGACY_ADD_BOS", "AddBos", "AddBosSetting", "SpecialTokensError", "adds_bos", "apply_add_bos", "bos_prefix",
+    "ADD_BOS_CHOICES", "ADD_BOS_HELP", "LEGACY_ADD_BOS", "AddBos", "AddBosSetting", "SpecialTokensError", "adds_bos",
+    "apply_add_bos", "bos_prefix",
     "Tristate", "context_prefix", "encode", "parse_add_bos", "parse_tristate", "recorded_add_bos",
     "recorded_setting", "set_add_bos",
 ]

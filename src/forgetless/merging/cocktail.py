@@ -145,7 +145,8 @@ class CocktailParams(RuleParams):
         "others", description="Models in the softmax: others (the paper: all but the fine-tuned one) or all (the "
                               "fine-tuned one too; a variant, not the paper's method).")
     cocktail_loss: LossConvention = Field(
-        "tokens", description="Loss L_k: tokens = mean NLL per token of text+EOS (BOS as the tokenizer adds it) pooled; "
+        "tokens", description="Loss L_k: tokens = mean NLL per token of text+EOS (BOS as the tokenizer adds it), "
+                              "pooled; "
                               "lm-cocktail = lm-cocktail 0.0.4's (output tokens + EOS only, mean per batch of 2 "
                               "examples, then over batches).")
     model_kind: ModelKind = Field(
