@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -107,7 +107,34 @@ class TensorRule(MergeRule):
     the output dtype. Integer tensors and buffers are copied from the config source as in
     the linear path; ``coefficients`` still runs first (its checks refuse bad settings before
     anything is read) and its values are recorded as the rule's linear counterpart.
+
+    A tensor larger than the engine's chunk (an embedding, an LM head) is handed to a rule a
+    slice of rows at a time only when the rule says it may be (``row_separable``): its
+    ``tensor_statistics`` first sees the whole tensor once, slice by slice, and returns what
+    ``combine_slice`` needs of it (SLERP: the angle between the two models' copies); otherwise
+    the engine reads the whole tensor and calls ``combine_tensor``, and the merge's peak memory
+    is then a few copies of the largest tensor.
     """
+
+    # True: the merged value of a row depends on the whole tensor only through
+    # ``tensor_statistics`` (so a slice of rows can be combined alone).
+    row_separable: ClassVar[bool] = False
+
+    def tensor_statistics(self, name: str, slices: Iterable[Sequence[torch.Tensor]]) -> Any:
+        """What ``combine_slice`` needs of the whole tensor (row-separable rules only).
+
+        Args:
+            name: the tensor's name.
+            slices: consecutive slices of rows covering the tensor in order, each one slice per
+                model (shape ``(rows, *S[1:])``, widened as ``combine_tensor``'s inputs); lazy: a rule
+                that needs nothing of the whole tensor returns without iterating, and nothing is read.
+        """
+        return None
+
+    def combine_slice(self, name: str, tensors: Sequence[torch.Tensor], statistics: Any) -> torch.Tensor:
+        """The merged value of a slice of rows (row-separable rules only): ``tensors`` as in
+        ``combine_tensor`` but of shape ``(rows, *S[1:])``, ``statistics`` from ``tensor_statistics``."""
+        raise NotImplementedError(f"rule {self.name} is not row-separable")
 
     @abstractmethod
     def combine_tensor(self, name: str, tensors: Sequence[torch.Tensor]) -> torch.Tensor:

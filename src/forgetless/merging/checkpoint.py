@@ -128,11 +128,20 @@ class Checkpoint:
                 raise MergeError(f"{self.path}: {INDEX_FILE} places tensor {key} in {name}, which does not hold it")
         return tensors
 
-    def read(self, name: str) -> torch.Tensor:
-        """Load one tensor (opening and closing its file, so no mapping outlives the call)."""
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Load one tensor, or rows ``[start, stop)`` of its first dimension (opening and closing its
+        file, so no mapping outlives the call and only the rows read were ever resident).
+
+        Args:
+            name: the tensor's name.
+            rows: None for the whole tensor (any shape ``S``); else ``(start, stop)``, giving shape
+                ``(stop - start, *S[1:])`` of a tensor of at least one dimension.
+        """
         info = self.tensors[name]
         with safe_open(str(info.file), framework="pt") as handle:
-            return handle.get_tensor(name)
+            if rows is None:
+                return handle.get_tensor(name)
+            return handle.get_slice(name)[rows[0]:rows[1]]
 
     @property
     def architecture(self) -> str:

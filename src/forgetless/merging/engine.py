@@ -6,10 +6,13 @@ reduces to one list of coefficients over the inputs (docs/methods.md#merging); t
 applies such a list. A non-linear rule (``TensorRule``: slerp) combines each tensor itself
 (``combine_tensors``), on the same stream, with the same dtype handling. The engine reads
 one tensor of each input at a time, combines it in float32 (float64 for float64 inputs),
-casts it to the output dtype and appends it to the output shard, so peak memory is a few
-tensors, never a model. Inputs may differ in float dtype (a bf16 base and an fp32
-fine-tuned model): the output takes the first model's dtype, or the one asked for. Integer
-tensors and buffers are copied from the config source, never combined. Output goes to a
+casts it to the output dtype and appends it to the output shard. A tensor of more than
+``CHUNK_ELEMENTS`` elements (an embedding, an LM head) is read, combined and written a slice
+of rows at a time, so peak memory is a few chunks, whatever the vocabulary, never a model;
+every rule is elementwise per row (SLERP's angle, the one statistic of a whole tensor, is
+measured in a first streamed pass), so the output is byte for byte the unsliced one.
+Inputs may differ in float dtype (a bf16 base and an fp32 fine-tuned model): the output
+takes the first model's dtype, or the one asked for. Integer tensors and buffers are copied from the config source, never combined. Output goes to a
 temporary directory that is renamed when complete (``forgetless.atomic.atomic_dir``).
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +44,11 @@ from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_sha
 
 RECORD_FILE = "forgetless-merge.json"
 FLOAT32_MAX = torch.finfo(torch.float32).max
+# Elements per slice of a large tensor: 4 Mi, 16 MiB in float32. A merge holds about three such
+# float32 buffers plus each input's slice and the output's, so its peak stays near 100 MB above
+# the interpreter's whatever the model; slices much smaller than this cost time in file opens.
+CHUNK_ELEMENTS = 1 << 22
+Rows = tuple[int, int] | None  # rows [start, stop) of a tensor's first dimension; None: the whole tensor
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt",
@@ -88,40 +96,73 @@ def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
     return total.to(dtype)
 
 
-def combine_tensors(read: Callable[[int], torch.Tensor], n_models: int, rule: TensorRule, name: str,
-                    dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``rule.combine_tensor`` for one tensor: every input read, widened, combined, checked, rounded once.
+def row_slices(shape: Sequence[int], chunk_elements: int) -> list[Rows]:
+    """How to cut a tensor of ``shape`` into slices of whole rows of at most ``chunk_elements``
+    elements (one row if a row alone is larger); ``[None]``: read it whole (it is no larger)."""
+    numel = math.prod(shape)
+    if not shape or numel <= chunk_elements:
+        return [None]
+    per = max(1, chunk_elements // max(1, numel // shape[0]))
+    return [(start, min(start + per, shape[0])) for start in range(0, shape[0], per)]
+
+
+def combine_tensors(read: Callable[[int, Rows], torch.Tensor], n_models: int, rule: TensorRule, name: str,
+                    dtype: torch.dtype | None = None, slices: Sequence[Rows] = (None,)) -> Iterator[torch.Tensor]:
+    """``rule``'s merge of one tensor, slice by slice: every input read, widened, combined, checked, rounded once.
 
     The inputs are widened to float32 (float64 if an input or ``dtype`` is), as ``combine``
     sums, and the result is rounded once to ``dtype``; a rule that returns an input unchanged
     therefore reproduces it bit for bit, as ``combine`` does for a single coefficient of 1.
+    A rule that is not ``row_separable`` gets the whole tensor whatever ``slices`` says.
 
     Args:
-        read: loads input ``k``'s tensor (shape ``S``, any float dtype).
+        read: loads rows ``Rows`` of input ``k``'s tensor (shape ``S`` or ``(rows, *S[1:])``, any float dtype).
         n_models: how many inputs there are.
         rule: the per-tensor rule.
         name: the tensor's name, passed to the rule and used in messages.
         dtype: dtype of the result; None: the first input's dtype.
+        slices: consecutive row ranges covering the tensor (``row_slices``).
 
-    Returns:
-        A tensor of shape ``S`` in ``dtype``.
+    Yields:
+        The merged slices in order, shape ``(rows, *S[1:])`` (``S`` for ``None``), in ``dtype``.
 
     Raises:
-        MergeError: the rule returned another shape, or non-finite values from finite inputs.
+        MergeError: the rule returned another shape, or non-finite values from finite inputs (after
+            the last slice, judged over the whole tensor, as unsliced).
     """
-    tensors = [read(k) for k in range(n_models)]
-    dtype = dtype or tensors[0].dtype
-    wide = dtype == torch.float64 or any(t.dtype == torch.float64 for t in tensors)
-    compute = torch.float64 if wide else torch.float32
-    tensors = [t.to(compute) for t in tensors]
-    merged = rule.combine_tensor(name, tensors)
-    if merged.shape != tensors[0].shape:
-        raise MergeError(f"rule {rule.name} returned shape {tuple(merged.shape)} for tensor {name} of shape "
-                         f"{tuple(tensors[0].shape)}")
-    # Inputs may hold inf on purpose (masks); only a non-finite value the rule itself made is refused.
-    if not bool(torch.isfinite(merged).all()) and all(bool(torch.isfinite(t).all()) for t in tensors):
+    if not rule.row_separable:
+        slices = (None,)
+
+    def widened(rows: Rows) -> tuple[list[torch.Tensor], torch.dtype]:
+        tensors = [read(k, rows) for k in range(n_models)]
+        out = dtype or tensors[0].dtype
+        wide = out == torch.float64 or any(t.dtype == torch.float64 for t in tensors)
+        compute = torch.float64 if wide else torch.float32
+        return [t.to(compute) for t in tensors], out
+
+    # The rule's statistics of the whole tensor: a first pass over the slices (lazy, so a rule that needs
+    # none reads nothing); a tensor read whole is read once and kept for the combination.
+    whole: tuple[list[torch.Tensor], torch.dtype] | None = None
+    if slices[0] is None:
+        whole = widened(None)
+        statistics = rule.tensor_statistics(name, [whole[0]]) if rule.row_separable else None
+    else:
+        statistics = rule.tensor_statistics(name, (widened(rows)[0] for rows in slices))
+    made_non_finite, inputs_finite = False, True
+    for rows in slices:
+        tensors, out = whole if whole is not None else widened(rows)
+        whole = None
+        merged = rule.combine_slice(name, tensors, statistics) if rule.row_separable \
+            else rule.combine_tensor(name, tensors)
+        if merged.shape != tensors[0].shape:
+            raise MergeError(f"rule {rule.name} returned shape {tuple(merged.shape)} for tensor {name} of shape "
+                             f"{tuple(tensors[0].shape)}")
+        # Inputs may hold inf on purpose (masks); only a non-finite value the rule itself made is refused.
+        made_non_finite = made_non_finite or not bool(torch.isfinite(merged).all())
+        inputs_finite = inputs_finite and all(bool(torch.isfinite(t).all()) for t in tensors)
+        yield merged.to(out)
+    if made_non_finite and inputs_finite:
         raise MergeError(f"rule {rule.name} made non-finite values in tensor {name} from finite inputs")
-    return merged.to(dtype)
 
 
 def _non_finite_fix(dtype: torch.dtype) -> str:
@@ -213,6 +254,7 @@ def merge_checkpoints(
     sentence_transformers_from: int | None = None,
     sentence_transformers_pooling: str | None = None,
     tensor_rule: TensorRule | None = None,
+    chunk_elements: int | None = None,
 ) -> Path:
     """Write θ = Σ_k c_k θ_k of ``models`` (or ``tensor_rule``'s combination) to ``output``,
     streaming one tensor at a time.
@@ -238,6 +280,8 @@ def merge_checkpoints(
             as the rule scored it; None: write none.
         tensor_rule: a rule that combines each float tensor itself (``TensorRule``); the
             coefficients are then checked and recorded but not summed. None: the linear sum.
+        chunk_elements: a tensor larger than this many elements is merged a slice of rows at a
+            time (None: ``CHUNK_ELEMENTS``); the output is the same whatever it is.
 
     Returns:
         ``output``, loadable with ``AutoModelForCausalLM.from_pretrained``.
@@ -290,24 +334,37 @@ def merge_checkpoints(
         bar = stack.enter_context(tqdm(total=len(source.tensors), desc="merging", unit="tensor", leave=False,
                                        disable=not progress))
 
-        def produce(name: str) -> torch.Tensor:
+        chunk = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
+
+        def produce(name: str) -> Iterator[torch.Tensor]:
+            """The output tensor ``name``, a slice of rows at a time (``row_slices``)."""
             bar.update(1)
             target = DTYPES[planned[name].dtype]
+            slices = row_slices(source.tensors[name].shape, chunk)
             if name in copied:
-                return source.read(name).to(target)
+                for rows in slices:
+                    yield source.read(name, rows).to(target)
+                return
             if tensor_rule is not None:
-                merged = combine_tensors(lambda k: checkpoints[k].read(name), len(checkpoints), tensor_rule, name,
-                                         target)
+                merged_slices: Iterator[torch.Tensor] = combine_tensors(
+                    lambda k, rows: checkpoints[k].read(name, rows), len(checkpoints), tensor_rule, name, target,
+                    slices)
             else:
-                merged = combine(lambda k: checkpoints[k].read(name), values, target)
-            # Checked in the written dtype, before the file holds it: a sum past fp16's 65504 is inf only once
-            # rounded, and a model with inf or NaN weights must not be saved as a merge that succeeded.
-            if not torch.isfinite(merged).all():
-                bad = int((~torch.isfinite(merged)).sum())
+                merged_slices = (combine(lambda k: checkpoints[k].read(name, rows), values, target)
+                                 for rows in slices)
+            bad = numel = 0
+            for merged in merged_slices:
+                # Checked in the written dtype: a sum past fp16's 65504 is inf only once rounded, and a model
+                # with inf or NaN weights must not be saved as a merge that succeeded. The error comes after
+                # the last slice (its count is the whole tensor's), before the output directory is renamed.
+                if not torch.isfinite(merged).all():
+                    bad += int((~torch.isfinite(merged)).sum())
+                numel += merged.numel()
+                yield merged
+            if bad:
                 raise MergeError(f"tensor {name} of the merge holds {bad} non-finite value(s) (NaN or inf) of "
-                                 f"{merged.numel()} in {short_name(target)}; nothing was written; "
+                                 f"{numel} in {short_name(target)}; nothing was written; "
                                  f"{_non_finite_fix(target)}")
-            return merged
 
         with atomic_dir(output, overwrite=overwrite) as tmp:
             shards = write_shards(tmp, planned, max_bytes, produce)

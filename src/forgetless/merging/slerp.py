@@ -22,7 +22,7 @@ so it equals ``--rule interpolate --alpha t`` byte for byte.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,26 +40,61 @@ NORM_EPS = 1e-8  # mergekit's: a vector this short is not normalised (its direct
 CHUNK = 1 << 20  # elements per float64 chunk: the sums' scratch stays 8 MiB whatever the tensor's size
 
 
+class CosineSums:
+    """Running float64 sums ‖a‖², ‖b‖² and a · b of two same-shape tensors fed a slice at a time.
+
+    The sums are taken over chunks of ``CHUNK`` elements of the flattened tensors, counted from
+    the first element (a slice's last partial chunk waits for the next slice), so feeding a tensor
+    in slices of rows gives exactly the sums of feeding it whole: the engine's streamed SLERP of
+    an embedding matrix is byte-identical to the whole-tensor one, and its scratch stays 8 MiB.
+    """
+
+    def __init__(self) -> None:
+        self.aa = self.bb = self.ab = 0.0
+        self._rest: tuple[torch.Tensor, torch.Tensor] | None = None  # < CHUNK elements not yet summed
+
+    def _sum(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = x.double(), y.double()
+        self.aa, self.bb, self.ab = self.aa + float(x.dot(x)), self.bb + float(y.dot(y)), self.ab + float(x.dot(y))
+
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Feed the next slice: ``a`` and ``b`` of any one shape, float, following the previous slice."""
+        import torch
+
+        flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+        if self._rest is not None:
+            flat_a, flat_b = torch.cat([self._rest[0], flat_a]), torch.cat([self._rest[1], flat_b])
+        full = flat_a.numel() // CHUNK * CHUNK
+        for start in range(0, full, CHUNK):
+            self._sum(flat_a[start:start + CHUNK], flat_b[start:start + CHUNK])
+        # A copy, so the remainder does not keep the whole slice alive.
+        self._rest = (flat_a[full:].clone(), flat_b[full:].clone()) if full < flat_a.numel() else None
+
+    def cosine(self) -> float:
+        """d = clamp(â · b̂, −1, 1) of everything fed (mergekit's normalised dot product)."""
+        if self._rest is not None:
+            self._sum(*self._rest)
+            self._rest = None
+        norm_a, norm_b = math.sqrt(self.aa), math.sqrt(self.bb)
+        # mergekit normalises a vector only when its norm exceeds eps (otherwise divides by 1).
+        norm_a = norm_a if norm_a > NORM_EPS else 1.0
+        norm_b = norm_b if norm_b > NORM_EPS else 1.0
+        return min(1.0, max(-1.0, self.ab / (norm_a * norm_b)))
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """d = clamp(â · b̂, −1, 1), mergekit's normalised dot product of two same-shape tensors.
 
-    Sums of squares and products are taken in float64 over chunks of ``CHUNK`` elements, so the
-    scratch memory is bounded and nothing overflows (float32 squares can).
+    Sums of squares and products are taken in float64 over chunks of ``CHUNK`` elements
+    (``CosineSums``), so the scratch memory is bounded and nothing overflows (float32 squares can).
 
     Args:
         a: any shape ``S``, float.
         b: shape ``S``, float.
     """
-    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    aa = bb = ab = 0.0
-    for start in range(0, flat_a.numel(), CHUNK):
-        x, y = flat_a[start:start + CHUNK].double(), flat_b[start:start + CHUNK].double()
-        aa, bb, ab = aa + float(x.dot(x)), bb + float(y.dot(y)), ab + float(x.dot(y))
-    norm_a, norm_b = math.sqrt(aa), math.sqrt(bb)
-    # mergekit normalises a vector only when its norm exceeds eps (otherwise divides by 1).
-    norm_a = norm_a if norm_a > NORM_EPS else 1.0
-    norm_b = norm_b if norm_b > NORM_EPS else 1.0
-    return min(1.0, max(-1.0, ab / (norm_a * norm_b)))
+    sums = CosineSums()
+    sums.add(a, b)
+    return sums.cosine()
 
 
 def slerp_weights(t: float, d: float) -> tuple[float, float, bool]:
@@ -74,13 +109,14 @@ def slerp_weights(t: float, d: float) -> tuple[float, float, bool]:
     return math.sin((1.0 - t) * omega) / sin_omega, math.sin(t * omega) / sin_omega, True
 
 
-def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor, d: float | None = None) -> tuple[torch.Tensor, bool]:
     """Spherical interpolation of two tensors (the module docstring's formula).
 
     Args:
         t: fraction in [0, 1]; 0 returns ``a`` itself, 1 returns ``b`` itself.
-        a: shape ``S``, float32 or float64.
+        a: shape ``S``, float32 or float64 (or a slice of rows of the tensors ``d`` was measured on).
         b: shape ``S``, the same dtype.
+        d: the cosine of the whole tensors (``cosine``, ``CosineSums``); None: ``cosine(a, b)``.
 
     Returns:
         (θ_t of shape ``S`` in the inputs' dtype, whether the spherical branch was taken).
@@ -89,7 +125,7 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, boo
         return a, False
     if t == 1.0:
         return b, False
-    c_a, c_b, spherical = slerp_weights(t, cosine(a, b))
+    c_a, c_b, spherical = slerp_weights(t, cosine(a, b) if d is None else d)
     # The engine's linear sum (engine.combine): one rounding per step, as --rule interpolate does.
     merged = a * c_a
     merged.add_(b, alpha=c_b)
@@ -121,9 +157,27 @@ class Slerp(TensorRule):
             raise MergeError(f"t={self.t}: expected a number in [0, 1] (0 = the first model, 1 = the second)")
         return Coefficients([1.0 - self.t, self.t], {"dot_threshold": DOT_THRESHOLD})
 
+    # The angle is the whole tensor's, measured in a first streamed pass (tensor_statistics); each slice
+    # of rows is then the same linear combination of the two models' rows.
+    row_separable = True
+
     def combine_tensor(self, name: str, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """θ_t of one tensor; ``tensors`` are the two models' copies, shape ``S``, float32 or float64."""
-        merged, spherical = slerp(self.t, tensors[0], tensors[1])
+        return self.combine_slice(name, tensors, self.tensor_statistics(name, [tensors]))
+
+    def tensor_statistics(self, name: str, slices: Iterable[Sequence[torch.Tensor]]) -> float | None:
+        """The cosine of the two models' copies of the whole tensor (None at t = 0 or 1, where none is needed,
+        and then nothing is read)."""
+        if self.t in (0.0, 1.0):
+            return None
+        sums = CosineSums()
+        for a, b in slices:
+            sums.add(a, b)
+        return sums.cosine()
+
+    def combine_slice(self, name: str, tensors: Sequence[torch.Tensor], statistics: float | None) -> torch.Tensor:
+        """θ_t of a slice of rows, given the whole tensor's cosine ``statistics``."""
+        merged, spherical = slerp(self.t, tensors[0], tensors[1], statistics)
         self._branches[name] = "slerp" if spherical else ("endpoint" if self.t in (0.0, 1.0) else "lerp")
         return merged
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -80,23 +80,34 @@ def _header(names: list[str], tensors: dict[str, TensorInfo]) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _write_tensor(handle: BinaryIO, tensor: torch.Tensor, name: str, info: TensorInfo) -> None:
-    if DTYPE_NAMES[tensor.dtype] != info.dtype or tuple(tensor.shape) != info.shape:
-        raise RuntimeError(f"{name}: computed {tensor.dtype} {list(tensor.shape)}, planned {info.dtype} {list(info.shape)}")
-    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-    handle.write(memoryview(data))
+def _write_tensor(handle: BinaryIO, pieces: torch.Tensor | Iterable[torch.Tensor], name: str,
+                  info: TensorInfo) -> None:
+    """Append one tensor's bytes: the tensor itself, or consecutive slices of its rows in order."""
+    written, whole = 0, isinstance(pieces, torch.Tensor)
+    for piece in [pieces] if whole else pieces:
+        shape = tuple(piece.shape)
+        fits = shape == info.shape if whole else (len(shape) == len(info.shape) and shape[1:] == info.shape[1:])
+        if DTYPE_NAMES[piece.dtype] != info.dtype or not fits:
+            raise RuntimeError(f"{name}: computed {piece.dtype} {list(piece.shape)}, planned {info.dtype} "
+                               f"{list(info.shape)}")
+        data = piece.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        handle.write(memoryview(data))
+        written += data.nbytes
+    if written != info.nbytes:
+        raise RuntimeError(f"{name}: computed {written} bytes, planned {info.dtype} {list(info.shape)} "
+                           f"({info.nbytes} bytes)")
 
 
 def write_shards(directory: Path, tensors: dict[str, TensorInfo], max_bytes: int,
-                 produce: Callable[[str], torch.Tensor]) -> list[Shard]:
+                 produce: Callable[[str], torch.Tensor | Iterable[torch.Tensor]]) -> list[Shard]:
     """Write every tensor of ``tensors`` (planned names/dtypes/shapes) into ``directory``.
 
     Args:
         directory: where the shards and the index go.
         tensors: the output's tensors, in write order; ``file`` of each is ignored.
         max_bytes: shard size limit.
-        produce: called with a tensor name, returns that output tensor (computed on demand,
-            so only one exists at a time).
+        produce: called with a tensor name, returns that output tensor, or an iterable of
+            consecutive slices of its rows (computed on demand, so only one exists at a time).
 
     Returns:
         The shards written.

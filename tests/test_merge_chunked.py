@@ -1,0 +1,112 @@
+"""Merging large tensors a slice of rows at a time (``engine.CHUNK_ELEMENTS``, issue 28): the bytes
+written are the unsliced merge's for every rule of ``forgetless merge``, in fp32 and from a bf16
+input, and a rule that needs whole tensors still gets them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import forgetless.merging.engine as engine
+from forgetless.cli import main
+from forgetless.merging import MergeError, merge_checkpoints
+from forgetless.merging.checkpoint import Checkpoint
+from forgetless.merging.registry import RULES
+from forgetless.merging.slerp import CHUNK, CosineSums, cosine
+from tests.conftest import TEXT, write_jsonl
+from tests.test_merge_tensor_rules import Largest
+
+UNSLICED = 1 << 62  # no tensor is this large: every tensor read whole, as before slicing
+
+
+def rule_argv(rule: str, models: Sequence[Path], data: Path) -> list[str]:
+    """``forgetless merge`` arguments for ``rule`` over ``models`` (three; two-model rules take the first two)."""
+    two = [str(m) for m in models[:2]]
+    every = [str(m) for m in models]
+    return {
+        "interpolate": ["--alpha", "0.3", "--models", *two],
+        "slerp": ["--t", "0.3", "--models", *two],
+        "average": ["--weights", "1", "2", "4", "--models", *every],
+        "task_arithmetic": ["--lambdas", "0.7", "0.4", "--models", *every],
+        "greedy_soup": ["--validation", str(data), "--models", *every],
+        "cocktail": ["--examples", str(data), "--models", *every],
+    }[rule]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("chunk-data") / "d.jsonl", [{"text": t} for t in TEXT[:3]])
+
+
+@pytest.mark.parametrize("inputs", ["fp32", "bf16"])
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_every_rule_writes_the_unsliced_bytes(rule: str, inputs: str, saved_models: list[Path],
+                                              tiny_bf16_model_dir: Path, data: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # bf16 first: the output is bf16, the sums are over a bf16 and two fp32 inputs.
+    models = saved_models if inputs == "fp32" else [tiny_bf16_model_dir, *saved_models[1:]]
+    sliced_reads = []
+    real_read = Checkpoint.read
+
+    def spy(self: Checkpoint, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        if rows is not None:
+            sliced_reads.append(name)
+        return real_read(self, name, rows)
+
+    monkeypatch.setattr(Checkpoint, "read", spy)
+    written = {}
+    # 1: every row alone (1-D tensors element by element); 70: two 32-wide rows at a time, 1-D ones whole.
+    for chunk in (UNSLICED, 1, 70):
+        monkeypatch.setattr(engine, "CHUNK_ELEMENTS", chunk)
+        out = tmp_path / f"out-{chunk}"
+        assert main(["merge", "--rule", rule, *rule_argv(rule, models, data), "--output", str(out)]) == 0
+        written[chunk] = {f.name: f.read_bytes() for f in sorted(out.iterdir()) if f.is_file()}
+        assert written[chunk]["model.safetensors"] == written[UNSLICED]["model.safetensors"], (rule, chunk)
+        assert written[chunk]["forgetless-merge.json"] == written[UNSLICED]["forgetless-merge.json"], (rule, chunk)
+    assert "model.embed_tokens.weight" in sliced_reads  # the slices were really taken
+    dtype = Checkpoint(tmp_path / f"out-{UNSLICED}").tensors["model.embed_tokens.weight"].dtype
+    assert dtype == ("F32" if inputs == "fp32" else "BF16")
+
+
+def test_cosine_sums_fed_in_slices_of_rows_are_the_whole_tensors() -> None:
+    """The chunks of the sums start at the tensor's first element whatever the slices, so d is equal, not close."""
+    torch.manual_seed(0)
+    a, b = torch.randn(3 * CHUNK // 1000 + 7, 1000), torch.randn(3 * CHUNK // 1000 + 7, 1000)
+    whole = cosine(a, b)
+    for rows in (1, 333, 1049, a.shape[0]):
+        sums = CosineSums()
+        for start in range(0, a.shape[0], rows):
+            sums.add(a[start:start + rows], b[start:start + rows])
+        assert sums.cosine() == whole, rows
+
+
+def test_a_rule_that_is_not_row_separable_gets_whole_tensors(saved_models: list[Path], tmp_path: Path) -> None:
+    rule = Largest()
+    merge_checkpoints(saved_models, [1 / 3] * 3, tmp_path / "m", tensor_rule=rule, progress=False, chunk_elements=1)
+    shapes = {name: info.shape for name, info in Checkpoint(saved_models[0]).tensors.items()}
+    assert sorted(name for name, _, _ in rule.seen) == sorted(shapes)  # each tensor once, whole
+    expected = torch.maximum(torch.maximum(*(Checkpoint(p).read("model.embed_tokens.weight")
+                                             for p in saved_models[:2])),
+                             Checkpoint(saved_models[2]).read("model.embed_tokens.weight"))
+    assert torch.equal(Checkpoint(tmp_path / "m").read("model.embed_tokens.weight"), expected)
+
+
+def test_a_non_finite_merge_counts_the_whole_tensor_and_writes_nothing(tmp_path: Path) -> None:
+    """fp16 overflow in two separate slices: one error after the tensor, counting both, as unsliced."""
+    big = torch.zeros(4, 3)
+    big[0, 0] = big[3, 2] = 60000.0
+    for name, scale in (("a", 1.0), ("b", 1.0)):
+        (tmp_path / name).mkdir()
+        save_file({"w.weight": big * scale}, str(tmp_path / name / "model.safetensors"))
+    messages = []
+    for chunk in (UNSLICED, 3):
+        with pytest.raises(MergeError) as err:
+            merge_checkpoints([tmp_path / "a", tmp_path / "b"], [1.0, 1.0], tmp_path / f"out{chunk}", dtype="fp16",
+                              progress=False, chunk_elements=chunk)
+        messages.append(str(err.value).replace(str(tmp_path), ""))
+        assert not (tmp_path / f"out{chunk}").exists()
+    assert messages[0] == messages[1] and "holds 2 non-finite value(s) (NaN or inf) of 12 in fp16" in messages[0]
