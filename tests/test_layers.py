@@ -28,7 +28,7 @@ import forgetless
 ROOT = Path(forgetless.__file__).parent
 LAYERS: list[set[str]] = [
     {"__init__", "atomic", "bootstrap", "cache_dir", "dtypes", "extras", "lazy", "losses", "machine", "models",
-     "outputs", "params", "positions", "registry", "schema_flags", "special_tokens", "prompting"},
+     "outputs", "params", "positions", "registry", "schema_flags", "special_tokens", "prompting", "kv_cache"},
     {"data", "gguf", "theory"},
     {"objectives", "replay"},
     {"config", "regularizers"},

@@ -4,7 +4,9 @@
 sequence has finished, padding it step after step. Here a sequence that emits EOS
 leaves the batch at once: its rows are dropped from the KV cache
 (``Cache.batch_select_indices``), so the remaining steps cost only what the
-unfinished sequences need. Prompts are left-padded with explicit position ids, so
+unfinished sequences need. The cache has room for the whole sequence from the start
+(``forgetless.kv_cache``), so a step copies its own token's keys and values, not the
+whole cache as ``DynamicCache``'s ``torch.cat`` does. Prompts are left-padded with explicit position ids, so
 a padded prompt decodes exactly as it would alone.
 
 Models without a cache in their ``forward`` (a wrapper with only
@@ -19,10 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import DynamicCache, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from forgetless.data.formats import encode_prompt
 from forgetless.evaluation.scoring import capabilities, core_model, model_device
+from forgetless.kv_cache import reserved_cache
 from forgetless.models import output_cache
 from forgetless.positions import fit_new_tokens
 
@@ -53,22 +56,25 @@ def _decode_batch(
     kwargs: dict = {}
     if caps.position_ids:
         kwargs["position_ids"] = positions
-    kwargs.update(caps.with_cache(DynamicCache()))
+    # Room for the prompt and the whole budget: each step writes its token's keys and values in place.
+    kwargs.update(caps.with_cache(reserved_cache(ids.shape[1] + max_new_tokens)))
     if caps.logits_to_keep:
         kwargs["logits_to_keep"] = 1
     output = core(input_ids=ids, attention_mask=mask, **kwargs)
     next_position = positions[:, -1] + 1
     for step in range(max_new_tokens):
+        # Argmax on the logits' own dtype: the largest bf16 logit is the largest once widened too.
         token = output.logits[:, -1].argmax(dim=-1)  # [B_alive]
-        finished = token == eos_id if eos_id is not None else torch.zeros_like(token, dtype=torch.bool)
-        for r, index in enumerate(alive.tolist()):
-            if not finished[r]:
-                out_tokens[index].append(int(token[r]))
-        if step == max_new_tokens - 1 or bool(finished.all()):
+        tokens = token.tolist()  # one transfer per step, not one per row
+        finished = [t == eos_id for t in tokens]
+        for index, t, done in zip(alive.tolist(), tokens, finished):
+            if not done:
+                out_tokens[index].append(t)
+        if step == max_new_tokens - 1 or all(finished):
             break
-        if bool(finished.any()):
+        if any(finished):
             # Per-sequence stopping: finished rows leave the batch and the cache.
-            keep = (~finished).nonzero().squeeze(1)
+            keep = torch.tensor([r for r, done in enumerate(finished) if not done], device=device)
             alive, token, mask, next_position = alive[keep], token[keep], mask[keep], next_position[keep]
             ids = ids[keep]
             if caps.kv_cache:
@@ -78,6 +84,8 @@ def _decode_batch(
             kwargs = caps.with_cache(output_cache(output))
             if caps.position_ids:
                 kwargs["position_ids"] = next_position[:, None]
+            if caps.logits_to_keep:
+                kwargs["logits_to_keep"] = 1
             output = core(input_ids=token[:, None], attention_mask=mask, **kwargs)
         else:
             ids = torch.cat([ids, token[:, None]], dim=1)
