@@ -1,21 +1,31 @@
-"""Greedy decoding throughput: forgetless's batched ``greedy_decode`` vs one-at-a-time ``model.generate``.
+"""Greedy decoding throughput: forgetless's batched ``greedy_decode`` vs transformers' batched ``model.generate``
+(and, unless ``--skip-single``, one-at-a-time ``generate``).
 
 Same model (the testbed *small* architecture: Llama d384, 6 layers, vocab 8192,
-random init, or ``--model DIR`` for a trained one), same prompts (the first
+random init, or ``--model DIR|real:smollm2-135m``), same prompts (the first
 ``--prompts`` prompts of the tiny testbed's medcalc_cot test split, encoded as in
-training), same budget, measured in one run. Also times ``model.generate`` on the
-same batch (left-padded, batch ``--batch-size``), which keeps finished sequences in
-the batch. Prints throughput ratios and whether the generated tokens agree.
+training), same budget, measured in one run, in two cases (issue 28):
+
+- none stops: no EOS, every sequence runs the whole budget (generate's best case);
+- some stop: the newline token stands in for EOS (each sequence stops at the end of its
+  first line, as an answer line does), so rows finish at different steps; generate keeps
+  finished rows in the batch, ``greedy_decode`` drops them.
+
+The two decoders alternate over ``--rounds`` rounds and the medians are compared. Prints
+throughput ratios and whether the generated tokens agree.
 
     python bench/eval_generate.py [--prompts 32] [--batch-size 32] [--max-new-tokens 48] [--threads 1]
-                                  [--model real:smollm2-135m] [--without-cache]
+                                  [--model real:smollm2-135m] [--rounds 1] [--skip-single] [--without-cache]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,12 +38,21 @@ from forgetless.testbed.build import build_testbed
 from forgetless.testbed.specs import resolve_spec
 
 
+def timed(fn: Callable[[], list[list[int]]]) -> tuple[float, list[list[int]]]:
+    """Seconds ``fn`` took, and what it returned."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of the two decoders per case")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--skip-single", action="store_true", help="skip one-at-a-time generate (slow on a CPU)")
     parser.add_argument("--without-cache", action="store_true",
                         help="also decode with the KV cache off (what forgetless did under transformers 5.2x until "
                              "it read the cache argument's name from the signature)")
@@ -53,33 +72,46 @@ def main() -> None:
     task = Path(resolve_spec("testbed:tiny/tasks/medcalc_cot/test.jsonl"))
     lines = task.read_text().splitlines()[: args.prompts]
     prompts = [encode_prompt(tokenizer, json.loads(line)["prompt"]) for line in lines]
-    eos, pad, budget = tokenizer.eos_token_id, tokenizer.pad_token_id, args.max_new_tokens
-    print(f"{len(prompts)} prompts, max {budget} new tokens, batch {args.batch_size}, {torch.get_num_threads()} threads")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    budget = args.max_new_tokens
+    newline = tokenizer.encode("\n", add_special_tokens=False)[-1]
+    model.generation_config.eos_token_id = None  # each call says its own EOS (None: nothing stops)
+    print(f"{len(prompts)} prompts, max {budget} new tokens, batch {args.batch_size}, {torch.get_num_threads()} "
+          f"threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
-    start = time.perf_counter()
-    ours = greedy_decode(model, prompts, budget, eos, pad, batch_size=args.batch_size, progress=False)
-    ours_s = time.perf_counter() - start
+    def ours(eos: int | None) -> list[list[int]]:
+        return greedy_decode(model, prompts, budget, eos, pad, batch_size=args.batch_size, progress=False)
 
-    start = time.perf_counter()
-    single = []
-    with torch.no_grad():
-        for p in prompts:
-            ids = torch.tensor([p])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget,
-                                 do_sample=False, eos_token_id=eos, pad_token_id=pad)[0, len(p):].tolist()
-            single.append(out[: out.index(eos)] if eos in out else out)
-    single_s = time.perf_counter() - start
+    def batched(eos: int | None) -> list[list[int]]:
+        out_all = []
+        with torch.no_grad():
+            for b in range(0, len(prompts), args.batch_size):
+                ids, mask = _left_pad(prompts[b : b + args.batch_size], pad)
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=budget, do_sample=False,
+                                     eos_token_id=eos, pad_token_id=pad)[:, ids.shape[1]:].tolist()
+                out_all.extend(o[: o.index(eos)] if eos is not None and eos in o else o for o in out)
+        return out_all
 
-    start = time.perf_counter()
-    batched_hf = []
-    with torch.no_grad():
-        for b in range(0, len(prompts), args.batch_size):
-            chunk = prompts[b : b + args.batch_size]
-            ids, mask = _left_pad(chunk, pad)
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=budget, do_sample=False,
-                                 eos_token_id=eos, pad_token_id=pad)[:, ids.shape[1]:].tolist()
-            batched_hf.extend(o[: o.index(eos)] if eos in o else o for o in out)
-    batched_hf_s = time.perf_counter() - start
+    for case, eos in (("none stops", None), ("some stop (EOS = newline)", newline)):
+        times: dict[str, list[float]] = {"ours": [], "batched": []}
+        for _ in range(args.rounds):
+            ours_s, got = timed(lambda: ours(eos))
+            hf_s, want = timed(lambda: batched(eos))
+            times["ours"].append(ours_s)
+            times["batched"].append(hf_s)
+        ours_s, hf_s = statistics.median(times["ours"]), statistics.median(times["batched"])
+        tokens = sum(len(o) for o in got)
+        print(f"\n{case}: {tokens} tokens, {sum(len(o) < budget for o in got)}/{len(got)} sequences stopped "
+              f"before the budget (mean length {tokens / len(got):.1f})")
+        print(f"  batched model.generate  : {hf_s:7.2f} s  {tokens / hf_s:7.1f} tokens/s")
+        print(f"  forgetless greedy_decode: {ours_s:7.2f} s  {tokens / ours_s:7.1f} tokens/s")
+        print(f"  ratio vs batched generate: {hf_s / ours_s:.2f}x (rounds: "
+              f"{', '.join(f'{h / o:.2f}' for h, o in zip(times['batched'], times['ours']))}); identical tokens: "
+              f"{sum(a == b for a, b in zip(got, want))}/{len(got)}")
+        if not args.skip_single:
+            single_s, single = timed(lambda: [batched_one(model, p, budget, eos, pad) for p in prompts])
+            print(f"  one-at-a-time generate  : {single_s:7.2f} s; ratio {single_s / ours_s:.2f}x; identical tokens: "
+                  f"{sum(a == b for a, b in zip(got, single))}/{len(got)}")
 
     if args.without_cache:
         from forgetless.evaluation import generate as gen_module
@@ -87,21 +119,21 @@ def main() -> None:
 
         real = gen_module.capabilities
         gen_module.capabilities = lambda m: Capabilities(**{**real(m).__dict__, "cache_arg": None})
-        start = time.perf_counter()
-        uncached = greedy_decode(model, prompts, budget, eos, pad, batch_size=args.batch_size, progress=False)
-        uncached_s = time.perf_counter() - start
+        uncached_s, uncached = timed(lambda: ours(None))
         gen_module.capabilities = real
-        print(f"greedy_decode without the KV cache: {uncached_s:7.2f} s, {uncached_s / ours_s:.2f}x slower; "
-              f"identical tokens: {sum(a == b for a, b in zip(ours, uncached))}/{len(ours)}")
+        cached_s, cached = timed(lambda: ours(None))
+        print(f"greedy_decode without the KV cache: {uncached_s:7.2f} s, {uncached_s / cached_s:.2f}x slower; "
+              f"identical tokens: {sum(a == b for a, b in zip(cached, uncached))}/{len(cached)}")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
-    tokens = sum(len(o) for o in ours)
-    print(f"one-at-a-time model.generate : {single_s:7.2f} s  {tokens / single_s:7.1f} tokens/s")
-    print(f"batched model.generate       : {batched_hf_s:7.2f} s  {tokens / batched_hf_s:7.1f} tokens/s")
-    print(f"forgetless greedy_decode     : {ours_s:7.2f} s  {tokens / ours_s:7.1f} tokens/s")
-    print(f"ratio vs one-at-a-time generate: {single_s / ours_s:.2f}x; vs batched generate: {batched_hf_s / ours_s:.2f}x")
-    print(f"identical tokens: {sum(o == s for o, s in zip(ours, single))}/{len(ours)} vs one-at-a-time, "
-          f"{sum(o == s for o, s in zip(ours, batched_hf))}/{len(ours)} vs batched generate; "
-          f"{sum(len(o) < budget for o in ours)} sequences stopped at EOS before the budget")
+
+def batched_one(model: torch.nn.Module, prompt: list[int], budget: int, eos: int | None, pad: int) -> list[int]:
+    """``model.generate`` on one prompt alone, cut at ``eos``."""
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget,
+                             do_sample=False, eos_token_id=eos, pad_token_id=pad)[0, len(prompt):].tolist()
+    return out[: out.index(eos)] if eos is not None and eos in out else out
 
 
 if __name__ == "__main__":

@@ -109,3 +109,18 @@ def test_chat_prompt_and_records(tokenizer) -> None:  # noqa: ANN001
                                     progress=False)
     record = sample_record(samples[0], tokenizer, "chat")
     assert set(record) == {"text", "token_ids", "finished"} and record["token_ids"] == samples[0].token_ids
+
+
+def test_the_reserved_kv_cache_draws_the_samples_dynamic_cache_draws(tokenizer, monkeypatch) -> None:  # noqa: ANN001
+    """Issue 28: the sampler's cache writes each token in place; the logits, hence the draws, are unchanged."""
+    import forgetless.replay.generate as sampler
+    from transformers import DynamicCache
+
+    model = make_model(tokenizer, seed=5)
+    settings = SamplingSettings(num_samples=6, max_new_tokens=10, seed=3, batch_size=3)
+    prompts = [[tokenizer.bos_token_id], [tokenizer.bos_token_id, 40, 41]] * 3
+    reserved = sample_sequences(model, prompts, settings, tokenizer.eos_token_id, tokenizer.pad_token_id, False)
+    monkeypatch.setattr(sampler, "reserved_cache", lambda reserve: DynamicCache())
+    dynamic = sample_sequences(model, prompts, settings, tokenizer.eos_token_id, tokenizer.pad_token_id, False)
+    assert [s.token_ids for s in reserved] == [s.token_ids for s in dynamic]
+    assert len({tuple(s.token_ids) for s in reserved}) > 1  # real draws, not one repeated sequence

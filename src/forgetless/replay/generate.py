@@ -24,6 +24,7 @@ from jinja2 import TemplateError
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from forgetless import special_tokens
+from forgetless.kv_cache import reserved_cache
 from forgetless.models import capabilities, output_cache
 from forgetless.positions import fit_new_tokens
 
@@ -171,7 +172,10 @@ def sample_batch(
         mask[row, width - len(prompt) :] = 1
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
     cache_arg = capabilities(model).cache_arg or "past_key_values"  # the sampler needs a causal LM with a cache
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    # Room for the prompt and the whole budget: a step writes its token's keys and values in place
+    # (forgetless.kv_cache), the same logits as DynamicCache's copy of the whole cache per step.
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                **{cache_arg: reserved_cache(width + max_new_tokens)})
     cache, logits = output_cache(out), out.logits[:, -1]
     next_position = positions[:, -1:] + 1
     generated = torch.full((batch, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
