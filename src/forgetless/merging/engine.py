@@ -44,10 +44,15 @@ from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_sha
 
 RECORD_FILE = "forgetless-merge.json"
 FLOAT32_MAX = torch.finfo(torch.float32).max
-# Elements per slice of a large tensor: 4 Mi, 16 MiB in float32. A merge holds about three such
-# float32 buffers plus each input's slice and the output's, so its peak stays near 100 MB above
-# the interpreter's whatever the model; slices much smaller than this cost time in file opens.
-CHUNK_ELEMENTS = 1 << 22
+# Elements per slice of a large tensor: 1 Mi, 4 MiB in float32. A merge holds three such float32
+# buffers plus each input's slice and the output's, so its peak stays a few tens of MB above the
+# interpreter's whatever the model, and the passes over a slice (widen, scale, add, round, check)
+# run in the CPU's cache: 4 Mi slices took 1.4-2x as long on a 2-core EPYC (bench/merge_bench.py
+# notes in docs/performance.md); much smaller ones cost time in file opens and per-call overhead.
+CHUNK_ELEMENTS = 1 << 20
+# torch threads while merging: the passes are memory-bound, and two threads on a shared 2-core
+# machine wait on each other at every call (2-5x slower than one there, measured); restored after.
+MERGE_THREADS = 1
 Rows = tuple[int, int] | None  # rows [start, stop) of a tensor's first dimension; None: the whole tensor
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -408,8 +413,13 @@ def merge_checkpoints(
                                  f"{numel} in {short_name(target)}; nothing was written; "
                                  f"{_non_finite_fix(target)}")
 
+        threads = torch.get_num_threads()
         with atomic_dir(output, overwrite=overwrite) as tmp:
-            shards = write_shards(tmp, planned, max_bytes, produce)
+            torch.set_num_threads(min(threads, MERGE_THREADS))
+            try:
+                shards = write_shards(tmp, planned, max_bytes, produce)
+            finally:
+                torch.set_num_threads(threads)
             for name in COPIED_FILES:
                 if (source.path / name).is_file():
                     shutil.copy2(source.path / name, tmp / name)
