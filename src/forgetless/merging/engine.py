@@ -47,8 +47,8 @@ FLOAT32_MAX = torch.finfo(torch.float32).max
 # Elements per slice of a large tensor: 1 Mi, 4 MiB in float32. A merge holds three such float32
 # buffers plus each input's slice and the output's, so its peak stays a few tens of MB above the
 # interpreter's whatever the model, and the passes over a slice (widen, scale, add, round, check)
-# run in the CPU's cache: 4 Mi slices took 1.4-2x as long on a 2-core EPYC (bench/merge_bench.py
-# notes in docs/performance.md); much smaller ones cost time in file opens and per-call overhead.
+# run in the CPU's cache: 4 Mi slices took 1.4-2x as long on a 2-core EPYC (issue 28; README's
+# merge figures); much smaller ones cost time in file opens and per-call overhead.
 CHUNK_ELEMENTS = 1 << 20
 # torch threads while merging: the passes are memory-bound, and two threads on a shared 2-core
 # machine wait on each other at every call (2-5x slower than one there, measured); restored after.
