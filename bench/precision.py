@@ -29,7 +29,8 @@ import torch
 from train_methods import StepTimer  # bench/ is on sys.path when a bench script runs
 from transformers import AutoModelForCausalLM
 
-from forgetless.config import TrainConfig, load_yaml
+from forgetless.config import load_yaml
+from forgetless.training.config import TrainConfig
 from forgetless.evaluation.codelength import code_length
 from forgetless.evaluation.domain import domain_accuracy
 from forgetless.evaluation.report import read_texts

@@ -88,7 +88,7 @@ def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
 
 def _schema_of(command: str) -> type[BaseModel]:
     from forgetless.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
-    from forgetless.config import TrainConfig
+    from forgetless.training.config import TrainConfig
     from forgetless.evaluation.config import EvalArgs
     from forgetless.gguf.cli import ConvertGgufArgs
     from forgetless.merging.config import merge_schema

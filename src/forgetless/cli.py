@@ -15,7 +15,8 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
+from forgetless.config import ConfigError, build_config, load_yaml
+from forgetless.training.config import TrainConfig
 from forgetless.data.errors import DataError
 from forgetless.extras import missing_extra_message
 from forgetless.schema_flags import add_schema_flags, schema_command

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from forgetless.atomic import write_json
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 
 DISTRIBUTED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED")
 

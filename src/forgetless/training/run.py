@@ -28,7 +28,7 @@ from transformers import (
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.data.spec import display_name
