@@ -72,9 +72,8 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, 
     return found
 
 
-# Flags that are not fields of a schema: the YAML a schema is read from, and theory's output directory.
-_NOT_FIELDS = {"train": {"config"}, "merge": {"config"}, "theory overadaptation": {"output"},
-               "theory tilting": {"output"}}
+# Flags that are not fields of a schema: the YAML a schema is read from.
+_NOT_FIELDS = {"train": {"config"}, "merge": {"config"}}
 
 
 def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
@@ -87,18 +86,17 @@ def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
 
 
 def _schema_of(command: str) -> type[BaseModel]:
-    from forgetless.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
-    from forgetless.training.config import TrainConfig
     from forgetless.evaluation.config import EvalArgs
     from forgetless.gguf.cli import ConvertGgufArgs
     from forgetless.merging.config import merge_schema
     from forgetless.merging.registry import RULES
     from forgetless.replay.config import GenerateArgs, KLEstimateArgs
     from forgetless.study.cli import ReportArgs, StudyArgs
-    from forgetless.theory.overadaptation import OveradaptationParams
-    from forgetless.theory.tilting import TiltingParams
+    from forgetless.testbed.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
+    from forgetless.theory.cli import OveradaptationArgs, TiltingArgs
+    from forgetless.training.config import TrainConfig
 
     return {"train": TrainConfig, "eval": EvalArgs, "generate": GenerateArgs, "kl-estimate": KLEstimateArgs,
              "study": StudyArgs, "report": ReportArgs, "testbed build": TestbedBuildArgs,
-             "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationParams,
-             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]
+             "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationArgs,
+             "theory tilting": TiltingArgs, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]

@@ -1,10 +1,15 @@
-"""Command-line flags generated from a pydantic schema, so flags and YAML keys cannot drift apart.
+"""Every subcommand's one shape: flags generated from a pydantic schema, an optional ``--config`` YAML under them,
+one merge of the two, one validation.
 
 One builder for every subcommand: each field of the command's schema becomes
 ``--field-name`` (or a positional), typed from its annotation and documented by its
 description. Flags default to None, so "not given" is distinguishable from a value
 and a YAML config can fill in what the command line leaves out; ``schema_from_flags``
 then builds the schema from the flags that were given, so its defaults are the only ones.
+
+A subcommand is a ``Command`` (its schema and the function that runs it) registered with
+``add_command``; ``forgetless.cli.main`` calls it with the parsed flags and the resolver of
+``testbed:``/``gguf:``/``real:`` specs, and the function receives the validated schema.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
+
+from forgetless.config import ConfigError, build_config, load_yaml
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -111,7 +118,107 @@ def schema_from_flags(schema: type[S], args: argparse.Namespace) -> S:
     Raises:
         ValueError: one line naming each bad flag (``--d: Input should be greater than 1``).
     """
-    values = {name: getattr(args, name) for name in schema.model_fields if getattr(args, name, None) is not None}
+    return _validated(schema, {name: getattr(args, name) for name in schema.model_fields
+                               if getattr(args, name, None) is not None})
+
+
+class Command:
+    """One subcommand: the schema of its settings and the function that runs it.
+
+    The one path every subcommand's settings take to the library: the ``--config`` file's keys (when the command
+    reads one), the flags given over them (flags win), validated once against ``schema``, then the ``testbed:``,
+    ``gguf:`` and ``real:`` specs in the result resolved once (by ``resolve``, which the entry point passes: this
+    layer cannot import the testbed), and ``run`` called with it.
+
+    Errors: a command without ``--config`` names the flag (``--limit: Input should be greater than 0``); one with
+    ``--config`` names the source and the key (``c.yaml: key 'learning_rate': ...``, or ``command line: key ...``),
+    since a key may come from either, and a required key given in neither is named by its flag.
+
+    Args:
+        schema: one field per flag (and YAML key).
+        run: the command; called with the validated ``schema``, and with ``config_file`` also with the ``--config``
+            path (None when flags alone were given), so it can refuse to write over it.
+        config_file: the command takes ``--config FILE`` (a YAML mapping of the schema's keys).
+        resolve_specs: its strings may be ``testbed:``/``gguf:``/``real:`` specs (off for commands whose arguments
+            are preset names or the files to convert).
+    """
+
+    def __init__(self, schema: type[S], run: Callable[..., int], *, config_file: bool = False,
+                 resolve_specs: bool = True) -> None:
+        self.schema = schema
+        self.run = run
+        self.config_file = config_file
+        self.resolve_specs = resolve_specs
+        self.__doc__ = run.__doc__
+
+    def required(self) -> set[str]:
+        """The fields without a default (flags or ``--config`` keys that must be given)."""
+        return {name for name, field in self.schema.model_fields.items() if field.is_required()}
+
+    def values(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The ``--config`` file's keys with the flags given over them: the one merge of file and flags."""
+        values: dict[str, Any] = dict(load_yaml(args.config)) if self.config_file and args.config else {}
+        values.update({name: getattr(args, name) for name in self.schema.model_fields
+                       if getattr(args, name, None) is not None})
+        return values
+
+    def settings(self, args: argparse.Namespace) -> BaseModel:
+        """The command's schema, validated once from the merged values.
+
+        Raises:
+            ConfigError: with ``--config``: a missing required key (named by its flag) or a bad one (naming the
+                source and the key).
+            ValueError: without ``--config``: one line naming each bad flag.
+        """
+        values = self.values(args)
+        if not self.config_file:
+            return _validated(self.schema, values)
+        source = args.config or "command line"
+        missing = sorted(self.required() - set(values), key=list(self.schema.model_fields).index)
+        if missing and not args.config:
+            flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+            raise ConfigError(f"{flags} {'is' if len(missing) == 1 else 'are'} required (here or in --config)")
+        return build_config(self.schema, values, source)  # names a key missing from the file too
+
+    def __call__(self, args: argparse.Namespace, resolve: Callable[[Any], Any] | None = None) -> int:
+        """Run the command on the parsed flags (``resolve``: the entry point's resolver of model and data specs)."""
+        settings = self.settings(args)
+        if resolve is not None and self.resolve_specs:
+            settings = resolve(settings)
+        if self.config_file:
+            return self.run(settings, args.config)
+        return self.run(settings)
+
+
+CONFIG_HELP = "YAML file of the keys below (the flag names, with underscores); flags given here override it"
+
+
+def add_command(subparsers: Any, name: str, command: Command, *, show_defaults: bool = False,
+                positional: Collection[str] = (), exclusive: Sequence[Collection[str]] = (),
+                **parser_options: Any) -> argparse.ArgumentParser:
+    """Register ``command`` as subcommand ``name``: its ``--config`` (if it reads one), a flag per field, and the
+    ``Command`` as the parser's ``func``.
+
+    Args:
+        subparsers: the parent command's ``add_subparsers()`` action.
+        show_defaults, positional, exclusive: as ``add_schema_flags``.
+        parser_options: passed to ``add_parser`` (``help``, ``description``, ``epilog_factory``, ...); ``help`` and
+            ``description`` default to the first line and the whole of the command's docstring.
+    """
+    doc = command.__doc__ or ""
+    parser_options.setdefault("help", doc.splitlines()[0] if doc else None)
+    parser_options.setdefault("description", doc or None)
+    parser = subparsers.add_parser(name, **parser_options)
+    if command.config_file:
+        parser.add_argument("--config", help=CONFIG_HELP)
+    add_schema_flags(parser, command.schema, command.required() if command.config_file else frozenset(),
+                     show_defaults, standalone=not command.config_file, positional=positional, exclusive=exclusive)
+    parser.set_defaults(func=command)
+    return parser
+
+
+def _validated(schema: type[S], values: dict[str, Any]) -> S:
+    """``schema`` built from ``values`` given as flags, errors naming each bad flag."""
     try:
         return schema(**values)
     except ValidationError as err:
@@ -120,11 +227,6 @@ def schema_from_flags(schema: type[S], args: argparse.Namespace) -> S:
         raise ValueError("; ".join(problems)) from None
 
 
-def schema_command(schema: type[S], command: Callable[[S], int]) -> Callable[[argparse.Namespace], int]:
-    """A parser's ``func``: ``command`` called with ``schema`` built from the parsed flags."""
-
-    def run(args: argparse.Namespace) -> int:
-        return command(schema_from_flags(schema, args))
-
-    run.__doc__ = command.__doc__
-    return run
+def schema_command(schema: type[S], command: Callable[[S], int]) -> Command:
+    """A parser's ``func``: ``command`` called with ``schema`` built from the parsed flags (no ``--config``)."""
+    return Command(schema, command)
