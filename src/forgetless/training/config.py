@@ -80,7 +80,9 @@ class TrainConfig(BaseModel):
     completion_only_loss: bool = Field(True, description="Loss on completion / assistant tokens only.")
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
     lr_scheduler: str = Field("cosine", description="transformers scheduler name: cosine, linear, constant, ...")
-    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps spent warming up.")
+    # Below 1: transformers (5.x) takes one number for warmup and reads a value of 1 or more as a count of steps, so
+    # a ratio of 1.0 warmed up for a single step (refused in _warmup_is_a_fraction).
+    warmup_ratio: float = Field(0.0, ge=0, description="Fraction of the optimizer steps spent warming up, in [0, 1).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored if max_steps > 0).")
     max_steps: int = Field(-1, description="Optimizer steps; -1 means use epochs.")
@@ -165,6 +167,14 @@ class TrainConfig(BaseModel):
         names = [kind.value for kind in SchedulerType]
         if value not in names:
             raise ValueError(f"unknown scheduler {value!r}; expected one of {', '.join(names)}")
+        return value
+
+    @field_validator("warmup_ratio")
+    @classmethod
+    def _warmup_is_a_fraction(cls, value: float) -> float:
+        if value >= 1:
+            raise ValueError(f"expected a fraction of the training steps in [0, 1), got {value:g} (transformers would "
+                             "read it as a number of warmup steps; a whole run of warmup is not a schedule)")
         return value
 
     @field_validator("max_steps")

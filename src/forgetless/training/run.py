@@ -62,7 +62,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, **overrides: Any) -> 
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        # transformers reads a value in [0, 1) as a ratio of the total steps (1 or more: a step count), and
+        # TrainConfig refuses warmup_ratio >= 1
+        warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
