@@ -33,7 +33,7 @@ from forgetless.config import load_yaml
 from forgetless.training.config import TrainConfig
 from forgetless.evaluation.codelength import code_length
 from forgetless.evaluation.domain import domain_accuracy
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.machine import machine_stamp
 from forgetless.testbed.build import build_testbed
 from forgetless.models import load_tokenizer

@@ -85,7 +85,7 @@ def cmd_merge_weights(cfg: MergeConfig) -> int:
 def _evaluator(cfg: MergeConfig, tokenizer: Any) -> Any:
     from forgetless.evaluation.codelength import code_length
     from forgetless.evaluation.domain import domain_accuracy
-    from forgetless.evaluation.report import read_texts
+    from forgetless.data.texts import read_texts
 
     general = read_texts(cfg.general)[: cfg.general_limit] if cfg.general else None
 

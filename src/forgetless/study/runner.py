@@ -28,7 +28,7 @@ from typing import Any
 
 from forgetless.atomic import write_jsonl
 from forgetless.data import data_hash
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.study.config import PROBES_INCLUDE, StudyConfig
 from forgetless.study.context import Context, Progress, load_tokenizer, resolve_base, resolve_data, tokens_key
 from forgetless.study.data_checks import carve_validation, check_answers, duplicate_prompts
