@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, TrainerCallback
+from transformers import TrainerCallback
 
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
 from forgetless.machine import machine_stamp
-from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
+from forgetless.models import check_safetensors, load_causal_lm, load_config, load_tokenizer
 from forgetless.replay.generate import SamplingSettings, generate_context_free
 from forgetless.study.config import StudyConfig
 from forgetless.study.data_checks import constant_floor
@@ -200,8 +200,7 @@ def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True,
     """
     ctx, _ = prepare_context(cfg, print_fn)
     check_safetensors(ctx.base_path)
-    with load_errors(ctx.base_path):
-        config = AutoConfig.from_pretrained(ctx.base_path)
+    config = load_config(ctx.base_path)
     graph = plan_cells(ctx)
     cells: dict[str, int] = {}
     for task in graph:

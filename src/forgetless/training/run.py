@@ -19,7 +19,6 @@ from typing import Any
 import torch
 import transformers
 from transformers import (
-    AutoConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
@@ -28,12 +27,11 @@ from transformers import (
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
-from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.data.spec import display_name
 from forgetless.dtypes import resolve_save_dtype, short_name
-from forgetless.models import check_finite_weights, check_safetensors, load_causal_lm, load_errors, load_tokenizer
+from forgetless.models import check_finite_weights, check_safetensors, load_causal_lm, load_config, load_tokenizer
 from forgetless.objectives import build_objective
 from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.positions import position_limit
@@ -43,6 +41,7 @@ from forgetless.replay.kl_callback import kl_callback_for
 from forgetless.replay.mixing import add_replay
 from forgetless.special_tokens import adds_bos
 from forgetless.training.checkpoints import split_checkpoints
+from forgetless.training.config import TrainConfig
 from forgetless.training.launch import launch_accelerate
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer, TrainingDiverged, divergence_advice
@@ -286,8 +285,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code, cfg.add_bos, chat_template=cfg.chat_template)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
-    with load_errors(model_path):
-        base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    base_config = load_config(model_path, cfg.trust_remote_code)
     limit = position_limit(base_config)
     save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
