@@ -24,7 +24,7 @@ def test_each_kind_reads_its_field_in_file_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind, rows, where", [
     ("text", [{"text": "ok"}, {"txt": "oops"}], "line 2, field 'text': expected a string (general text"),
     ("text", [{"text": 3}], "line 1, field 'text': expected a string (general text"),
-    ("prompt", [{"prompt": "ok"}, {"text": "no prompt"}], "line 2, field 'prompt': expected a string (prompt/completion"),
+    ("prompt", [{"prompt": "ok"}, {"text": "no"}], "line 2, field 'prompt': expected a string (prompt/completion"),
     ("example", [{"prompt": "Q"}], "line 1, field 'completion': expected a string (an example: a 'text' string, or"),
     ("example", [{"completion": "A"}], "line 1, field 'text': expected a string (an example"),
 ], ids=["text missing", "text not a string", "prompt missing", "pair without completion", "neither"])

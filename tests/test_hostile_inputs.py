@@ -86,7 +86,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     import forgetless.training.cli as train_cli
 
-    def interrupted(cfg: object, config: str | None = None) -> int:
+    def interrupted(cfg: object) -> int:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_cli, "cmd_train", interrupted)

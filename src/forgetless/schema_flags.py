@@ -57,6 +57,7 @@ def add_schema_flags(
     standalone: bool = False,
     positional: Collection[str] = (),
     exclusive: Sequence[Collection[str]] = (),
+    switches: bool | None = None,
 ) -> None:
     """Add one ``--flag`` per field of ``schema``.
 
@@ -72,13 +73,15 @@ def add_schema_flags(
             False is a plain switch ``--x``.
         positional: fields given by position (``forgetless study CONFIG``), not as flags.
         exclusive: groups of fields of which at most one may be given.
+        switches: a ``bool`` that defaults to False is a plain switch ``--x`` rather than
+            ``--x/--no-x`` (default: ``standalone``).
     """
     owner: dict[str, Any] = {}  # field -> the mutually exclusive group its flag joins
     for group in exclusive:
         owner.update(dict.fromkeys(group, parser.add_mutually_exclusive_group()))
     for name, field in schema.model_fields.items():
         help_text = field.description or ""
-        switch = standalone and field.annotation is bool and field.default is False
+        switch = (standalone if switches is None else switches) and field.annotation is bool and field.default is False
         if show_defaults and field.default not in (None, PydanticUndefined) and not switch:
             help_text += f" (default: {field.default})"
         if name in required:
@@ -125,39 +128,49 @@ def schema_from_flags(schema: type[S], args: argparse.Namespace) -> S:
 class Command:
     """One subcommand: the schema of its settings and the function that runs it.
 
-    The one path every subcommand's settings take to the library: the ``--config`` file's keys (when the command
-    reads one), the flags given over them (flags win), validated once against ``schema``, then the ``testbed:``,
-    ``gguf:`` and ``real:`` specs in the result resolved once (by ``resolve``, which the entry point passes: this
-    layer cannot import the testbed), and ``run`` called with it.
+    The one path every subcommand's settings take to the library: the ``--config`` file's keys (when one is
+    given), the flags given over them (flags win), a check that every required field was given somewhere,
+    one validation against ``schema``, then the ``testbed:``, ``gguf:`` and ``real:`` specs in the result resolved
+    once (by ``resolve``, which the entry point passes: this layer cannot import the testbed), and ``run`` called
+    with it.
 
-    Errors: a command without ``--config`` names the flag (``--limit: Input should be greater than 0``); one with
-    ``--config`` names the source and the key (``c.yaml: key 'learning_rate': ...``, or ``command line: key ...``),
-    since a key may come from either, and a required key given in neither is named by its flag.
+    A field without a default is required here or in ``--config``; missing from both, it is refused as argparse
+    refuses a required flag (``forgetless eval: error: the following arguments are required: --model``). A bad
+    value from a ``--config`` file is named by the file and the key (``c.yaml: key 'limit': ...``); from flags
+    alone, by its flag (``--limit: Input should be greater than 0``), or with ``key_errors`` as a key of the
+    command line (``command line: key 'learning_rate': ...``: ``train`` and ``merge`` have always said so).
 
     Args:
-        schema: one field per flag (and YAML key).
-        run: the command; called with the validated ``schema``, and with ``config_file`` also with the ``--config``
-            path (None when flags alone were given), so it can refuse to write over it.
-        config_file: the command takes ``--config FILE`` (a YAML mapping of the schema's keys).
+        schema: one field per flag (and ``--config`` key).
+        run: the command; called with the validated ``schema`` (and with ``config=`` the ``--config`` path, or
+            None, when ``pass_config``: ``merge`` refuses to write over it).
+        config_file: the command takes ``--config FILE`` (off for ``study`` and ``report``, whose own argument is
+            the study's YAML).
         resolve_specs: its strings may be ``testbed:``/``gguf:``/``real:`` specs (off for commands whose arguments
             are preset names or the files to convert).
+        key_errors: name a bad flag as a key of the command line (see above).
+        pass_config: pass the ``--config`` path to ``run`` as ``config=``.
     """
 
-    def __init__(self, schema: type[S], run: Callable[..., int], *, config_file: bool = False,
-                 resolve_specs: bool = True) -> None:
+    def __init__(self, schema: type[S], run: Callable[..., int], *, config_file: bool = True,
+                 resolve_specs: bool = True, key_errors: bool = False, pass_config: bool = False) -> None:
         self.schema = schema
         self.run = run
         self.config_file = config_file
         self.resolve_specs = resolve_specs
+        self.key_errors = key_errors
+        self.pass_config = pass_config
+        self.parser: argparse.ArgumentParser | None = None  # set by add_command, for argparse's own errors
         self.__doc__ = run.__doc__
 
-    def required(self) -> set[str]:
-        """The fields without a default (flags or ``--config`` keys that must be given)."""
-        return {name for name, field in self.schema.model_fields.items() if field.is_required()}
+    def required(self) -> list[str]:
+        """The fields without a default (flags or ``--config`` keys that must be given), in schema order."""
+        return [name for name, field in self.schema.model_fields.items() if field.is_required()]
 
     def values(self, args: argparse.Namespace) -> dict[str, Any]:
         """The ``--config`` file's keys with the flags given over them: the one merge of file and flags."""
-        values: dict[str, Any] = dict(load_yaml(args.config)) if self.config_file and args.config else {}
+        config = getattr(args, "config", None) if self.config_file else None
+        values: dict[str, Any] = dict(load_yaml(config)) if config else {}
         values.update({name: getattr(args, name) for name in self.schema.model_fields
                        if getattr(args, name, None) is not None})
         return values
@@ -166,27 +179,30 @@ class Command:
         """The command's schema, validated once from the merged values.
 
         Raises:
-            ConfigError: with ``--config``: a missing required key (named by its flag) or a bad one (naming the
-                source and the key).
-            ValueError: without ``--config``: one line naming each bad flag.
+            SystemExit: (2) a required field given neither as a flag nor in ``--config``, as argparse refuses it.
+            ConfigError: a bad key of the ``--config`` file (or of the command line, with ``key_errors``).
+            ValueError: a bad flag, named by the flag.
         """
         values = self.values(args)
-        if not self.config_file:
-            return _validated(self.schema, values)
-        source = args.config or "command line"
-        missing = sorted(self.required() - set(values), key=list(self.schema.model_fields).index)
-        if missing and not args.config:
-            flags = ", ".join("--" + name.replace("_", "-") for name in missing)
-            raise ConfigError(f"{flags} {'is' if len(missing) == 1 else 'are'} required (here or in --config)")
-        return build_config(self.schema, values, source)  # names a key missing from the file too
+        config = getattr(args, "config", None) if self.config_file else None
+        missing = [name for name in self.required() if name not in values]
+        if missing and not config:
+            message = "the following arguments are required: " + ", ".join(
+                "--" + name.replace("_", "-") for name in missing)
+            if self.parser is None:
+                raise ConfigError(message)
+            self.parser.error(message)  # one line and exit 2, as for any argument argparse refuses
+        if config or self.key_errors:
+            return build_config(self.schema, values, config or "command line")  # names a key missing from the file
+        return _validated(self.schema, values)
 
     def __call__(self, args: argparse.Namespace, resolve: Callable[[Any], Any] | None = None) -> int:
         """Run the command on the parsed flags (``resolve``: the entry point's resolver of model and data specs)."""
         settings = self.settings(args)
         if resolve is not None and self.resolve_specs:
             settings = resolve(settings)
-        if self.config_file:
-            return self.run(settings, args.config)
+        if self.pass_config:
+            return self.run(settings, config=getattr(args, "config", None))
         return self.run(settings)
 
 
@@ -195,13 +211,13 @@ CONFIG_HELP = "YAML file of the keys below (the flag names, with underscores); f
 
 def add_command(subparsers: Any, name: str, command: Command, *, show_defaults: bool = False,
                 positional: Collection[str] = (), exclusive: Sequence[Collection[str]] = (),
-                **parser_options: Any) -> argparse.ArgumentParser:
+                switches: bool = True, **parser_options: Any) -> argparse.ArgumentParser:
     """Register ``command`` as subcommand ``name``: its ``--config`` (if it reads one), a flag per field, and the
     ``Command`` as the parser's ``func``.
 
     Args:
         subparsers: the parent command's ``add_subparsers()`` action.
-        show_defaults, positional, exclusive: as ``add_schema_flags``.
+        show_defaults, positional, exclusive, switches: as ``add_schema_flags``.
         parser_options: passed to ``add_parser`` (``help``, ``description``, ``epilog_factory``, ...); ``help`` and
             ``description`` default to the first line and the whole of the command's docstring.
     """
@@ -211,8 +227,12 @@ def add_command(subparsers: Any, name: str, command: Command, *, show_defaults: 
     parser = subparsers.add_parser(name, **parser_options)
     if command.config_file:
         parser.add_argument("--config", help=CONFIG_HELP)
-    add_schema_flags(parser, command.schema, command.required() if command.config_file else frozenset(),
-                     show_defaults, standalone=not command.config_file, positional=positional, exclusive=exclusive)
+    # With --config a required field may come from the file: the Command checks it once the two are merged.
+    # Without, argparse requires the flag itself.
+    add_schema_flags(parser, command.schema, set(command.required()) - set(positional) if command.config_file else (),
+                     show_defaults, standalone=not command.config_file, positional=positional, exclusive=exclusive,
+                     switches=switches)
+    command.parser = parser
     parser.set_defaults(func=command)
     return parser
 
@@ -228,5 +248,5 @@ def _validated(schema: type[S], values: dict[str, Any]) -> S:
 
 
 def schema_command(schema: type[S], command: Callable[[S], int]) -> Command:
-    """A parser's ``func``: ``command`` called with ``schema`` built from the parsed flags (no ``--config``)."""
+    """A parser's ``func``: ``command`` called with ``schema`` built from the parsed flags (and a ``--config``)."""
     return Command(schema, command)

@@ -2,7 +2,8 @@
 
 Flags are built from the fields of ``MergeConfig`` plus every registered rule's parameter
 model (``merge_schema``), and ``--config merge.yaml`` takes the same keys (flags override
-it; ``forgetless.schema_flags.Command`` merges and validates them), so the two cannot drift apart. The rule is built by ``forgetless.merging.registry.build_rule``,
+it; ``forgetless.schema_flags.Command`` merges and validates them), so the two cannot drift
+apart. The rule is built by ``forgetless.merging.registry.build_rule``,
 which validates its parameters with the rule's own model and refuses another rule's.
 """
 
@@ -203,4 +204,6 @@ def cmd_merge(cfg: MergeConfig, config: str | None = None) -> int:
 
 def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``merge`` to the ``forgetless`` command."""
-    add_command(subparsers, "merge", Command(merge_schema(RULES), cmd_merge, config_file=True))
+    # key_errors and --x/--no-x switches, as train (merge has always named a bad flag as a key).
+    add_command(subparsers, "merge", Command(merge_schema(RULES), cmd_merge, key_errors=True, pass_config=True),
+                switches=False)

@@ -124,5 +124,6 @@ def cmd_report(args: ReportArgs) -> int:
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``study`` and ``report`` on the ``forgetless`` command."""
     # Neither takes the common --config: the study's YAML is their own argument (StudyArgs.config, ReportArgs.config).
-    add_command(sub, "study", Command(StudyArgs, cmd_study), show_defaults=True, positional={"config"})
-    add_command(sub, "report", Command(ReportArgs, cmd_report), positional={"study_dir"})
+    add_command(sub, "study", Command(StudyArgs, cmd_study, config_file=False), show_defaults=True,
+                positional={"config"})
+    add_command(sub, "report", Command(ReportArgs, cmd_report, config_file=False), positional={"study_dir"})

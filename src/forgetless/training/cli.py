@@ -15,10 +15,8 @@ from forgetless.schema_flags import Command, add_command
 from forgetless.training.config import TrainConfig
 
 
-def cmd_train(cfg: TrainConfig, config: str | None = None) -> int:
+def cmd_train(cfg: TrainConfig) -> int:
     """Fine-tune a causal LM (plain SFT with --method nll)."""
-    # `config` (the --config file) is not guarded here: train writes a directory, and refuses an --output that is a
-    # file (the config's path included) when it builds the run.
     from forgetless.training.run import train_sweep
 
     for output in train_sweep(cfg):
@@ -45,6 +43,8 @@ def train_epilog() -> str:
 
 def add_train_parser(subparsers: Any) -> None:
     """Register ``forgetless train``."""
-    add_command(subparsers, "train", Command(TrainConfig, cmd_train, config_file=True),
+    # key_errors: train has always named a bad flag as a key ("command line: key 'learning_rate': ..."), and its
+    # switches take --no-x, to turn off what a --config file turned on.
+    add_command(subparsers, "train", Command(TrainConfig, cmd_train, key_errors=True), switches=False,
                 help=cmd_train.__doc__, epilog_factory=train_epilog,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
