@@ -31,7 +31,7 @@ from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.context import Context, resolve_data
 from forgetless.study.curves import LearningCurve, curve_from_log
 from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval, task_forgetting
-from forgetless.study.replay_cells import with_replay_file
+from forgetless.study.replay_cells import with_replay_file, without_kl_log
 from forgetless.study.rows import Row
 from forgetless.training.run import train
 from forgetless.training.trainer import TrainingDiverged
@@ -130,8 +130,9 @@ def train_model(ctx: Context, method: MethodConfig, lr: float, seed: int,
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
             try:
-                train(cfg.model_copy(update={"model": ctx.base_path,
-                                             "data": resolve_data(data or ctx.train_data or cfg.data)}),
+                # The replay KL log off (without_kl_log): the evaluation cells measure that estimate anyway.
+                train(without_kl_log(cfg.model_copy(update={"model": ctx.base_path,
+                                                            "data": resolve_data(data or ctx.train_data or cfg.data)})),
                       callbacks=[curve] if curve is not None else None)
             except TrainingDiverged as error:
                 # A finding, not a crash: the report lists the run, every stage skips its missing model.
