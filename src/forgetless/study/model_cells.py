@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
 import torch
 
+from forgetless.atomic import write_json
 from forgetless.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
@@ -173,10 +175,15 @@ def evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[], 
     if cached:
         result = unit.load()
     else:
+        start = time.perf_counter()
         model = make()
-        unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
-                          ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit,
-                          ctx.eval_spec.get("lm_eval"), ctx.cfg.eval.answer_extraction))
+        seconds = {"model": time.perf_counter() - start}  # loaded, merged or built in memory
+        measured = measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
+                           ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit,
+                           ctx.eval_spec.get("lm_eval"), ctx.cfg.eval.answer_extraction, seconds)
+        # Beside the result, not in it (a rerun's result is byte-identical); bench/study_breakdown.py reads it.
+        write_json(unit.dir / "timing.json", {"seconds": {**seconds, "total": time.perf_counter() - start}})
+        unit.save(measured)
         del model
         result = unit.load()  # exactly what a rerun will read back
     ctx.progress.end(1.0, cached)
