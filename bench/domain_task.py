@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def general_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> float:
-    """Held-out loss in nats/token, summed over texts as the study does (``study.measure``)."""
+    """Held-out loss in nats/token, summed over texts as the study does (``study.running.measure``)."""
     lengths = text_code_lengths(model, tokenizer, texts, progress=False)
     return sum(c.nats for c in lengths) / sum(c.tokens for c in lengths)
 

@@ -7,7 +7,7 @@ What a context-free replay cell of ``configs/real.yaml`` does besides its steps:
 then (before) draw ``kl_eval_samples`` = 64 held-out samples of up to 128 tokens from the base and score them
 under it, score them under the model at step 50 and at the end (step 60), and save. A study measures that
 estimate in every evaluation cell on its own held-out samples, so its cells now train without the log
-(``forgetless.study.replay_cells.without_kl_log``); the weights are the same (tests/test_study_kl_log.py).
+(``forgetless.study.running.replay_cells.without_kl_log``); the weights are the same (tests/test_study_kl_log.py).
 
 Here each run trains ``--steps`` = 2 steps at batch 8 with ``kl_eval_steps`` = 1, so the log scores twice in the
 loop, as the study's 60 steps do, and the time outside the steps (the run's wall time less its steps, each timed

@@ -97,7 +97,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("garbage", ["not json", "[1, 2]", "{" * 3])
 def test_report_on_a_garbled_results_file_names_it_and_the_line(garbage: str, tmp_path: Path) -> None:
-    from forgetless.study.report import read_rows
+    from forgetless.study.reporting.report import read_rows
 
     study = tmp_path / "study"
     study.mkdir()

@@ -147,8 +147,22 @@ def test_imports_inside_functions_say_why() -> None:
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     """The walk is not vacuous: a ground-floor file importing the study would be found."""
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from forgetless.study.runner import run_study\n")
+    probe.write_text("def f():\n    from forgetless.study.running.runner import run_study\n")
     assert _imports(probe) == [("study", 2)]
     assert _unexplained_function_imports(probe) == [2]
-    probe.write_text("def f():\n    # imported here: start-up\n    import torch\n\n    from forgetless.study import runner\n")
+    probe.write_text("def f():\n    # imported here: start-up\n    import torch\n\n"
+                     "    from forgetless.study.running import runner\n")
     assert _unexplained_function_imports(probe) == []
+
+
+def test_reporting_reads_rows_not_the_running_study() -> None:
+    """``study.reporting`` makes the report from result rows alone: it imports nothing of ``study.running``
+    (a report can be rebuilt from ``results.jsonl`` on a machine without the study's cells)."""
+    reporting = ROOT / "study" / "reporting"
+    assert sorted(reporting.glob("*.py")), "the reporting package moved"
+    found = []
+    for path in sorted(reporting.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("forgetless.study.running"):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []

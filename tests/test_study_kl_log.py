@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from forgetless.config import TrainConfig
 from forgetless.study.config import load_study
-from forgetless.study.replay_cells import without_kl_log
-from forgetless.study.runner import run_study
+from forgetless.study.running.replay_cells import without_kl_log
+from forgetless.study.running.runner import run_study
 from forgetless.training.run import train
 from tests.conftest import write_jsonl
 

@@ -69,8 +69,8 @@ def cmd_study(args: StudyArgs) -> int:
     import sys
 
     from forgetless.study.config import PROBES_INCLUDE, load_study
-    from forgetless.study.executors import CellFailed, ExecutorError, make_executor
-    from forgetless.study.runner import run_study
+    from forgetless.study.running.executors import CellFailed, ExecutorError, make_executor
+    from forgetless.study.running.runner import run_study
 
     overrides = {"output": args.output} if args.output else None
     cfg = load_study(args.config, overrides)
@@ -87,8 +87,8 @@ def cmd_study(args: StudyArgs) -> int:
         print(f"{args.config}: valid ({len(cfg.methods)} methods)")
         return 0
     if args.dry_run:
-        from forgetless.study.dry_run import dry_run
-        from forgetless.study.executors import default_workers
+        from forgetless.study.running.dry_run import dry_run
+        from forgetless.study.running.executors import default_workers
 
         workers = args.workers or (1 if args.executor == "serial" else default_workers())
         print(f"{args.config}: valid ({len(cfg.methods)} methods); dry run, nothing is trained")
@@ -106,7 +106,7 @@ def cmd_study(args: StudyArgs) -> int:
 def cmd_report(args: ReportArgs) -> int:
     """Rebuild a finished study's report from its results.jsonl."""
     from forgetless.study.config import load_study
-    from forgetless.study.report import write_report
+    from forgetless.study.reporting.report import write_report
 
     root = Path(args.study_dir)
     cfg = load_study(args.config, {"output": str(root)})

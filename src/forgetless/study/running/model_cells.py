@@ -28,12 +28,13 @@ from forgetless.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.evaluation.answer_extraction import DEFAULT as DEFAULT_EXTRACTION
-from forgetless.study.cells import Cell, cell, model_fingerprint
+from forgetless.study.running.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
-from forgetless.study.context import Context, resolve_data
-from forgetless.study.curves import LearningCurve, curve_from_log
-from forgetless.study.measure import accuracy, measure, nats_per_token, paired_interval, task_forgetting
-from forgetless.study.replay_cells import with_replay_file, without_kl_log
+from forgetless.study.running.context import Context, resolve_data
+from forgetless.study.running.curves import LearningCurve, curve_from_log
+from forgetless.study.running.graph import Work
+from forgetless.study.running.measure import accuracy, measure, nats_per_token, paired_interval, task_forgetting
+from forgetless.study.running.replay_cells import with_replay_file, without_kl_log
 from forgetless.study.rows import Row
 from forgetless.training.run import train
 from forgetless.training.trainer import TrainingDiverged
@@ -67,6 +68,24 @@ def eval_task_id(row_id: str) -> str:
     return f"eval/{row_id}"
 
 
+def eval_work(cfg: StudyConfig, kind: str = "eval") -> Work:
+    """What evaluating one model costs: its greedy answers (test and validation), its general texts and the
+    KL estimate's samples scored. A test set without ``domain_limit`` is counted as 200 items."""
+    ev = cfg.eval
+    return Work(kind, answers=(ev.domain_limit or 200) + (ev.validation_limit or 0),
+                texts=(ev.general_limit or 0) + (cfg.context_free.kl_samples or 0))
+
+
+def train_work(cfg: StudyConfig, method: MethodConfig, curve: bool = True) -> Work:
+    """What training one model costs: its steps (``max_steps``; epochs are not estimated) and, with ``curve``,
+    the learning curve's answers and texts at each of its points."""
+    steps = method.train.get("max_steps", cfg.training.get("max_steps"))
+    ev = cfg.eval
+    points = ev.curve_points if curve else 0
+    return Work("train", steps=int(steps) if steps else 0, answers=points * ev.curve_examples,
+                texts=points * ev.curve_documents)
+
+
 def train_spec(probe: TrainConfig, base_path: str, data: str | None = None) -> dict[str, Any]:
     """What determines a trained model: its config, the base and the data it sees (the key of its cell).
 
@@ -97,7 +116,7 @@ def train_cell(ctx: Context, method: MethodConfig, lr: float, seed: int,
         probe = probe.model_copy(update={"data": data})
     used = data or ctx.train_data or probe.data
     spec = train_spec(probe, ctx.base_path, used)
-    for key in ("add_bos", "chat_template"):  # tokens other than forgetless's old ones (study.context.tokens_key)
+    for key in ("add_bos", "chat_template"):  # tokens other than forgetless's old ones (context.tokens_key)
         if key in ctx.eval_spec:
             spec[key] = ctx.eval_spec[key]
     # A peer domain's curve on this validation set means nothing; a run launched in other

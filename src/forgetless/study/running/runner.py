@@ -1,21 +1,21 @@
 """Run a study: its stages' cells (base -> trained models -> sweeps -> cocktail), then results.jsonl and the report.
 
-Every unit of work is a cell (``forgetless.study.cells``) keyed by what determines
+Every unit of work is a cell (``forgetless.study.running.cells``) keyed by what determines
 it, so a rerun skips finished cells and a killed study resumes where it stopped:
 a half-trained model resumes from its last Trainer checkpoint, finished
 evaluations are read back. ``results.jsonl`` and the report are rebuilt from the
 cells each time, so every figure in the report comes from the results file.
 
-The stages (``forgetless.study.stages``) declare their cells and dependencies as a
-graph (``forgetless.study.plan``), run by an executor (``forgetless.study.executors``:
+The stages (``forgetless.study.running.stages``) declare their cells and dependencies as a
+graph (``forgetless.study.running.plan``), run by an executor (``forgetless.study.running.executors``:
 serial in this process, local worker processes, or Ray); each stage then makes its
 rows from the finished cells, stage after stage in a fixed order (``assemble_rows``),
 so the results do not depend on the executor or on the order the cells ran in.
 
 Every model is scored on the validation set as well as the test set, and every
-row keeps its per-item scores: the choices (``forgetless.study.selection``), the
-recommendation (``forgetless.study.verdicts``) and the seed claims
-(``forgetless.study.claims``) are pure functions of the rows.
+row keeps its per-item scores: the choices (``forgetless.study.reporting.selection``), the
+recommendation (``forgetless.study.reporting.verdicts``) and the seed claims
+(``forgetless.study.reporting.claims``) are pure functions of the rows.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from forgetless.atomic import write_jsonl
 from forgetless.data import data_hash
 from forgetless.evaluation.report import read_texts
 from forgetless.study.config import PROBES_INCLUDE, StudyConfig
-from forgetless.study.context import Context, Progress, load_tokenizer, resolve_base, resolve_data, tokens_key
-from forgetless.study.data_checks import carve_validation, check_answers, duplicate_prompts
-from forgetless.study.executors import Executor, SerialExecutor
-from forgetless.study.model_cells import train_spec  # noqa: F401  (tests import it from here)
-from forgetless.study.plan import plan_cells
-from forgetless.study.replay_cells import attach_kl_samples
+from forgetless.study.running.context import Context, Progress, load_tokenizer, resolve_base, resolve_data, tokens_key
+from forgetless.study.running.data_checks import carve_validation, check_answers, duplicate_prompts
+from forgetless.study.running.executors import Executor, SerialExecutor
+from forgetless.study.running.model_cells import train_spec  # noqa: F401  (tests import it from here)
+from forgetless.study.running.plan import plan_cells
+from forgetless.study.running.replay_cells import attach_kl_samples
 from forgetless.study.rows import Row
-from forgetless.study.stages import Stage
-from forgetless.study.stages.registry import STAGES
-from forgetless.study.tasks import register_context
+from forgetless.study.running.stages import Stage
+from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.tasks import register_context
 
 
 def prepare_domain_data(cfg: StudyConfig, root: Path,
@@ -140,7 +140,7 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executo
               stages: Sequence[Stage] = STAGES) -> Path:
     """Run (or resume) a whole study and write its results and report.
 
-    The stages' cells (``forgetless.study.plan``) run on ``executor`` (serial, in
+    The stages' cells (``forgetless.study.running.plan``) run on ``executor`` (serial, in
     this process, when None); the rows are then assembled from the finished cells
     in a fixed order, so ``results.jsonl`` is the same whichever executor ran them.
     ``stages`` replaces the registry's (a stage of one's own: ``[*STAGES, MyStage()]``).
@@ -151,7 +151,8 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executo
     Raises:
         CellFailed: a cell failed on a worker (every finished cell is kept; rerun to resume).
     """
-    from forgetless.study.report import write_report  # imported here: matplotlib, only when a report is written
+    # imported here: matplotlib, only when a report is written
+    from forgetless.study.reporting.report import write_report
 
     ctx, _ = prepare_context(cfg, print_fn, stages)
     register_context(ctx)  # the serial executor's tasks run on this very context

@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from forgetless.study.paired import difference
+from forgetless.study.reporting.paired import difference
 from forgetless.study.rows import Group, Row, RowKind, base_group, group_id, groups
-from forgetless.study.selection import best_on_validation, choose_alpha, sweep_points
+from forgetless.study.reporting.selection import best_on_validation, choose_alpha, sweep_points
 
 Verdict = Literal["reproduced", "not reproduced", "inconclusive", "not run"]
 

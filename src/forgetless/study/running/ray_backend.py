@@ -16,9 +16,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from forgetless.study.scheduler import Backend, Executor, ExecutorError, Outcome
-from forgetless.study.graph import Task
-from forgetless.study.worker import run_logged
+from forgetless.study.running.scheduler import Backend, Executor, ExecutorError, Outcome
+from forgetless.study.running.graph import Task
+from forgetless.study.running.worker import run_logged
 
 INSTALL = "--executor ray needs Ray: pip install 'forgetless[ray]'"
 

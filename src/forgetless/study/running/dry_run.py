@@ -9,7 +9,8 @@ of the base at the study's batch size, greedy answers to a few validation prompt
 the code length of a few general texts and a few context-free samples. Each cell's
 duration is estimated from those rates, and the graph is scheduled on ``workers``
 slots the way the local executor takes tasks (declaration order, as soon as their
-dependencies are done), which gives the wall time.
+dependencies are done), which gives the wall time. What each cell is made of (its steps, answers, texts
+and samples) is stated by the stage that declares it (``forgetless.study.running.graph.Work``).
 
 The estimate is rough and says what it leaves out: every method's step is timed as
 plain SFT (L2-SP, KL and FLOW's pre-pass cost more), a fine-tuned model's answers may
@@ -24,24 +25,26 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import AutoConfig, TrainerCallback
 
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
 from forgetless.machine import machine_stamp
-from forgetless.models import check_safetensors, load_causal_lm, load_errors, load_tokenizer
+from forgetless.models import check_safetensors, load_errors
 from forgetless.replay.generate import SamplingSettings, generate_context_free
 from forgetless.study.config import StudyConfig
-from forgetless.study.data_checks import constant_floor
-from forgetless.study.graph import Graph
-from forgetless.study.plan import plan_cells
-from forgetless.study.runner import prepare_context
+from forgetless.study.running.context import load_study_model, load_tokenizer
+from forgetless.study.running.data_checks import constant_floor
+from forgetless.study.running.graph import Graph, Work
+from forgetless.study.running.plan import plan_cells
+from forgetless.study.running.runner import prepare_context
+from forgetless.study.running.stages import Stage
+from forgetless.study.running.stages.registry import STAGES
 from forgetless.training.run import train
 
 PROBE_STEPS = 6  # training steps timed (the first is dropped: it pays for warm-up allocations)
@@ -87,25 +90,6 @@ class DryRun:
         return out
 
 
-def _kind(task_id: str) -> str:
-    """A cell's kind from its id (``forgetless.study.plan``): ``train/ROW``, ``eval/ROW`` (a model),
-    ``eval/ROW/interp=A`` or ``eval/ROW/ensemble=A`` (a sweep point), ``samples/...``, ``cocktail/...``."""
-    head, last = task_id.split("/", 1)[0], task_id.rsplit("/", 1)[-1]
-    if head == "eval" and last.startswith(("interp=", "ensemble=")):
-        return "sweep"
-    return {"train": "train", "eval": "eval", "samples": "samples", "cocktail": "cocktail"}.get(head, head)
-
-
-def _steps(cfg: StudyConfig, task_id: str) -> int:
-    """Training steps of a ``train/...`` cell (``max_steps``; epochs are not estimated)."""
-    steps = cfg.training.get("max_steps")
-    name = task_id.split("/")[1] if task_id.count("/") else ""
-    for method in cfg.methods:
-        if method.name == name:  # train/METHOD/lr=LR/seed=S
-            steps = method.train.get("max_steps", steps)
-    return int(steps) if steps else 0
-
-
 class _StepTimes(TrainerCallback):
     """Wall-clock time of each optimizer step."""
 
@@ -135,7 +119,7 @@ def measure_rates(cfg: StudyConfig, base_path: str, train_data: str, validation:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     step = statistics.median(timer.times[1:] or timer.times)
-    model = load_causal_lm(base_path, torch.float32).eval()
+    model = load_study_model(base_path).eval()
     tokenizer = load_tokenizer(base_path, add_bos=cfg.add_bos, chat_template=cfg.chat_template)
     start = time.perf_counter()
     domain_accuracy(model, tokenizer, validation or train_data, limit=PROBE_ANSWERS, progress=False)
@@ -146,27 +130,17 @@ def measure_rates(cfg: StudyConfig, base_path: str, train_data: str, validation:
     text = (time.perf_counter() - start) / max(len(texts), 1)
     cf = cfg.context_free
     start = time.perf_counter()
-    generate_context_free(model, tokenizer, SamplingSettings(num_samples=PROBE_SAMPLES, max_new_tokens=cf.max_new_tokens,
-                                                             temperature=cf.temperature, seed=0), progress=False)
+    settings = SamplingSettings(num_samples=PROBE_SAMPLES, max_new_tokens=cf.max_new_tokens,
+                                temperature=cf.temperature, seed=0)
+    generate_context_free(model, tokenizer, settings, progress=False)
     sample = (time.perf_counter() - start) / PROBE_SAMPLES
     return Rates(step=step, answer=answer, text=text, sample=sample, machine=machine_stamp()["summary"])
 
 
-def cell_seconds(cfg: StudyConfig, task_id: str, rates: Rates) -> float:
-    """The estimated duration of one cell from the measured rates."""
-    ev, cf = cfg.eval, cfg.context_free
-    answers = (ev.domain_limit or 200) + (ev.validation_limit or 0)
-    evaluation = answers * rates.answer + (ev.general_limit or 0) * rates.text + (cf.kl_samples or 0) * rates.text
-    kind = _kind(task_id)
-    if kind == "train":
-        curve = ev.curve_points * (ev.curve_examples * rates.answer + ev.curve_documents * rates.text)
-        return _steps(cfg, task_id) * rates.step + (0 if "peer-" in task_id else curve)
-    if kind == "samples":
-        n = cf.kl_samples if task_id.endswith("kl-estimate") else cf.replay_samples
-        return 0.0 if task_id.endswith("/corpus") else n * rates.sample
-    if task_id.endswith("/mix"):  # the cocktail's weights: a loss per model on a few examples
-        return (2 + len(cfg.cocktail.peers if cfg.cocktail else [])) * 8 * rates.text
-    return evaluation
+def cell_seconds(work: Work, rates: Rates) -> float:
+    """The estimated duration of one cell: the work its stage declared (``Work``) at the measured rates."""
+    return (work.steps * rates.step + work.answers * rates.answer + work.texts * rates.text
+            + work.samples * rates.sample)
 
 
 def schedule(graph: Graph, seconds: Callable[[str], float], workers: int) -> float:
@@ -190,23 +164,24 @@ def schedule(graph: Graph, seconds: Callable[[str], float], workers: int) -> flo
     return max(finish.values(), default=0.0)
 
 
-def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True,
-            print_fn: Callable[[str], None] = print) -> DryRun:
+def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True, print_fn: Callable[[str], None] = print,
+            stages: Sequence[Stage] = STAGES) -> DryRun:
     """Check a study's inputs, plan its cells and (with ``timing``) estimate its time; trains nothing.
+    ``stages`` as in ``run_study``.
 
     Raises:
         ModelLoadError: the base's weights or config cannot be read.
         DataError: a data file is missing or malformed, or the test set has no extractable answers.
     """
-    ctx, _ = prepare_context(cfg, print_fn)
+    ctx, _ = prepare_context(cfg, print_fn, stages)
     check_safetensors(ctx.base_path)
     with load_errors(ctx.base_path):
         config = AutoConfig.from_pretrained(ctx.base_path)
-    graph = plan_cells(ctx)
+    graph = plan_cells(ctx, stages)
     cells: dict[str, int] = {}
     for task in graph:
-        cells[_kind(task.id)] = cells.get(_kind(task.id), 0) + 1
-    steps = sum(_steps(cfg, t.id) for t in graph if _kind(t.id) == "train")
+        cells[task.work.kind] = cells.get(task.work.kind, 0) + 1
+    steps = sum(t.work.steps for t in graph)
     floor = constant_floor(ctx.test_path, cfg.eval.domain_limit, cfg.eval.answer_extraction)
     lines = [f"base: {ctx.base_path} ({', '.join(config.architectures or [config.model_type])})",
              f"test set: always answering {floor['majority_answer']!r} scores {floor['majority_accuracy']:.1%} "
@@ -216,6 +191,6 @@ def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True,
         rates = measure_rates(cfg, ctx.base_path, ctx.train_data or str(ctx.test_path), ctx.validation_path,
                               ctx.general_texts)
         result.rates = rates
-        result.serial_seconds = schedule(graph, lambda i: cell_seconds(cfg, i, rates), 1)
-        result.parallel_seconds = schedule(graph, lambda i: cell_seconds(cfg, i, rates), workers)
+        result.serial_seconds = schedule(graph, lambda i: cell_seconds(graph.tasks[i].work, rates), 1)
+        result.parallel_seconds = schedule(graph, lambda i: cell_seconds(graph.tasks[i].work, rates), workers)
     return result

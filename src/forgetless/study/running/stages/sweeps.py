@@ -12,17 +12,17 @@ from typing import Any
 
 import torch
 
-from forgetless.study.cells import model_fingerprint
+from forgetless.study.running.cells import model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
-from forgetless.study.context import Context, load_model
-from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (diverged, eval_task_id, evaluate, make_row, train_cell, train_task_id,
-                                          trained_models, trained_path, trained_row_id)
+from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.graph import Graph
+from forgetless.study.running.model_cells import (diverged, eval_task_id, eval_work, evaluate, make_row, train_cell,
+                                                  train_task_id, trained_models, trained_path, trained_row_id)
 from forgetless.merging.ensemble import OutputEnsemble
 from forgetless.merging.sweep import Interpolator
 from forgetless.study.rows import Row, RowKind, family_of
-from forgetless.study.stages import Planned
-from forgetless.study.tasks import ContextSpec, context_for, holder, spec_of
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.tasks import ContextSpec, context_for, holder, spec_of
 
 _TAGS = {RowKind.INTERPOLATION: "interp", RowKind.ENSEMBLE: "ensemble"}  # in row and task ids
 
@@ -49,12 +49,12 @@ def sweep_point(ctx: Context, path: str, name: str, lr: float, kind: RowKind, al
     if kind == RowKind.ENSEMBLE:
         return evaluate(ctx, {"ensemble": fingerprint, "base": base, "alpha": alpha},
                         f"{name} lr={lr:g} ensemble a={alpha:g}",
-                        lambda: OutputEnsemble(load_model(ctx.base_path), load_model(path), alpha))
+                        lambda: OutputEnsemble(load_study_model(ctx.base_path), load_study_model(path), alpha))
 
     def interpolated() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α is written into one model in memory.
         if "interp" not in kept:
-            kept["interp"] = Interpolator(load_model(path), ctx.base_path, path)
+            kept["interp"] = Interpolator(load_study_model(path), ctx.base_path, path)
         kept["interp"].set_alpha(alpha)
         return kept["interp"].model
 
@@ -91,7 +91,8 @@ class SweepStage:
             for kind, a in _points(ctx.cfg):
                 ids.append(graph.add(f"{eval_task_id(row_id)}/{_TAGS[kind]}={a:g}",
                                      f"evaluate {row_id} {_TAGS[kind]} a={a:g}", sweep_point_task,
-                                     (spec, method, lr, seed, kind, a), [train_task_id(row_id), *planned.before_eval]))
+                                     (spec, method, lr, seed, kind, a), [train_task_id(row_id), *planned.before_eval],
+                                     work=eval_work(ctx.cfg, "sweep")))
         return ids
 
     def rows(self, ctx: Context) -> list[Row]:

@@ -8,7 +8,7 @@ outcomes. Backends differ only in where a task runs:
   propagate unchanged);
 - ``local``: spawned worker processes (never forked: torch with fork is unsafe),
   one torch thread each on CPU, one GPU each when there are GPUs;
-- ``ray`` (``forgetless.study.ray_backend``): each cell a Ray task with its
+- ``ray`` (``forgetless.study.running.ray_backend``): each cell a Ray task with its
   resources declared.
 
 A worker that dies mid-cell (killed, out of memory) leaves its cell unfinished:
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.machine import usable_cores
-from forgetless.study.graph import Task
+from forgetless.study.running.graph import Task
 # CellFailed and ExecutorError are re-exported: the CLI and callers of make_executor catch them from here.
-from forgetless.study.scheduler import Backend, CellFailed, Executor, ExecutorError, Outcome  # noqa: F401
-from forgetless.study.worker import worker_main
+from forgetless.study.running.scheduler import Backend, CellFailed, Executor, ExecutorError, Outcome  # noqa: F401
+from forgetless.study.running.worker import worker_main
 
 EXECUTORS = ("serial", "local", "ray")
 
@@ -215,7 +215,7 @@ def make_executor(name: str | None = None, workers: int | None = None, address: 
         return SerialExecutor(retries) if workers == 1 else LocalExecutor(workers, retries)
     if name == "ray":
         # imported here: ray is an optional extra
-        from forgetless.study.ray_backend import RayExecutor
+        from forgetless.study.running.ray_backend import RayExecutor
 
         return RayExecutor(address, retries)
     raise ValueError(f"--executor {name}: unknown; choose one of {', '.join(EXECUTORS)}")

@@ -1,6 +1,6 @@
 """How a study's task reaches its context in any process: a picklable ``ContextSpec``, rebuilt once per process.
 
-A stage's task functions (``forgetless.study.stages``) receive a ``ContextSpec``
+A stage's task functions (``forgetless.study.running.stages``) receive a ``ContextSpec``
 (paths and the config) and call ``context_for`` on it: a worker builds the study's
 ``Context`` once and reuses it for every cell it runs; in the driver process (the
 serial executor) the driver's own context is found, so a serial study prints its
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from forgetless.evaluation.report import read_texts
-from forgetless.study.cells import content_key
+from forgetless.study.running.cells import content_key
 from forgetless.study.config import StudyConfig
-from forgetless.study.context import Context, Progress, load_tokenizer
-from forgetless.study.replay_cells import attach_kl_samples
+from forgetless.study.running.context import Context, Progress, load_tokenizer
+from forgetless.study.running.replay_cells import attach_kl_samples
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def context_for(spec: ContextSpec) -> Context:
     if ctx is None:
         cfg = spec.cfg
         ctx = _CONTEXTS[spec.key] = Context(
-            cfg=cfg, root=Path(spec.root), base_path=spec.base_path, tokenizer=load_tokenizer(spec.base_path, cfg.add_bos, cfg.chat_template),
+            cfg=cfg, root=Path(spec.root), base_path=spec.base_path,
+            tokenizer=load_tokenizer(spec.base_path, cfg.add_bos, cfg.chat_template),
             general_texts=read_texts(spec.general_path)[: cfg.eval.general_limit], test_path=spec.test_path,
             eval_spec=dict(spec.eval_spec), progress=CellProgress(0.0), validation_path=spec.validation_path,
             train_data=spec.train_data, general_path=spec.general_path)

@@ -1,6 +1,6 @@
 """What the study may recommend: "Ship X" only where the evidence holds, otherwise the plain reason why not.
 
-The model is chosen on validation (``forgetless.study.selection``); the test set
+The model is chosen on validation (``forgetless.study.reporting.selection``); the test set
 then has to confirm it. Shipping X requires both, each with its 95% paired
 bootstrap interval over test examples lying above 0:
 
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forgetless.study.paired import Difference, difference, over_floor
+from forgetless.study.reporting.paired import Difference, difference, over_floor
 from forgetless.study.rows import Group, Row, RowKind, base_group, groups
-from forgetless.study.selection import Choice, best_on_validation, choose_model
+from forgetless.study.reporting.selection import Choice, best_on_validation, choose_model
 
 
 @dataclass(frozen=True)

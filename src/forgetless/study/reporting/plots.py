@@ -9,8 +9,8 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from forgetless.study.cocktail import cocktail_curve  # noqa: E402
-from forgetless.study.frontier import pareto_front  # noqa: E402
+from forgetless.study.reporting.cocktail_curves import cocktail_curve  # noqa: E402
+from forgetless.study.reporting.frontier import pareto_front  # noqa: E402
 from forgetless.study.rows import Row, RowKind  # noqa: E402
 
 # A row of a kind not listed (a stage's own) is drawn as a circle.
@@ -28,7 +28,7 @@ def plot_frontier(rows: list[Row], path: Path, axis: str = "loss") -> Path:
     """Gain against forgetting, one point per model, the Pareto front drawn, sweeps as curves.
 
     ``axis``: what ``forgetting`` measures in ``rows`` (``loss``, or the lm-eval task the rows were put on
-    with ``forgetless.study.benchmarks.on_axis``).
+    with ``forgetless.study.reporting.benchmarks.on_axis``).
     """
     base = next(r for r in rows if r["kind"] == RowKind.BASE)
     trained = [r for r in rows if r["kind"] == RowKind.TRAINED]

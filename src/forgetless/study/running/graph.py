@@ -2,7 +2,7 @@
 
 A study declares every cell it needs (train a model, evaluate it, evaluate a
 sweep point, draw samples, mix a cocktail) as a ``Task`` with the ids of the
-tasks it depends on; an executor (``forgetless.study.executors``) runs them in
+tasks it depends on; an executor (``forgetless.study.running.executors``) runs them in
 any order the dependencies allow. A task writes its cell under the study
 directory and returns nothing the study needs: the rows are assembled from the
 finished cells afterwards, in a fixed order, so the results do not depend on the
@@ -21,12 +21,29 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Work:
+    """What a cell is made of, stated by the stage that declares it: the dry run's estimate is these counts
+    times the rates it measures (``forgetless.study.running.dry_run``), and ``kind`` is what it counts the cell as.
+
+    ``steps`` are training steps, ``answers`` greedy answers to domain prompts, ``texts`` general texts (or
+    held-out samples) scored, ``samples`` context-free samples drawn.
+    """
+
+    kind: str
+    steps: int = 0
+    answers: int = 0
+    texts: int = 0
+    samples: int = 0
+
+
+@dataclass(frozen=True)
 class Task:
     """One cell of work: ``fn(*args)`` once every task in ``deps`` has finished.
 
     ``gpu`` marks a task that must have a GPU of its own when the machine has GPUs
     (training): a local worker without one (more ``--workers`` than GPUs) never
-    takes it. On Ray every cell takes a GPU on a cluster that has them.
+    takes it. On Ray every cell takes a GPU on a cluster that has them. ``work`` is what the task's
+    stage says it costs (``Work``).
     """
 
     id: str
@@ -35,6 +52,7 @@ class Task:
     args: tuple[Any, ...] = ()
     deps: tuple[str, ...] = ()
     gpu: bool = False
+    work: Work = Work("other")
 
     @property
     def log_name(self) -> str:
@@ -49,7 +67,7 @@ class Graph:
     tasks: dict[str, Task] = field(default_factory=dict)
 
     def add(self, id: str, label: str, fn: Callable[..., Any], args: Sequence[Any] = (),
-            deps: Sequence[str] = (), gpu: bool = False) -> str:
+            deps: Sequence[str] = (), gpu: bool = False, work: Work = Work("other")) -> str:
         """Declare a task; returns its id (for later tasks' ``deps``).
 
         Raises:
@@ -60,7 +78,7 @@ class Graph:
         missing = [d for d in deps if d not in self.tasks]
         if missing:
             raise ValueError(f"study graph: task {id!r} depends on undeclared {', '.join(missing)}")
-        self.tasks[id] = Task(id, label, fn, tuple(args), tuple(dict.fromkeys(deps)), gpu)
+        self.tasks[id] = Task(id, label, fn, tuple(args), tuple(dict.fromkeys(deps)), gpu, work)
         return id
 
     def __iter__(self) -> Iterator[Task]:

@@ -1,4 +1,5 @@
-"""The trade-off frontier, computed from result rows alone (the recommendation: ``forgetless.study.verdicts``).
+"""The trade-off frontier, computed from result rows alone
+(the recommendation: ``forgetless.study.reporting.verdicts``).
 
 Every evaluated model is a point (forgetting, gain): forgetting is the rise of
 held-out general loss over the base (nats/token, lower is better), gain is the

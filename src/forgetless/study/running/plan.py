@@ -4,7 +4,7 @@
 a serial run takes them:
 
 - the held-out samples of the KL estimate, which every evaluation waits for;
-- then each stage's cells, in the order of ``forgetless.study.stages.registry.STAGES``
+- then each stage's cells, in the order of ``forgetless.study.running.stages.registry.STAGES``
   (the base's evaluation; the replay samples, every training and its evaluation;
   each trained model's sweep points; LM-Cocktail's peers, its mix and its α points).
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from forgetless.study.context import Context
-from forgetless.study.graph import Graph
-from forgetless.study.replay_cells import attach_kl_samples
-from forgetless.study.stages import Planned, Stage
-from forgetless.study.stages.registry import STAGES
-from forgetless.study.tasks import ContextSpec, context_for, spec_of
+from forgetless.study.running.context import Context
+from forgetless.study.running.graph import Graph, Work
+from forgetless.study.running.replay_cells import attach_kl_samples
+from forgetless.study.running.stages import Planned, Stage
+from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
 
 KL_SAMPLES = "samples/kl-estimate"
 
@@ -31,7 +31,8 @@ def kl_samples_task(spec: ContextSpec) -> None:
 def plan_cells(ctx: Context, stages: Sequence[Stage] = STAGES) -> Graph:
     """Every cell of the study, with its dependencies, in the order a serial run takes them."""
     graph = Graph()
-    kl = [graph.add(KL_SAMPLES, "draw the KL estimate's samples", kl_samples_task, (spec_of(ctx),))] \
+    kl = [graph.add(KL_SAMPLES, "draw the KL estimate's samples", kl_samples_task, (spec_of(ctx),),
+                    work=Work("samples", samples=ctx.cfg.context_free.kl_samples))] \
         if ctx.cfg.context_free.kl_samples else []
     planned = Planned(before_eval=kl)
     for stage in stages:

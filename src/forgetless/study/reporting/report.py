@@ -17,15 +17,15 @@ from forgetless.atomic import write_json
 from forgetless.data.errors import DataError
 from forgetless.data.text import decode_utf8
 from forgetless.machine import machine_stamp
-from forgetless.study.claims import seed_claims
-from forgetless.study.cocktail import cocktail_sections, headline_cocktails
-from forgetless.study.benchmarks import benchmark_table, on_axis
-from forgetless.study.frontier import pareto_front
-from forgetless.study.paired import difference
-from forgetless.study.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
+from forgetless.study.reporting.claims import seed_claims
+from forgetless.study.reporting.cocktail_curves import cocktail_sections, headline_cocktails
+from forgetless.study.reporting.benchmarks import benchmark_table, on_axis
+from forgetless.study.reporting.frontier import pareto_front
+from forgetless.study.reporting.paired import difference
+from forgetless.study.reporting.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
 from forgetless.study.rows import Group, Row, RowKind, groups
-from forgetless.study.selection import best_on_validation, choose_alpha, choose_learning_rates
-from forgetless.study.verdicts import compare, curve_note, decide
+from forgetless.study.reporting.selection import best_on_validation, choose_alpha, choose_learning_rates
+from forgetless.study.reporting.verdicts import compare, curve_note, decide
 
 
 def read_rows(root: Path) -> list[Row]:

@@ -14,9 +14,9 @@ from forgetless.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.replay.kl_estimate import load_samples
 from forgetless.replay.make_data import generate_replay_data
-from forgetless.study.cells import Cell, cell, model_fingerprint
+from forgetless.study.running.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig
-from forgetless.study.context import Context, resolve_data
+from forgetless.study.running.context import Context, resolve_data
 
 REPLAY_SOURCES = ("context-free", "contextual", "corpus")
 

@@ -11,7 +11,7 @@ grid (``sweeps.interpolation``) is then set in memory by the same interpolator a
 WiSE-FT, with the mix in the base's place, and gives one ``cocktail`` row. With peers,
 α = 0 (the mix alone: the paper's "without fine-tuning") is a row too; without peers
 the mix *is* the base and the curve coincides with WiSE-FT's (and reuses its cells).
-The report (``forgetless.study.cocktail``) and the plots draw the cocktail's α curve
+The report (``forgetless.study.reporting.cocktail_curves``) and the plots draw the cocktail's α curve
 beside WiSE-FT's, so the claim "general ability restored at near-equal target score"
 is judged at matched α and domain score.
 """
@@ -24,19 +24,19 @@ from typing import Any
 import torch
 
 from forgetless.data import data_hash
-from forgetless.study.cells import Cell, cell, model_fingerprint
+from forgetless.study.running.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, PeerConfig, StudyConfig
-from forgetless.study.context import Context, load_model, resolve_data
-from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (diverged, eval_task_id, evaluate, make_row, train_cell, train_model,
-                                          train_task_id, trained_path, trained_row_id)
+from forgetless.study.running.context import Context, load_study_model, resolve_data
+from forgetless.study.running.graph import Graph, Work
+from forgetless.study.running.model_cells import (diverged, eval_task_id, eval_work, evaluate, make_row, train_cell,
+                                                  train_model, train_task_id, train_work, trained_path, trained_row_id)
 from forgetless.merging.base import RuleContext
 from forgetless.merging.engine import merge_checkpoints
 from forgetless.merging.registry import build_rule
 from forgetless.merging.sweep import Interpolator
 from forgetless.study.rows import Row, RowKind
-from forgetless.study.stages import Planned
-from forgetless.study.tasks import ContextSpec, context_for, holder, spec_of
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.tasks import ContextSpec, context_for, holder, spec_of
 
 
 def cocktail_alphas(cfg: StudyConfig) -> list[float]:
@@ -136,7 +136,7 @@ def cocktail_point(ctx: Context, alpha: float, kept: dict[str, Any]) -> dict[str
     def mixed() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α = (1 − α) θ_mix + α θ_ft written into one model.
         if "interp" not in kept:
-            kept["interp"] = Interpolator(load_model(ft_path), mix, ft_path)
+            kept["interp"] = Interpolator(load_study_model(ft_path), mix, ft_path)
         kept["interp"].set_alpha(alpha)
         return kept["interp"].model
 
@@ -189,15 +189,19 @@ class CocktailStage:
         if cfg.cocktail is None or not cfg.methods:
             return []
         parent = trained_row_id(*cocktail_parent(cfg))
-        peers = [graph.add(f"train/peer-{peer.name}", f"train peer {peer.name}", peer_train_task, (spec, k), gpu=True)
+        peers = [graph.add(f"train/peer-{peer.name}", f"train peer {peer.name}", peer_train_task, (spec, k), gpu=True,
+                           work=train_work(cfg, peer_method(peer), curve=False))
                  for k, peer in enumerate(cfg.cocktail.peers)]
         mix = graph.add(f"cocktail/{parent}/mix", f"LM-Cocktail weights for {parent}", cocktail_mix_task, (spec,),
-                        [train_task_id(parent), *peers])
+                        [train_task_id(parent), *peers],
+                        # a loss per model (the base, the parent, each peer) on a few examples
+                        work=Work("cocktail", texts=(2 + len(cfg.cocktail.peers)) * 8))
         # After the parent's sweep points (every evaluation declared under its id): without peers the mix
         # is the base, and the cocktail's cells are WiSE-FT's, which two workers must not compute at once.
         sweeps = [t for ids in planned.by_stage.values() for t in ids if t.startswith(eval_task_id(parent) + "/")]
         points = [graph.add(f"cocktail/{parent}/alpha={alpha:g}", f"evaluate LM-Cocktail a={alpha:g}",
-                            cocktail_point_task, (spec, alpha), [mix, *planned.before_eval, *sweeps])
+                            cocktail_point_task, (spec, alpha), [mix, *planned.before_eval, *sweeps],
+                            work=eval_work(cfg, "cocktail"))
                   for alpha in cocktail_alphas(cfg)]
         return [*peers, mix, *points]
 

@@ -7,14 +7,15 @@ those samples' cells, made once for all of them.
 from __future__ import annotations
 
 from forgetless.study.config import MethodConfig, StudyConfig
-from forgetless.study.context import Context, load_model
-from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (diverged, eval_task_id, evaluate, make_row, plain_sft, train_cell,
-                                          train_model, train_task_id, trained_label, trained_models, trained_row_id)
-from forgetless.study.replay_cells import REPLAY_SOURCES, replay_samples, replay_sources
+from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.graph import Graph, Work
+from forgetless.study.running.model_cells import (diverged, eval_task_id, eval_work, evaluate, make_row, plain_sft,
+                                                  train_cell, train_model, train_task_id, train_work, trained_label,
+                                                  trained_models, trained_row_id)
+from forgetless.study.running.replay_cells import REPLAY_SOURCES, replay_samples, replay_sources
 from forgetless.study.rows import Row, RowKind, family_of
-from forgetless.study.stages import Planned
-from forgetless.study.tasks import ContextSpec, context_for, spec_of
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
 
 REPLAY_SAMPLES = "samples/replay"
 
@@ -36,7 +37,7 @@ def eval_task(spec: ContextSpec, method: MethodConfig, lr: float, seed: int) -> 
     if diverged(unit):
         return  # no model to measure; the report lists the run
     path = str(unit.dir / "model")
-    evaluate(ctx, {"model": unit.key}, trained_label(ctx.cfg, method, lr, seed), lambda: load_model(path))
+    evaluate(ctx, {"model": unit.key}, trained_label(ctx.cfg, method, lr, seed), lambda: load_study_model(path))
 
 
 class TrainedStage:
@@ -55,15 +56,18 @@ class TrainedStage:
             if any(kind in replay_sources(m) for m in cfg.methods):
                 # The context-free task keeps its id from before the other sources existed.
                 task = REPLAY_SAMPLES if kind == "context-free" else f"{REPLAY_SAMPLES}/{kind}"
-                replay[kind] = graph.add(task, f"make the {kind} replay samples", replay_samples_task, (spec, kind))
+                replay[kind] = graph.add(task, f"make the {kind} replay samples", replay_samples_task, (spec, kind),
+                                         work=Work("samples", samples=0 if kind == "corpus"
+                                                   else cfg.context_free.replay_samples))
                 ids.append(task)
         for method, lr, seed in trained_models(cfg):
             row_id = trained_row_id(method, lr, seed)
             label = f"{method.name} lr={lr:g} seed={seed}"
             train = graph.add(train_task_id(row_id), f"train {label}", train_task, (spec, method, lr, seed),
-                              [replay[kind] for kind in replay_sources(method)], gpu=True)
+                              [replay[kind] for kind in replay_sources(method)], gpu=True,
+                              work=train_work(cfg, method))
             ids += [train, graph.add(eval_task_id(row_id), f"evaluate {label}", eval_task, (spec, method, lr, seed),
-                                     [train, *planned.before_eval])]
+                                     [train, *planned.before_eval], work=eval_work(cfg))]
         return ids
 
     def rows(self, ctx: Context) -> list[Row]:
@@ -75,7 +79,7 @@ class TrainedStage:
                 ctx.diverged.append({"id": trained_row_id(method, lr, seed), "label": label,
                                      "message": diverged(unit)})
                 continue
-            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: load_model(p))
+            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: load_study_model(p))
             trained = unit.load()
             rows.append(make_row(ctx, trained_row_id(method, lr, seed), label, RowKind.TRAINED, m, method=method.name,
                                  learning_rate=lr, seed=seed, train_seconds=trained.get("seconds"),

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from forgetless.study.cells import model_fingerprint
+from forgetless.study.running.cells import model_fingerprint
 from forgetless.study.config import StudyConfig
-from forgetless.study.context import Context, load_model
-from forgetless.study.data_checks import constant_floor
-from forgetless.study.graph import Graph
-from forgetless.study.model_cells import eval_task_id, evaluate, make_row
+from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.data_checks import constant_floor
+from forgetless.study.running.graph import Graph
+from forgetless.study.running.model_cells import eval_task_id, eval_work, evaluate, make_row
 from forgetless.study.rows import Row, RowKind
-from forgetless.study.stages import Planned
-from forgetless.study.tasks import ContextSpec, context_for, spec_of
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
 
 BASE_ID = "base"
 
 
 def measure_base(ctx: Context) -> dict[str, Any]:
     """The base's measurements (a cell)."""
-    return evaluate(ctx, {"model": model_fingerprint(ctx.base_path)}, "base", lambda: load_model(ctx.base_path))
+    return evaluate(ctx, {"model": model_fingerprint(ctx.base_path)}, "base", lambda: load_study_model(ctx.base_path))
 
 
 def base_eval_task(spec: ContextSpec) -> None:
@@ -37,7 +37,7 @@ class BaseStage:
 
     def plan(self, ctx: Context, graph: Graph, planned: Planned) -> list[str]:
         return [graph.add(eval_task_id(BASE_ID), "evaluate base", base_eval_task, (spec_of(ctx),),
-                          planned.before_eval)]
+                          planned.before_eval, work=eval_work(ctx.cfg))]
 
     def rows(self, ctx: Context) -> list[Row]:
         floor = constant_floor(ctx.test_path, ctx.cfg.eval.domain_limit, ctx.cfg.eval.answer_extraction)

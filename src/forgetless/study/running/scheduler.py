@@ -1,7 +1,7 @@
 """The scheduler every executor shares (``Executor.run``), the backend protocol it drives, and their errors.
 
-Backends (``forgetless.study.executors``: serial and local processes; ``forgetless.study.ray_backend``: Ray) only
-say where a task runs; this module is below both, so neither imports the other's module to reach it.
+Backends (``forgetless.study.running.executors``: serial and local processes;
+``forgetless.study.running.ray_backend``: Ray) only say where a task runs; this module is below both, so neither imports the other's module to reach it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from forgetless.study.graph import Graph, Task
+from forgetless.study.running.graph import Graph, Task
 
 
 class ExecutorError(RuntimeError):

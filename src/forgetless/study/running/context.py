@@ -1,7 +1,7 @@
 """What every stage of a study shares: the context, its progress line, and the one place models load.
 
-A stage (``forgetless.study.stages``) reads the study's config, paths and
-tokenizer from a ``Context`` and loads every model through ``load_model``, so
+A stage (``forgetless.study.running.stages``) reads the study's config, paths and
+tokenizer from a ``Context`` and loads every model through ``load_study_model``, so
 the study's load policy (float32, safetensors only, no remote code unless asked)
 lives here and nowhere else in ``forgetless.study``.
 """
@@ -37,7 +37,7 @@ def resolve_base(spec: str) -> str:
     return resolve_spec(spec)
 
 
-def load_model(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
+def load_study_model(path: str, trust_remote_code: bool = False) -> PreTrainedModel:
     """A study model in float32, through the one load policy (safetensors only)."""
     return load_causal_lm(path, torch.float32, trust_remote_code)
 
@@ -49,9 +49,10 @@ def load_tokenizer(path: str, add_bos: str = "auto", chat_template: str = "auto"
 
 
 def tokens_key(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """What the cells' keys say of the BOS convention and the prompt format: nothing while it is what forgetless always did (BOS first
-    when the tokenizer has one), so the cells of studies written before the rule keep their keys; the convention
-    otherwise, so a study resumed under the new rule recomputes the cells whose inputs changed."""
+    """What the cells' keys say of the BOS convention and the prompt format: nothing while it is what forgetless
+    always did (BOS first when the tokenizer has one), so the cells of studies written before the rule keep their
+    keys; the convention otherwise, so a study resumed under the new rule recomputes the cells whose inputs
+    changed."""
     add_bos = adds_bos(tokenizer)
     key: dict[str, Any] = {} if add_bos == (tokenizer.bos_token_id is not None) else {"add_bos": add_bos}
     return {**key, "chat_template": True} if uses_chat(tokenizer) else key

@@ -1,6 +1,6 @@
 """LM-Cocktail in the report: its α curve beside WiSE-FT's, and the point the headline table shows.
 
-The rows come from the LM-Cocktail stage (``forgetless.study.stages.cocktail``);
+The rows come from the LM-Cocktail stage (``forgetless.study.running.stages.cocktail_sweep``);
 everything here is a function of the result rows alone.
 """
 
