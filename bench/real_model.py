@@ -60,9 +60,9 @@ METHODS: dict[str, dict[str, Any]] = {
 TRL = ("trl", "trl-lora")
 LORA = {"r": 64, "alpha": 64.0}
 # The README's bytes per parameter of each method's training states ("Precision and memory"): fp32 weights 4,
-# gradients 4, Adam's moments 8; L2-SP adds θ* (4) and θ−θ* kept for backward (4); kl keeps a frozen copy of
-# θ* (4); LoRA is 4 per frozen parameter plus 16 per adapter parameter (computed from the counts).
-BYTES_PER_PARAMETER = {"nll": 16, "talr": 16, "flow": 16, "replay": 16, "trl": 16, "l2sp": 24, "kl": 20}
+# gradients 4, Adam's moments 8; L2-SP adds θ* (4; autograd keeps no θ−θ* since its penalty is one mse_loss);
+# kl keeps a frozen copy of θ* (4); LoRA is 4 per frozen parameter plus 16 per adapter parameter.
+BYTES_PER_PARAMETER = {"nll": 16, "talr": 16, "flow": 16, "replay": 16, "trl": 16, "l2sp": 20, "kl": 20}
 # What each method does beyond plain SFT by design (its ratio target is not 1.1x).
 MORE_WORK = {"kl": "a no-grad forward of the base per step, and a full-vocabulary KL over every position "
                    "(which also keeps every logit: no logits_to_keep)"}
