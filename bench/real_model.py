@@ -201,6 +201,49 @@ def theory_mb(name: str, result: dict[str, Any]) -> float:
     return BYTES_PER_PARAMETER[name] * result["total"] / 2**20
 
 
+def paired_runs(args: argparse.Namespace, methods: list[str], command: Any, tokens: int) -> None:
+    """Each method side by side with its reference (nll; TRL's against forgetless's), two processes started
+    together, so both see the same competing load at the same moments; prints each pair's step-time ratio."""
+    pairs = [("nll", "trl"), ("lora", "trl-lora")] + [("nll", m) for m in methods if m not in ("nll", "lora", *TRL)]
+    pairs = [(a, b) for a, b in pairs if a in methods and b in methods]
+    times: dict[tuple[str, str], dict[str, list[float]]] = {pair: {pair[0]: [], pair[1]: []} for pair in pairs}
+    peaks: dict[str, dict[str, Any]] = {}
+    for round_ in range(args.rounds):
+        for pair in pairs:
+            # Swapped each round: which of the two starts first (by a few milliseconds) is not a favour.
+            order = pair if round_ % 2 == 0 else pair[::-1]
+            running = {m: subprocess.Popen(command(m, round_), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True) for m in order}
+            for method, process in running.items():
+                out, err = process.communicate()
+                if process.returncode != 0:
+                    print(f"{method}: failed\n{err[-3000:]}", flush=True)
+                    continue
+                result = json.loads(out.strip().splitlines()[-1])
+                times[pair][method] += result["steps"][args.warmup :]
+                if result["peak_rss_mb"] >= peaks.get(method, {}).get("peak_rss_mb", 0):
+                    peaks[method] = result
+                print(f"  round {round_} {pair[0]} | {pair[1]}: {method} steps {[round(s, 2) for s in result['steps']]}"
+                      f" s, losses {[round(x, 4) for x in result['losses']]}", flush=True)
+            print(f"    load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"\n{'pair (reference | method)':<26} {'reference s':>11} {'method s':>9} {'method / reference':>19} "
+          f"{'tokens/s':>9}")
+    for (a, b), found in times.items():
+        if found[a] and found[b]:
+            ta, tb = statistics.median(found[a]), statistics.median(found[b])
+            print(f"{a + ' | ' + b:<26} {ta:>11.2f} {tb:>9.2f} {tb / ta:>18.3f}x {tokens / tb:>9.0f}")
+            if b in TRL:
+                print(f"{'':<26} throughput forgetless {a} / TRL {b}: {tb / ta:.3f}x")
+    print(f"\n{'method':<9} {'peak RSS MB':>12} {'growth MB':>10} {'README states MB':>17}")
+    for method, r in peaks.items():
+        print(f"{method:<9} {r['peak_rss_mb']:>12.0f} {r['peak_rss_mb'] - r['rss_before_train_mb']:>10.0f} "
+              f"{theory_mb(method, r):>17.0f}")
+    for method, why in MORE_WORK.items():
+        if method in peaks:
+            print(f"{method} does more by design: {why}")
+    print(f"load average after: {os.getloadavg()}")
+
+
 def main() -> None:
     """Resolve the model, run every method in its own process over interleaved rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -215,6 +258,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of every run (1, as the study's workers: on a shared machine a second "
                              "thread on a busy core slows a step down many times)")
+    parser.add_argument("--paired", action="store_true",
+                        help="run each method at the same time as its reference (two processes), for a machine "
+                             "whose load drifts more between runs than two runs differ")
     parser.add_argument("--sampling", action="store_true",
                         help="also time context-free sampling and code-length scoring (tokens/s)")
     parser.add_argument("--sample-batch", type=int, default=8)
@@ -261,15 +307,19 @@ def main() -> None:
             samples, seconds = write_samples(model_dir, Path(tmp), args.batch_size, args.max_length)
             print(f"replay: {args.batch_size} context-free samples of <= {args.max_length} tokens drawn in "
                   f"{seconds:.1f} s", flush=True)
+        def command(method: str, round_: int) -> list[str]:
+            cmd = [sys.executable, __file__, "--one", method, "--model", model_dir, "--data", str(data),
+                   "--output", str(Path(tmp) / f"{method}-{round_}"), "--steps", str(args.steps),
+                   "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+                   "--threads", str(args.threads)]
+            return cmd + (["--samples", str(samples)] if samples is not None else [])
+
+        if args.paired:
+            paired_runs(args, methods, command, tokens)
+            return
         for round_ in range(args.rounds):
             for method in methods:
-                cmd = [sys.executable, __file__, "--one", method, "--model", model_dir, "--data", str(data),
-                       "--output", str(Path(tmp) / f"{method}-{round_}"), "--steps", str(args.steps),
-                       "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-                       "--threads", str(args.threads)]
-                if samples is not None:
-                    cmd += ["--samples", str(samples)]
-                done = subprocess.run(cmd, capture_output=True, text=True)
+                done = subprocess.run(command(method, round_), capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{method}: failed\n{done.stderr[-3000:]}", flush=True)
                     continue
