@@ -25,8 +25,11 @@ Memory: peak resident memory of each run's process, and its growth from just bef
 tokenizer, data and the method's own copies already loaded) to the peak, beside the README's bytes per
 parameter ("Precision and memory"): the growth holds gradients, Adam's moments and activations.
 
-Prints the machine (CPU, cores, torch threads) and the load average before and after: on a shared machine the
-absolute times are notes, the ratios the figure.
+Each step is timed in wall seconds and in the process's CPU seconds: at one torch thread (``--threads``, the
+default) the CPU seconds are the work a step does, whatever share of the cores the process got, so on a shared
+machine whose load drifts between runs they give the ratios, and the wall seconds are a note (``--paired`` runs
+each method side by side with its reference instead). Prints the machine (CPU, cores, torch threads) and the
+load average before and after.
 """
 
 from __future__ import annotations
@@ -116,17 +119,19 @@ def one_run(args: argparse.Namespace) -> None:
     from forgetless.training.lora import trainable_parameters
 
     class StepTimer(TrainerCallback):
-        """Wall time and loss of every optimizer step."""
+        """Wall time and CPU time (this process's, all its threads) of every optimizer step."""
 
         def __init__(self) -> None:
             self.times: list[float] = []
-            self.start = 0.0
+            self.cpu: list[float] = []
+            self.start = self.cpu_start = 0.0
 
         def on_step_begin(self, *a: Any, **k: Any) -> None:
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *a: Any, **k: Any) -> None:
             self.times.append(time.perf_counter() - self.start)
+            self.cpu.append(time.process_time() - self.cpu_start)
 
     name = args.one
     settings = json.loads(json.dumps(METHODS[name]).replace("SAMPLES", args.samples or ""))
@@ -167,7 +172,7 @@ def one_run(args: argparse.Namespace) -> None:
     trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     trainable, total = trainable_parameters(trainer.model)
-    print(json.dumps({"steps": timer.times, "losses": losses, "rss_before_train_mb": before,
+    print(json.dumps({"steps": timer.times, "cpu": timer.cpu, "losses": losses, "rss_before_train_mb": before,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "trainable": trainable, "total": total, "rows": len(examples)}))
 
@@ -299,6 +304,7 @@ def main() -> None:
     print(f"settings: batch {args.batch_size} x {args.max_length} tokens = {tokens} tokens a step, fp32, "
           f"{args.rounds} rounds x {args.steps} steps ({args.warmup} of each run's untimed)", flush=True)
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp), rows=args.batch_size * args.steps, max_length=args.max_length)
@@ -327,24 +333,31 @@ def main() -> None:
                 peak = max(result["peak_rss_mb"], results.get(method, result)["peak_rss_mb"])
                 results.setdefault(method, result)["peak_rss_mb"] = peak
                 times[method] += result["steps"][args.warmup :]
-                print(f"  round {round_} {method}: steps {[round(s, 2) for s in result['steps']]} s, "
+                cpu[method] += result["cpu"][args.warmup :]
+                print(f"  round {round_} {method}: steps {[round(s, 2) for s in result['steps']]} s "
+                      f"(CPU {[round(s, 2) for s in result['cpu']]} s), "
                       f"losses {[round(x, 4) for x in result['losses']]}, load {os.getloadavg()[0]:.1f}", flush=True)
         speed = sampling_and_scoring(model_dir, data, args.sample_batch, args.new_tokens) if args.sampling else None
     base = statistics.median(times["nll"]) if times["nll"] else None
-    print(f"\n{'method':<9} {'median s/step':>13} {'tokens/s':>9} {'ratio to nll':>13} {'peak RSS MB':>12} "
-          f"{'growth MB':>10} {'README states MB':>17}")
+    base_cpu = statistics.median(cpu["nll"]) if cpu["nll"] else None
+    # CPU seconds a step (one torch thread) measure the work a step does whatever share of the cores the process
+    # got; on a machine whose load drifts between runs they are the figure, and wall seconds a note.
+    print(f"\n{'method':<9} {'wall s/step':>11} {'CPU s/step':>10} {'tokens/CPU s':>12} {'CPU ratio to nll':>17} "
+          f"{'wall ratio':>10} {'peak RSS MB':>12} {'growth MB':>10} {'README states MB':>17}")
     for method, step_times in times.items():
         if not step_times:
             continue
-        median, r = statistics.median(step_times), results[method]
-        ratio = f"{median / base:.3f}x" if base else "-"
+        median, busy, r = statistics.median(step_times), statistics.median(cpu[method]), results[method]
+        ratio = f"{busy / base_cpu:.3f}x" if base_cpu else "-"
+        wall = f"{median / base:.3f}x" if base else "-"
         growth = r["peak_rss_mb"] - r["rss_before_train_mb"]
-        print(f"{method:<9} {median:>13.2f} {tokens / median:>9.0f} {ratio:>13} {r['peak_rss_mb']:>12.0f} "
-              f"{growth:>10.0f} {theory_mb(method, r):>17.0f}")
+        print(f"{method:<9} {median:>11.2f} {busy:>10.2f} {tokens / busy:>12.0f} {ratio:>17} {wall:>10} "
+              f"{r['peak_rss_mb']:>12.0f} {growth:>10.0f} {theory_mb(method, r):>17.0f}")
     for ours, theirs in (("nll", "trl"), ("lora", "trl-lora")):
-        if times.get(ours) and times.get(theirs):
+        if cpu.get(ours) and cpu.get(theirs):
             print(f"throughput forgetless {ours} / TRL {theirs}: "
-                  f"{statistics.median(times[theirs]) / statistics.median(times[ours]):.3f}x")
+                  f"{statistics.median(cpu[theirs]) / statistics.median(cpu[ours]):.3f}x in CPU time, "
+                  f"{statistics.median(times[theirs]) / statistics.median(times[ours]):.3f}x in wall time")
     for method, why in MORE_WORK.items():
         if times.get(method):
             print(f"{method} does more by design: {why}")
