@@ -17,8 +17,10 @@ load that comes and goes on a shared machine falls on every method alike. The fi
 run (allocation, first-touch, FLOW's pre-pass) are left out; a method's figure is the median of its timed steps
 over all rounds. Both tools get the same tokenized rows (forgetless's encoding, handed to TRL pre-tokenized with
 a completion mask), the same batch, learning rate (constant), weight decay, gradient clipping, seed, fp32 and
-random order; TRL runs with its defaults otherwise (it also computes token accuracy and entropy every step,
-which is part of what a TRL user pays). LoRA is r = 64, alpha = 64, no dropout, on every linear layer but the
+random order, and no gradient checkpointing (TRL's ``SFTConfig`` turns it on by default, recomputing every
+layer's forward in the backward pass: about a third more work a step, a setting forgetless leaves off); TRL
+runs with its defaults otherwise (it also computes token accuracy and entropy every step, which is part of
+what a TRL user pays). LoRA is r = 64, alpha = 64, no dropout, on every linear layer but the
 head, in both (forgetless's default, docs/methods.md#lora; PEFT's ``all-linear``).
 
 Memory: peak resident memory of each run's process, and its growth from just before ``train()`` (model,
@@ -150,7 +152,8 @@ def one_run(args: argparse.Namespace) -> None:
                 for e in examples]
         config = SFTConfig(output_dir=args.output, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
                            lr_scheduler_type="constant", completion_only_loss=True, use_cpu=True, bf16=False,
-                           max_length=None, dataloader_num_workers=0, **common, **quiet)
+                           max_length=None, dataloader_num_workers=0, gradient_checkpointing=False, **common,
+                           **quiet)
         peft = (LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=0.0, target_modules="all-linear",
                            task_type="CAUSAL_LM") if settings.get("lora") else None)
         transformers.set_seed(0)  # the adapters' A matrices, as forgetless seeds them
