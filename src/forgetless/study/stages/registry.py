@@ -8,12 +8,14 @@ from __future__ import annotations
 from forgetless.study.stages import Stage
 from forgetless.study.stages.base_model import BaseStage
 from forgetless.study.stages.cocktail import CocktailStage
+from forgetless.study.stages.search import SearchStage
 from forgetless.study.stages.sweeps import SweepStage
 from forgetless.study.stages.trained import TrainedStage
 
 STAGES: tuple[Stage, ...] = (
     BaseStage(),  # first: every later row is compared to the base's measurements
     TrainedStage(),
+    SearchStage(),  # tuned methods: their searches ran before the graph (runner.run_study); rows of the choices
     SweepStage(),
     CocktailStage(),  # waits for the sweeps' cells: without peers its points are WiSE-FT's
 )
