@@ -151,3 +151,41 @@ def test_search_config_is_checked(search_yaml: Path) -> None:
     search_yaml.write_text(yaml.safe_dump(values))
     with pytest.raises(ConfigError, match="one of them"):
         load_study(search_yaml)
+
+
+def test_lora_and_talr_trials_continue_from_their_rung_checkpoint(search_yaml: Path) -> None:
+    values = yaml.safe_load(search_yaml.read_text())
+    values["training"]["max_steps"] = 2
+    values["methods"] = [{"name": "lora", "learning_rates": "auto", "train": {"lora": True, "lora_r": 4}},
+                         {"name": "talr", "learning_rates": "auto", "train": {"method": "talr"}}]
+    values["search"] = {"trials": 2, "reduction": 2, "rungs": 2}
+    search_yaml.write_text(yaml.safe_dump(values))
+    cfg = load_study(search_yaml)
+    root = run_study(cfg, print_fn=lambda _: None)
+    searches = _rows(root)[0]["searches"]
+    assert set(searches["lora"]["space"]) == {"learning_rate", "lora_r"}  # the family's key parameter under auto
+    assert set(searches["talr"]["space"]) == {"learning_rate", "method_params.floor"}
+    finals = [json.loads(p.read_text()) for p in (root / "cells").glob("trial-*/result.json")]
+    last = [r for r in finals if r["step"] == 2]
+    assert len(last) == 2 and len(finals) == 2 * 2 + 2  # per method: 2 trials to step 1, the better one to 2
+    for result in last:  # the promoted trial resumed from the first rung's checkpoint, not from the base
+        record = json.loads((Path(result["model"]) / "forgetless.json").read_text())
+        assert record["resolved"]["resumed_from"].endswith("checkpoint-1") and result["steps"] == 1
+        assert [p["step"] for p in result["curve"]] == [0, 1, 2]
+
+
+def test_tune_command_searches_one_method(search_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from forgetless.cli import main
+
+    values = yaml.safe_load(search_yaml.read_text())
+    values["methods"] = [{"name": "sft", "learning_rates": [1e-3]}, {"name": "other", "learning_rates": [1e-3]}]
+    search_yaml.write_text(yaml.safe_dump(values))
+    out = search_yaml.parent / "tuned-sft"
+    assert main(["tune", str(search_yaml), "--method", "sft", "--trials", "2", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sft: chosen {\"learning_rate\": " in printed and f"model: {out}" in printed
+    rows = _rows(out)
+    assert [r["kind"] for r in rows] == ["base", "trained"] and rows[1]["tuned"]  # only the base and the search
+    assert len(rows[0]["searches"]["sft"]["trials"]) == 2 and rows[0]["searches"]["sft"]["steps"] == 2 + 4
+    assert main(["tune", str(search_yaml), "--method", "nope", "--output", str(out)]) != 0
+    assert "no method named 'nope'" in capsys.readouterr().err

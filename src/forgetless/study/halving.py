@@ -54,7 +54,7 @@ class Trial:
 
     @property
     def label(self) -> str:
-        extra = "".join(f" {k.rsplit('.', 1)[-1]}={v:g}" if isinstance(v, float) else f" {k.rsplit('.', 1)[-1]}={v}"
+        extra = "".join(f" {k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f" {k.rsplit('.', 1)[-1]}={v}"
                         for k, v in self.params)
         return f"{self.method} #{self.number} lr={self.learning_rate:.3g}{extra}"
 
