@@ -12,8 +12,8 @@ import yaml
 from forgetless.config import ConfigError
 from forgetless.study import search_cells
 from forgetless.study.config import load_study
-from forgetless.study.halving import (TIE, Outcome, Point, Trial, curve_points, promoted, propose, rung_steps, score,
-                                      segment_ends)
+from forgetless.study.halving import (TIE, Outcome, Point, Trial, curve_points, planned_steps, promoted, propose,
+                                      rung_steps, score, segment_ends)
 from forgetless.study.runner import run_study
 from forgetless.study.search_space import Dimension
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
@@ -76,7 +76,7 @@ def test_search_runs_resumes_and_budgets_equally(search_yaml: Path, monkeypatch:
     assert set(searches) == {"sft", "l2sp"}
     for name, record in searches.items():
         steps = sorted(t["steps"] for t in record["trials"])
-        assert steps == [2, 2, 4, 4] and record["steps"] == 12, name  # equal budgets: same trials, same steps
+        assert steps == [2, 2, 4, 4] and record["steps"] == 12 == planned_steps(cfg), name  # equal budgets
         assert record["chosen"] is not None and record["finished"]
     assert searches["sft"]["steps"] == searches["l2sp"]["steps"]
     assert set(searches["sft"]["space"]) == {"learning_rate"}  # plain SFT: the learning rate alone

@@ -118,6 +118,16 @@ def rung_steps(cfg: StudyConfig) -> list[int]:
     return [total // eta ** (rungs - 1 - r) for r in range(rungs)]
 
 
+def planned_steps(cfg: StudyConfig) -> int:
+    """Training steps each tuned method's search runs (the same for every method): the trials alive at each rung
+    times the rung's steps, ``max(1, n // η)`` going on each time (fewer only when a trial diverges)."""
+    alive, total, start = cfg.search.trials, 0, 0
+    for end in rung_steps(cfg):
+        total += alive * (end - start)
+        alive, start = max(1, alive // cfg.search.reduction), end
+    return total
+
+
 def curve_points(cfg: StudyConfig) -> int:
     """The learning-curve points of a trial: at least ``eval.curve_points``, a multiple of η^(rungs-1) so that
     every rung ends on one (and a checkpoint is kept at each of them)."""

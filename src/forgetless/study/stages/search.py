@@ -162,7 +162,8 @@ def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[st
     seconds = sum(segment_cell(ctx, method, t, e)[0].load().get("seconds") or 0.0 for t in state.trials
                   for e in segment_ends(cfg) if e <= state.steps_used(t.number)
                   and segment_cell(ctx, method, t, e)[0].done())
-    return {"trials": trials, "rungs": rung_steps(cfg), "seconds": seconds, "finished": state.finished, "reduction": cfg.search.reduction, "seed": cfg.search.seed,
+    return {"trials": trials, "rungs": rung_steps(cfg), "seconds": seconds, "finished": state.finished,
+            "reduction": cfg.search.reduction, "seed": cfg.search.seed,
             "space": {k: d.describe() for k, d in dims.items()},
             "steps": sum(t["steps"] for t in trials), "budget": cfg.budget,
             "chosen": None if picked is None else {"trial": picked.trial, "step": picked.step, "settings": settings,
