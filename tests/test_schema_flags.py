@@ -95,10 +95,12 @@ def _schema_of(command: str) -> type[BaseModel]:
     from forgetless.merging.registry import RULES
     from forgetless.replay.config import GenerateArgs, KLEstimateArgs
     from forgetless.study.cli import ReportArgs, StudyArgs
+    from forgetless.study.tune_cli import TuneArgs
     from forgetless.theory.overadaptation import OveradaptationParams
     from forgetless.theory.tilting import TiltingParams
 
     return {"train": TrainConfig, "eval": EvalArgs, "generate": GenerateArgs, "kl-estimate": KLEstimateArgs,
              "study": StudyArgs, "report": ReportArgs, "testbed build": TestbedBuildArgs,
              "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationParams,
-             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]
+             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs,
+            "tune": TuneArgs}[command]

@@ -19,6 +19,7 @@ from forgetless.data.spec import DataSpec
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 from forgetless.prompting import ChatSetting
 from forgetless.special_tokens import AddBosSetting
+from forgetless.study.halving import check_search, corner_configs
 from forgetless.study.rows import FAMILIES
 from forgetless.study.search_space import SearchConfig, SearchSpace
 
@@ -345,9 +346,7 @@ class StudyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _search_budget(self) -> StudyConfig:
-        from forgetless.study.halving import check_search  # the search's own rules, beside its code
-
-        check_search(self)
+        check_search(self)  # the search's own rules, beside its code (forgetless.study.halving)
         return self
 
     def train_config(self, method: MethodConfig, learning_rate: float, seed: int, output: str) -> TrainConfig:
@@ -375,8 +374,6 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
         for lr in method.learning_rates:
             cfg.train_config(method, lr, cfg.seeds[0], "unused")
         if method.tuned:  # every corner of its space must make a valid run
-            from forgetless.study.halving import corner_configs
-
             for corner in corner_configs(cfg, method):
                 cfg.train_config(*corner, cfg.seeds[0], "unused")
     return cfg

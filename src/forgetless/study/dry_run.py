@@ -40,6 +40,7 @@ from forgetless.replay.generate import SamplingSettings, generate_context_free
 from forgetless.study.config import StudyConfig
 from forgetless.study.data_checks import constant_floor
 from forgetless.study.graph import Graph
+from forgetless.study.halving import planned_steps
 from forgetless.study.plan import plan_cells
 from forgetless.study.runner import prepare_context
 from forgetless.training.run import train
@@ -215,8 +216,6 @@ def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True,
              f"under {floor['floor_extraction']} (the constant-answer floor a trained model must beat)"]
     tuned = [m.name for m in cfg.methods if m.tuned]
     if tuned:  # adaptive: its cells are declared rung by rung, so they are not in the graph counted above
-        from forgetless.study.halving import planned_steps
-
         lines.append(f"search: {', '.join(tuned)} tuned, {cfg.search.trials} trials and {planned_steps(cfg):,} training "
                      "steps each (successive halving, docs/tuning.md); not in the cell count or the estimate above")
     result = DryRun(cells=cells, train_steps=steps, notes=lines, workers=workers)

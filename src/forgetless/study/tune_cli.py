@@ -52,6 +52,7 @@ def tune_config(args: TuneArgs) -> StudyConfig:
         ConfigError: the config or the method's keys are invalid.
         ValueError: the method is not in the config.
     """
+    # imported here: the command's library loads only when it runs, so `forgetless --help` starts without torch
     from forgetless.config import load_yaml
     from forgetless.study.config import load_study
 
@@ -73,6 +74,7 @@ def tune_config(args: TuneArgs) -> StudyConfig:
 
 def cmd_tune(args: TuneArgs) -> int:
     """Search one method's settings (successive halving) and report the best checkpoint within the budget."""
+    # imported here: the command's library loads only when it runs, so `forgetless --help` starts without torch
     from forgetless.study.cli import refuse_foreign_study_dir
     from forgetless.study.executors import CellFailed, ExecutorError, make_executor
     from forgetless.study.runner import run_study
