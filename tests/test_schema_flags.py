@@ -95,7 +95,7 @@ def _schema_of(command: str) -> type[BaseModel]:
     from forgetless.merging.registry import RULES
     from forgetless.replay.config import GenerateArgs, KLEstimateArgs
     from forgetless.study.cli import ReportArgs, StudyArgs
-    from forgetless.study.tune_cli import TuneArgs
+    from forgetless.study.tuning.cli import TuneArgs
     from forgetless.theory.overadaptation import OveradaptationParams
     from forgetless.theory.tilting import TiltingParams
 

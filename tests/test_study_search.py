@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from forgetless.config import ConfigError
-from forgetless.study import search_cells
 from forgetless.study.config import load_study
-from forgetless.study.halving import (TIE, Outcome, Point, Trial, curve_points, planned_steps, promoted, propose,
-                                      rung_steps, score, segment_ends)
 from forgetless.study.runner import run_study
-from forgetless.study.search_space import Dimension
+from forgetless.study.tuning import cells as search_cells
+from forgetless.study.tuning.halving import (TIE, Outcome, Point, Trial, curve_points, planned_steps, promoted,
+                                             propose, rung_steps, score, segment_ends)
+from forgetless.study.tuning.space import Dimension
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
 
 
@@ -131,7 +131,7 @@ def test_score_and_choice_take_the_best_checkpoint_within_the_budget() -> None:
 
 
 def test_edge_of_range_warning(search_yaml: Path) -> None:
-    from forgetless.study.halving import edges
+    from forgetless.study.tuning.halving import edges
 
     dims = {"learning_rate": Dimension(low=1e-4, high=1e-2), "lora_r": Dimension(choices=[4, 8, 16])}
     assert edges(dims, {"learning_rate": 1e-3, "lora_r": 8}) == []
@@ -189,3 +189,17 @@ def test_tune_command_searches_one_method(search_yaml: Path, capsys: pytest.Capt
     assert len(rows[0]["searches"]["sft"]["trials"]) == 2 and rows[0]["searches"]["sft"]["steps"] == 2 + 4
     assert main(["tune", str(search_yaml), "--method", "nope", "--output", str(out)]) != 0
     assert "no method named 'nope'" in capsys.readouterr().err
+
+
+def test_seed_claims_judge_a_tuned_family_by_its_tuned_model() -> None:
+    from forgetless.study.claims import seed_claims
+    from tests.test_study_verdicts import base, trained
+
+    # A hand-picked TALR rate that learned nothing, and the tuned TALR that learned: the claim compares the tuned one.
+    rows = [base(), trained("talr-hand", 2e-3, 0, 0, forget=0.0, family="talr"),
+            trained("talr", 1e-3, 50, 50, forget=0.3, family="talr", tuned=True),
+            trained("l2sp", 1e-3, 49, 48, forget=0.7, family="l2sp", tuned=True)]
+    claim = next(c for c in seed_claims(rows, resamples=200) if c.claim.startswith("TALR retains more general "
+                                                                                    "ability than L2-SP"))
+    assert claim.verdict == "reproduced" and "`talr/lr=0.001/seed=0`" in claim.evidence
+    assert "talr-hand" not in claim.evidence

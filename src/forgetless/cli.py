@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     from forgetless.study.cli import add_study_parser
 
     add_study_parser(sub)
-    from forgetless.study.tune_cli import add_tune_parser
+    from forgetless.study.tuning.cli import add_tune_parser
 
     add_tune_parser(sub)
     from forgetless.merging.cli import add_merge_parser

@@ -19,9 +19,9 @@ from forgetless.data.spec import DataSpec
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 from forgetless.prompting import ChatSetting
 from forgetless.special_tokens import AddBosSetting
-from forgetless.study.halving import check_search, corner_configs
 from forgetless.study.rows import FAMILIES
-from forgetless.study.search_space import SearchConfig, SearchSpace
+from forgetless.study.tuning.halving import check_search, corner_configs
+from forgetless.study.tuning.space import SearchConfig, SearchSpace
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
 # the study itself decides (where data comes from, where models go, the lr and seed).
@@ -346,7 +346,7 @@ class StudyConfig(BaseModel):
 
     @model_validator(mode="after")
     def _search_budget(self) -> StudyConfig:
-        check_search(self)  # the search's own rules, beside its code (forgetless.study.halving)
+        check_search(self)  # the search's own rules, beside its code (forgetless.study.tuning.halving)
         return self
 
     def train_config(self, method: MethodConfig, learning_rate: float, seed: int, output: str) -> TrainConfig:

@@ -40,9 +40,9 @@ from forgetless.replay.generate import SamplingSettings, generate_context_free
 from forgetless.study.config import StudyConfig
 from forgetless.study.data_checks import constant_floor
 from forgetless.study.graph import Graph
-from forgetless.study.halving import planned_steps
 from forgetless.study.plan import plan_cells
 from forgetless.study.runner import prepare_context
+from forgetless.study.tuning.halving import planned_steps
 from forgetless.training.run import train
 
 PROBE_STEPS = 6  # training steps timed (the first is dropped: it pays for warm-up allocations)

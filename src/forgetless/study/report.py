@@ -24,8 +24,8 @@ from forgetless.study.frontier import pareto_front
 from forgetless.study.paired import difference
 from forgetless.study.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
 from forgetless.study.rows import Group, Row, RowKind, groups
-from forgetless.study.search_report import search_body
 from forgetless.study.selection import best_on_validation, choose_alpha, choose_learning_rates
+from forgetless.study.tuning.report import search_body
 from forgetless.study.verdicts import compare, curve_note, decide
 
 

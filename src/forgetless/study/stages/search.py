@@ -3,8 +3,8 @@
 ``run_search`` runs before the study's graph (``runner.run_study``): the search is
 adaptive, so it declares its cells rung by rung, each rung a graph run on the study's
 executor (serial, local workers or Ray), the next rung's cells declared once the
-previous rung's results are read (``forgetless.study.halving``). Every trial segment is
-a cell (``forgetless.study.search_cells``), so a killed search resumes: the proposals
+previous rung's results are read (``forgetless.study.tuning.halving``). Every trial segment is
+a cell (``forgetless.study.tuning.cells``), so a killed search resumes: the proposals
 come from a seeded sampler, the promotions from the cells' curve points, and a rerun
 declares the same cells and finds them done.
 
@@ -23,15 +23,15 @@ from typing import Any
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.context import Context, load_model
 from forgetless.study.graph import Graph
-from forgetless.study.halving import (Outcome, Point, Trial, advance, edges, method_for, propose, rung_steps,
-                                      segment_ends, space)
 from forgetless.study.model_cells import eval_task_id, evaluate, make_row, plain_sft
 from forgetless.study.replay_cells import REPLAY_SOURCES, replay_sources
 from forgetless.study.rows import Row, RowKind, family_of
-from forgetless.study.search_cells import segment_cell, segment_points, train_segment
 from forgetless.study.stages import Planned
 from forgetless.study.stages.trained import REPLAY_SAMPLES, replay_samples_task
 from forgetless.study.tasks import ContextSpec, context_for, spec_of
+from forgetless.study.tuning.cells import segment_cell, segment_points, train_segment
+from forgetless.study.tuning.halving import (Outcome, Point, Trial, advance, edges, method_for, propose, rung_steps,
+                                             segment_ends, space)
 
 
 def tuned_methods(cfg: StudyConfig) -> list[MethodConfig]:

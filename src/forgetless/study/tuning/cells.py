@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from forgetless.study.cells import Cell, cell
 from forgetless.study.context import Context, resolve_data
 from forgetless.study.curves import LearningCurve, curve_from_log
-from forgetless.study.halving import Point, Trial, curve_points, method_for
+from forgetless.study.tuning.halving import Point, Trial, curve_points, method_for
 from forgetless.study.model_cells import curve_callback, train_spec
 from forgetless.study.replay_cells import with_replay_file
 from forgetless.training.checkpoints import split_checkpoints

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from forgetless.study.rows import family_of
-from forgetless.study.search_space import DEFAULT_PARAMS, Dimension, set_path
+from forgetless.study.tuning.space import DEFAULT_PARAMS, Dimension, set_path
 
 if TYPE_CHECKING:  # config imports this module lazily; the types only
     from forgetless.study.config import MethodConfig, StudyConfig

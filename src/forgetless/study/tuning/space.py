@@ -13,7 +13,7 @@ when it has a ``search:`` block::
 A parameter is a dotted path into the method's ``train`` keys. The budget
 (``search:`` at the top of the study) is the same for every tuned method: the number
 of trials, the reduction factor η of successive halving and the number of rungs
-(``forgetless.study.halving``). This module holds only the configuration (pydantic,
+(``forgetless.study.tuning.halving``). This module holds only the configuration (pydantic,
 no torch, no optuna), so ``forgetless.study.config`` can import it.
 """
 
