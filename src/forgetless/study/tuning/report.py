@@ -34,8 +34,10 @@ def search_body(rows: list[Row]) -> str | None:
              + (f"{totals.pop()} training steps per method." if len(totals) == 1 else
                 "training steps per method: " + ", ".join(f"{k} {r['steps']}" for k, r in searches.items()) + " "
                 "(a diverged trial stopped early).")
-             + " Scores are on the learning curve's validation slice; forgetting is its held-out loss minus step "
-             f"0's (nats/token); the kept model is the best checkpoint within the budget of {first['budget']:g}."]
+             + " A trial's scores are at its best checkpoint within the budget (else its last): validation exact "
+             "match on the learning curve's slice, forgetting as the curve's held-out loss minus step 0's "
+             f"(nats/token); the kept model is the best checkpoint of all trials within the budget of "
+             f"{first['budget']:g}."]
     for name, record in searches.items():
         space = "; ".join(f"{key} {rng}" for key, rng in record["space"].items())
         chosen = record.get("chosen")
