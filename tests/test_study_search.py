@@ -11,8 +11,8 @@ import yaml
 
 from forgetless.config import ConfigError
 from forgetless.study.config import load_study
-from forgetless.study.runner import run_study
-from forgetless.study.tuning import cells as search_cells
+from forgetless.study.running.runner import run_study
+from forgetless.study.running import search_cells
 from forgetless.study.tuning.halving import (TIE, Outcome, Point, Trial, curve_points, planned_steps, promoted,
                                              propose, rung_steps, score, segment_ends)
 from forgetless.study.tuning.space import Dimension

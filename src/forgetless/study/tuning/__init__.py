@@ -2,9 +2,9 @@
 
 - ``space``: what a tuned method searches (``learning_rates: auto``, ``search:``) and the study's budget;
 - ``halving``: Optuna's seeded proposals and its successive-halving rule, the best checkpoint (pure, no torch);
-- ``cells``: a trial trained in segments, one cached cell per kept checkpoint;
-- ``report``: the report's search section;
 - ``cli``: ``forgetless tune`` (one method outside a study).
 
-The search stage itself (``forgetless.study.stages.search``) runs the rungs on the study's executor.
+The search's cells are ``forgetless.study.running.search_cells`` (a trial trained in segments), its stage
+``forgetless.study.running.stages.search`` (the rungs run on the study's executor), its report section
+``forgetless.study.reporting.search``.
 """

@@ -3,7 +3,7 @@
 For a user who has chosen the method and wants its settings: the study config's base,
 data, training, budget and ``search:`` budget, one of its methods (searched with its
 ``search:`` block, or as ``learning_rates: auto`` when it has fixed learning rates), and
-only two stages: the base's evaluation and the search (``forgetless.study.stages.search``).
+only two stages: the base's evaluation and the search (``forgetless.study.running.stages.search``).
 It runs on the study's executors, resumes like a study, writes the study's report (with
 the search section) and prints the chosen settings and the chosen model's directory.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.outputs import refuse_overlap
-from forgetless.schema_flags import add_schema_flags, schema_command
+from forgetless.schema_flags import Command, add_command
 
 if TYPE_CHECKING:  # imported when a command runs: the CLI's start stays light
     from forgetless.study.config import StudyConfig
@@ -76,10 +76,10 @@ def cmd_tune(args: TuneArgs) -> int:
     """Search one method's settings (successive halving) and report the best checkpoint within the budget."""
     # imported here: the command's library loads only when it runs, so `forgetless --help` starts without torch
     from forgetless.study.cli import refuse_foreign_study_dir
-    from forgetless.study.executors import CellFailed, ExecutorError, make_executor
-    from forgetless.study.runner import run_study
-    from forgetless.study.stages.base_model import BaseStage
-    from forgetless.study.stages.search import SearchStage
+    from forgetless.study.running.executors import CellFailed, ExecutorError, make_executor
+    from forgetless.study.running.runner import run_study
+    from forgetless.study.running.stages.base_model import BaseStage
+    from forgetless.study.running.stages.search import SearchStage
 
     cfg = tune_config(args)
     refuse_overlap(cfg.output, {"config": args.config, "base_model": cfg.base_model, "data": cfg.data}, flag="output")
@@ -108,6 +108,6 @@ def cmd_tune(args: TuneArgs) -> int:
 
 def add_tune_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``tune`` on the ``forgetless`` command."""
-    tune = sub.add_parser("tune", help=cmd_tune.__doc__, description=cmd_tune.__doc__)
-    add_schema_flags(tune, TuneArgs, show_defaults=True, standalone=True, positional={"config"})
-    tune.set_defaults(func=schema_command(TuneArgs, cmd_tune))
+    # No common --config: the study's YAML is its own argument (TuneArgs.config), as for `forgetless study`.
+    add_command(sub, "tune", Command(TuneArgs, cmd_tune, config_file=False), show_defaults=True,
+                positional={"config"})
