@@ -74,9 +74,9 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, 
     return found
 
 
-# Every subcommand reads an optional --config YAML of its schema's keys, but study and report, whose own argument (a
+# Every subcommand reads an optional --config YAML of its schema's keys, but study, report and tune, whose own argument (a
 # field named config) is the study's YAML.
-_OWN_CONFIG = {"study", "report"}
+_OWN_CONFIG = {"study", "report", "tune"}
 
 
 def test_every_subcommand_takes_its_flags_from_a_schema() -> None:

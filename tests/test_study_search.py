@@ -192,7 +192,7 @@ def test_tune_command_searches_one_method(search_yaml: Path, capsys: pytest.Capt
 
 
 def test_seed_claims_judge_a_tuned_family_by_its_tuned_model() -> None:
-    from forgetless.study.claims import seed_claims
+    from forgetless.study.reporting.claims import seed_claims
     from tests.test_study_verdicts import base, trained
 
     # A hand-picked TALR rate that learned nothing, and the tuned TALR that learned: the claim compares the tuned one.
