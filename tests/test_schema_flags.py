@@ -74,8 +74,8 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, 
     return found
 
 
-# Every subcommand reads an optional --config YAML of its schema's keys, but study, report and tune, whose own argument (a
-# field named config) is the study's YAML.
+# Every subcommand reads an optional --config YAML of its schema's keys, but study, report and tune, whose own
+# argument (a field named config) is the study's YAML.
 _OWN_CONFIG = {"study", "report", "tune"}
 
 
