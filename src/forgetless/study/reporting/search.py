@@ -53,8 +53,10 @@ def search_body(rows: list[Row]) -> str | None:
         lines += [f"- warning: {warning}" for warning in record.get("edges", [])]
         lines += ["", "| trial | settings | steps | validation EM | forgetting | note |", "|---|---|---|---|---|---|"]
         for trial in record["trials"]:
-            note = ("diverged" if trial.get("diverged") else "chosen" if chosen and chosen["trial"] == trial["number"]
-                    else "stopped by halving" if trial["steps"] < record["rungs"][-1] else "")
+            notes = ["diverged" if trial.get("diverged") else "chosen" if chosen and chosen["trial"] == trial["number"]
+                     else "stopped by halving" if trial["steps"] < record["rungs"][-1] else "",
+                     "over the budget" if (trial["forgetting"] or 0.0) > record["budget"] else ""]
+            note = "; ".join(n for n in notes if n)
             validation = "-" if trial["validation"] is None else f"{trial['validation']:.1%}"
             forgetting = "-" if trial["forgetting"] is None else f"{trial['forgetting']:+.3f}"
             lines.append(f"| #{trial['number']} | {_settings(trial['settings'])} | {trial['steps']} | {validation} | "
