@@ -21,6 +21,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from forgetless.study.config import MethodConfig
 from forgetless.study.running.cells import Cell, cell
 from forgetless.study.running.context import Context, resolve_data
 from forgetless.study.running.curves import LearningCurve, curve_from_log
@@ -51,7 +52,7 @@ def _trial_context(ctx: Context) -> Context:
     return dataclasses.replace(ctx, cfg=ctx.cfg.model_copy(update={"eval": ev}))
 
 
-def segment_cell(ctx: Context, method: Any, trial: Trial, until: int) -> tuple[Cell, LearningCurve]:
+def segment_cell(ctx: Context, method: MethodConfig, trial: Trial, until: int) -> tuple[Cell, LearningCurve]:
     """The cell of ``trial`` trained up to step ``until`` (whether or not it has run) and its curve callback."""
     tctx = _trial_context(ctx)
     run = with_replay_file(ctx, method_for(method, trial))
@@ -71,10 +72,11 @@ def segment_cell(ctx: Context, method: Any, trial: Trial, until: int) -> tuple[C
 
 
 def _checkpoints(unit: Cell) -> Path:
+    """Where a segment's Trainer checkpoints are (the next segment copies its last one from here)."""
     return unit.dir / "model.work" / "checkpoints"
 
 
-def train_segment(ctx: Context, method: Any, trial: Trial, until: int, previous: int | None) -> Cell:
+def train_segment(ctx: Context, method: MethodConfig, trial: Trial, until: int, previous: int | None) -> Cell:
     """Train ``trial`` from its checkpoint at ``previous`` (None: from the base) to ``until``, in its cell.
 
     Keeps the model at ``until`` and, unless ``until`` is the last step, the Trainer checkpoint there.
@@ -89,11 +91,15 @@ def train_segment(ctx: Context, method: Any, trial: Trial, until: int, previous:
 
 
 def _total(ctx: Context) -> int:
+    """The schedule's length every trial trains under (``training.max_steps``)."""
     return int(ctx.cfg.training["max_steps"])
 
 
-def _train(ctx: Context, method: Any, trial: Trial, until: int, previous: int | None, unit: Cell,
+def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previous: int | None, unit: Cell,
            curve: LearningCurve) -> None:
+    """Train the segment into ``unit``: copy the previous segment's last checkpoint in (once), resume from it,
+    stop at ``until``, keep only the checkpoint the next segment needs, and record the result (a diverged run
+    is recorded as such: every later segment of the trial then records it too)."""
     model_dir = unit.dir / "model"
     if previous is not None:
         before = segment_cell(ctx, method, trial, previous)[0]
