@@ -29,10 +29,11 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
-from forgetless.config import TrainConfig, load_yaml
+from forgetless.config import load_yaml
+from forgetless.training.config import TrainConfig
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.machine import machine_stamp
 from forgetless.testbed.build import build_testbed
 from forgetless.testbed.presets import get_preset

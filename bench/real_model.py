@@ -115,9 +115,9 @@ def one_run(args: argparse.Namespace) -> None:
     import transformers
     from transformers import TrainerCallback
 
-    from forgetless.config import TrainConfig
     from forgetless.data import load_examples
     from forgetless.models import load_causal_lm, load_tokenizer
+    from forgetless.training.config import TrainConfig
     from forgetless.training.lora import trainable_parameters
 
     class StepTimer(TrainerCallback):

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.machine import machine_stamp
 from forgetless.testbed.specs import resolve_spec
 from forgetless.training.run import train

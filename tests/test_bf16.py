@@ -12,7 +12,7 @@ import yaml
 from transformers import AutoConfig
 
 from forgetless.cli import main
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.dtypes import float_tensors, resolve_save_dtype, stored_dtype
 from forgetless.merging.checkpoint import Checkpoint
 from forgetless.study.config import load_study

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetless.config import TrainConfig, build_config
+from forgetless.config import build_config
+from forgetless.training.config import TrainConfig
 from forgetless.study.config import load_study
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))

@@ -15,7 +15,8 @@ import datasets
 import pytest
 
 from forgetless.cli import main
-from forgetless.config import ConfigError, TrainConfig, build_config
+from forgetless.config import ConfigError, build_config
+from forgetless.training.config import TrainConfig
 from forgetless.data import DataError, data_hash, load_examples, read_records
 from forgetless.study.config import DataConfig
 from tests.conftest import write_jsonl

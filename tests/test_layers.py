@@ -5,9 +5,10 @@ The layers, bottom to top (``docs/architecture.md`` explains them; ``../shared/S
 
 0. the ground floor: ``models`` (loading), ``losses`` (``token_nll``) and small helpers
    that import nothing of forgetless above them;
-1. ``data``, ``gguf`` (GGUF import) and ``theory``;
-2. ``objectives`` and ``replay`` (what a training step mixes in);
-3. ``config`` and ``regularizers``;
+1. ``data``, ``gguf`` (GGUF import), ``theory``, ``config`` (reading a YAML config: it decodes with ``data``'s
+   reader) and ``schema_flags`` (every subcommand's flags and its ``--config`` file, merged);
+2. ``objectives`` and ``replay`` (what a training step mixes in; ``ReplayConfig``);
+3. ``regularizers``;
 4. ``training``;
 5. ``evaluation``;
 6. ``testbed`` (built with training and measured with evaluation; resolves ``testbed:`` specs);
@@ -28,10 +29,10 @@ import forgetless
 ROOT = Path(forgetless.__file__).parent
 LAYERS: list[set[str]] = [
     {"__init__", "atomic", "bootstrap", "cache_dir", "dtypes", "extras", "lazy", "losses", "machine", "models",
-     "outputs", "params", "positions", "registry", "schema_flags", "special_tokens", "prompting"},
-    {"data", "gguf", "theory"},
+     "outputs", "params", "positions", "registry", "special_tokens", "prompting"},
+    {"data", "gguf", "theory", "config", "schema_flags"},
     {"objectives", "replay"},
-    {"config", "regularizers"},
+    {"regularizers"},
     {"training"},
     {"evaluation"},
     {"testbed"},

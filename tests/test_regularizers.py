@@ -95,7 +95,7 @@ def test_l2sp_trains_to_the_bit_what_the_two_op_penalty_trained(
 
     from safetensors.torch import load_file
 
-    from forgetless.config import TrainConfig
+    from forgetless.training.config import TrainConfig
     from forgetless.regularizers.l2sp import L2SP
     from forgetless.training.run import train
 

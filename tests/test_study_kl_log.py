@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from safetensors.torch import load_file
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.study.config import load_study
 from forgetless.study.running.replay_cells import without_kl_log
 from forgetless.study.running.runner import run_study

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.extras import require
 from forgetless.outputs import OutputError, refuse_overlap
-from forgetless.schema_flags import add_schema_flags, schema_command
+from forgetless.schema_flags import Command, add_command
 
 
 class StudyArgs(BaseModel):
@@ -123,9 +123,7 @@ def cmd_report(args: ReportArgs) -> int:
 
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``study`` and ``report`` on the ``forgetless`` command."""
-    study = sub.add_parser("study", help=cmd_study.__doc__, description=cmd_study.__doc__)
-    add_schema_flags(study, StudyArgs, show_defaults=True, standalone=True, positional={"config"})
-    study.set_defaults(func=schema_command(StudyArgs, cmd_study))
-    report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
-    add_schema_flags(report, ReportArgs, standalone=True, positional={"study_dir"})
-    report.set_defaults(func=schema_command(ReportArgs, cmd_report))
+    # Neither takes the common --config: the study's YAML is their own argument (StudyArgs.config, ReportArgs.config).
+    add_command(sub, "study", Command(StudyArgs, cmd_study, config_file=False), show_defaults=True,
+                positional={"config"})
+    add_command(sub, "report", Command(ReportArgs, cmd_report, config_file=False), positional={"study_dir"})

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from forgetless.atomic import write_json
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
 from forgetless.evaluation.answer_extraction import DEFAULT as DEFAULT_EXTRACTION

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.replay.kl_estimate import load_samples
 from forgetless.replay.make_data import generate_replay_data

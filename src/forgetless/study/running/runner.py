@@ -28,7 +28,7 @@ from typing import Any
 
 from forgetless.atomic import write_jsonl
 from forgetless.data import data_hash
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.study.config import PROBES_INCLUDE, StudyConfig
 from forgetless.study.running.context import Context, Progress, load_tokenizer, resolve_base, resolve_data, tokens_key
 from forgetless.study.running.data_checks import carve_validation, check_answers, duplicate_prompts
@@ -39,6 +39,7 @@ from forgetless.study.running.replay_cells import attach_kl_samples
 from forgetless.study.rows import Row
 from forgetless.study.running.stages import Stage
 from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.stages.search import run_search
 from forgetless.study.running.tasks import register_context
 
 
@@ -156,7 +157,10 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executo
 
     ctx, _ = prepare_context(cfg, print_fn, stages)
     register_context(ctx)  # the serial executor's tasks run on this very context
-    (executor or SerialExecutor()).run(plan_cells(ctx, stages), ctx.root / "logs", print_fn)
+    executor = executor or SerialExecutor()
+    if any(stage.name == "search" for stage in stages):  # adaptive: its rungs run before the graph (stages.search)
+        run_search(ctx, lambda graph: executor.run(graph, ctx.root / "logs", print_fn), print_fn)
+    executor.run(plan_cells(ctx, stages), ctx.root / "logs", print_fn)
     start, ctx.progress = ctx.progress.start, Progress(1.0, lambda _: None)  # every cell is finished: no progress
     rows = assemble_rows(ctx, stages)
     write_jsonl(ctx.root / "results.jsonl", rows)

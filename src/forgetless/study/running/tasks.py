@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.study.running.cells import content_key
 from forgetless.study.config import StudyConfig
 from forgetless.study.running.context import Context, Progress, load_tokenizer
