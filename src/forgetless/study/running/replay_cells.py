@@ -145,8 +145,8 @@ def without_kl_log(cfg: TrainConfig) -> TrainConfig:
     first step (64 of up to 128 tokens by default) and scores them under the base and then the model every
     ``kl_eval_steps`` steps and at the end. A study reads none of it: every evaluation cell measures the same
     estimate of KL(p_base || p_model) on the study's own held-out samples (``context_free.kl_samples``). On
-    configs/real.yaml the log was 165 s of the context-free replay cell's 502 (a 42 s draw, three 41 s
-    scorings). It never changes the weights (the Trainer reseeds before training), so the cell keeps the key
+    configs/real.yaml the log was about 186 s of the context-free replay cell's 502 (the draw and the base's
+    scoring before the first step, 104 s; two scorings in the loop, 41 s each). It never changes the weights (the Trainer reseeds before training), so the cell keeps the key
     of the method as configured: cells trained before stay valid and a rerun trains the same model.
     """
     replay = cfg.replay
