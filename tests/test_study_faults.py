@@ -1,0 +1,289 @@
+"""Kill a tiny study with SIGKILL, the study process and its worker processes, rerun it until it completes,
+and require the results of an uninterrupted run in every field but timings (issue 29, item 7).
+
+The study (``forgetless study``, run as a command as a user runs it) trains three models (two SFT learning
+rates, one with context-free replay, so a samples cell comes first), evaluates them and the base, and sweeps
+one interpolation point per model; each training cell saves checkpoints, so a kill mid-training resumes.
+
+- The default tier has two deterministic kills at points read from the study's cell directory: the study
+  process while a model is half-trained (its workers must die with it, and the rerun resume the model), and
+  one worker mid-cell (the study retries the cell and finishes in the same run).
+- ``slow``: kills at random moments (seeded: ``FORGETLESS_FAULT_SEED`` replays a run; the seed and every
+  kill are printed), of the study or of one of its two workers, and of a serial study, rerun until it
+  completes, for several rounds.
+
+Timing fields are the only ones allowed to differ (``TIMINGS``); paths inside the study are compared
+relative to it, since the uninterrupted reference runs in a folder of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+import forgetless
+from forgetless.study.config import load_study
+from forgetless.study.executors import LocalExecutor
+from forgetless.study.graph import Graph
+from forgetless.study.runner import run_study
+from tests.study_toy_tasks import finish, finish_then_die, linger
+from tests.test_study import study_yaml  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds worker processes in /proc")
+
+# The row fields that measure time: everything else must be identical after any number of kills.
+TIMINGS = ("train_seconds",)
+# The report's lines that depend on timings (none today but these patterns, kept explicit).
+REPORT_TIMINGS = (re.compile(r"\d+(\.\d+)? ?(s|min) (of training|to train)"),)
+
+SRC = str(Path(forgetless.__file__).resolve().parents[1])
+ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false"}
+
+
+def study_config(study_yaml: Path, output: Path) -> Path:  # noqa: F811
+    """The tiny study, with checkpoints every two of six steps and a replay method (a samples cell first)."""
+    values = yaml.safe_load(study_yaml.read_text())
+    values["output"] = str(output)
+    values["training"] = {"max_steps": 6, "batch_size": 4, "save_steps": 2, "logging_steps": 1}
+    values["methods"].append({"name": "cf-replay", "learning_rates": [1e-3],
+                              "train": {"replay": {"data": "context-free", "ratio": 0.5}}})
+    path = output.with_suffix(".yaml")
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def comparable_rows(root: Path) -> list[dict]:
+    """The rows of ``results.jsonl`` with paths inside the study made relative to it and timings dropped."""
+    text = (root / "results.jsonl").read_text().replace(str(root), "<study>")
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMINGS} for line in text.splitlines()]
+
+
+def comparable_report(root: Path) -> str:
+    """``report.md`` with paths inside the study made relative to it and timings blanked."""
+    text = (root / "report.md").read_text().replace(str(root), "<study>")
+    for pattern in REPORT_TIMINGS:
+        text = pattern.sub("<time>", text)
+    return text
+
+
+def assert_same_results(root: Path, reference: Path) -> None:
+    """Every row equal field by field (a differing field is named), and the report equal but for timings."""
+    rows, expected = comparable_rows(root), comparable_rows(reference)
+    assert [r["id"] for r in rows] == [r["id"] for r in expected]
+    for row, want in zip(rows, expected):
+        differing = sorted(k for k in row.keys() | want.keys() if row.get(k) != want.get(k))
+        assert not differing, f"row {row['id']}: fields {differing} differ from the uninterrupted run"
+    assert comparable_report(root) == comparable_report(reference)
+
+
+def study_command(config: Path, executor: str) -> list[str]:
+    workers = ["--executor", "local", "--workers", "2"] if executor == "local" else ["--executor", "serial"]
+    return [sys.executable, "-m", "forgetless.cli", "study", str(config), *workers]
+
+
+def children(pid: int) -> list[int]:
+    """The live worker processes of the study ``pid`` (spawned by multiprocessing; the resource tracker is not one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and b"spawn_main" in cmdline and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Tally:
+    """What a fault run did: the kills delivered, the study's launches, the cells it started."""
+
+    kills: list[str] = field(default_factory=list)
+    launches: int = 0
+    starts: int = 0  # cell attempts started, over all launches (a cached cell is not started)
+    exits: list[int] = field(default_factory=list)
+
+    @property
+    def resumes(self) -> int:
+        return self.launches - 1
+
+
+def started_cells(stdout: str, executor: str) -> int:
+    """How many cell attempts a launch started: the driver's ``start`` lines (local), its ``(running)`` lines
+    (serial, whose cells print their own progress)."""
+    if executor == "local":
+        return sum(bool(re.search(r"\] start ", line)) for line in stdout.splitlines())
+    return sum(line.endswith("(running)") for line in stdout.splitlines())
+
+
+def launch(config: Path, executor: str, tally: Tally,
+           killer: Callable[[subprocess.Popen, float], str | None] | None = None, timeout: float = 600) -> int:
+    """Run the study once; ``killer(process, elapsed)`` is polled and returns a description when it killed.
+
+    After a kill of the study itself, its workers must be gone within seconds (an orphan would go on
+    writing cells the rerun computes too).
+    """
+    tally.launches += 1
+    process = subprocess.Popen(study_command(config, executor), env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    out_file = []
+    import threading
+
+    reader = threading.Thread(target=lambda: out_file.append(process.stdout.read()))
+    reader.start()
+    start = time.monotonic()
+    workers: set[int] = set()
+    while process.poll() is None:
+        elapsed = time.monotonic() - start
+        assert elapsed < timeout, "the study hung"
+        workers.update(children(process.pid))
+        if killer is not None:
+            what = killer(process, elapsed)
+            if what is not None:
+                tally.kills.append(f"{what} at {elapsed:.2f} s")
+                killer = None
+        time.sleep(0.005)
+    process.wait()
+    reader.join()
+    stdout = out_file[0] if out_file else ""
+    tally.starts += started_cells(stdout, executor)
+    tally.exits.append(process.returncode)
+    if process.returncode == -signal.SIGKILL:
+        deadline = time.monotonic() + 15
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(w) for w in workers), "a worker outlived its killed study"
+    else:
+        assert process.returncode in (0, 1), f"the study failed with exit {process.returncode}:\n{stdout[-3000:]}"
+    return process.returncode
+
+
+def no_leftovers(root: Path) -> None:
+    """No temporary file or directory of a killed write is left in the finished study."""
+    leftovers = [p for p in root.rglob("*") if re.search(r"\.(tmp|old)-\d+$", p.name)]
+    assert not leftovers, f"left behind by killed writes: {leftovers[:5]}"
+
+
+
+def busy_workers(root: Path) -> dict[int, str]:
+    """The workers running a cell now, read from the cells' logs: ``{pid: log name}``."""
+    busy: dict[int, str] = {}
+    for log in sorted((root / "logs").glob("*.log")) if (root / "logs").is_dir() else []:
+        pid = None
+        for line in log.read_text(errors="replace").splitlines():
+            if (started := re.match(r"\[worker pid (\d+) on .*\] .* start ", line)) is not None:
+                pid = int(started[1])
+            elif re.match(r"\[worker pid \d+\] done", line):
+                pid = None
+        if pid is not None and alive(pid):
+            busy[pid] = log.name
+    return busy
+
+
+def half_trained(root: Path) -> list[Path]:
+    """Training cells with a complete checkpoint and no result yet: a kill now resumes from the checkpoint."""
+    return [cell for cell in root.glob("cells/train-*")
+            if list(cell.glob("model.work/checkpoints/checkpoint-*/trainer_state.json"))
+            and not (cell / "result.json").exists()]
+
+
+@pytest.fixture
+def reference(study_yaml: Path, tmp_path: Path) -> Path:  # noqa: F811
+    """The uninterrupted study, serially in this process (serial and local workers agree bit for bit:
+    tests/test_study_executors.py)."""
+    return run_study(load_study(study_config(study_yaml, tmp_path / "reference")), print_fn=lambda _: None)
+
+
+def test_a_killed_worker_and_a_killed_study_resume_to_the_same_results(
+    study_yaml: Path, tmp_path: Path, reference: Path  # noqa: F811
+) -> None:
+    config = study_config(study_yaml, tmp_path / "killed")
+    root = tmp_path / "killed"
+    tally = Tally()
+    killed: dict[str, object] = {}
+
+    def killer(process: subprocess.Popen, elapsed: float) -> str | None:
+        # First a worker in the middle of training (the study retries its cell), then the study itself
+        # while a model is half-trained (the rerun resumes it from its checkpoint).
+        busy = busy_workers(root)
+        if "worker" not in killed:
+            training = [pid for pid, log in busy.items() if log.startswith("train__")]
+            if training and half_trained(root):
+                os.kill(training[0], signal.SIGKILL)
+                killed["worker"] = training[0]
+                tally.kills.append(f"worker {training[0]} training ({busy[training[0]]}) at {elapsed:.2f} s")
+            return None
+        if half_trained(root) and all(pid != killed["worker"] for pid in busy):
+            process.send_signal(signal.SIGKILL)
+            return "study, a model half-trained"
+        return None
+
+    assert launch(config, "local", tally, killer) == -signal.SIGKILL
+    assert len(tally.kills) == 2, tally.kills
+    assert launch(config, "local", tally) == 0
+    print(f"\nkills: {tally.kills}; {tally.resumes} resume; {tally.starts} cell attempts for 12 cells")
+    assert_same_results(root, reference)
+    no_leftovers(root)
+
+
+def test_a_worker_killed_between_cells_is_replaced(tmp_path: Path) -> None:
+    # Slot 0's worker dies idle; the next cell goes to slot 0 and must start on a fresh worker (not fail
+    # sending to the dead one, and not count as an attempt of that cell).
+    graph = Graph()
+    graph.add("a", "finishes, then its worker is killed idle", finish_then_die, (str(tmp_path / "a"), 0.5))
+    graph.add("c", "keeps the other worker busy", linger, (str(tmp_path / "c"), 3.0))
+    graph.add("b", "runs after c on slot 0", finish, (str(tmp_path / "b"),), deps=["c"])
+    lines: list[str] = []
+    LocalExecutor(workers=2, retries=0).run(graph, tmp_path / "logs", lines.append)
+    assert [(tmp_path / name).read_text() for name in "acb"] == ["finished"] * 3
+    assert not any("retrying" in line or "attempt" in line for line in lines)
+
+
+def test_workers_die_with_their_study(tmp_path: Path) -> None:
+    # A SIGKILLed study runs no cleanup: its worker must not go on computing the cell a rerun starts again.
+    marker = tmp_path / "pid"
+    driver = ("import sys; from pathlib import Path; from forgetless.study.executors import LocalExecutor; "
+              "from forgetless.study.graph import Graph; from tests.study_toy_tasks import linger\n"
+              "if __name__ == '__main__':\n"
+              "    g = Graph(); g.add('slow', 'a long cell', linger, (sys.argv[1], 30.0))\n"
+              "    LocalExecutor(workers=1).run(g, Path(sys.argv[2]), print)\n")
+    study = subprocess.Popen([sys.executable, "-c", driver, str(marker), str(tmp_path / "logs")],
+                             env={**ENV, "PYTHONPATH": os.pathsep.join([SRC, str(Path(__file__).parents[1])])},
+                             stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (marker.is_file() and marker.read_text().isdigit()):
+        assert study.poll() is None and time.monotonic() < deadline, "the cell never started"
+        time.sleep(0.01)
+    worker = int(marker.read_text())
+    study.send_signal(signal.SIGKILL)
+    study.wait()
+    deadline = time.monotonic() + 5
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not alive(worker), "the worker outlived its killed study"
+    assert marker.read_text() == str(worker)  # the cell was left unfinished
