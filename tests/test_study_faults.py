@@ -25,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,11 @@ REPORT_TIMINGS = (re.compile(r"\d+(\.\d+)? ?(s|min) (of training|to train)"),)
 
 SRC = str(Path(forgetless.__file__).resolve().parents[1])
 ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-       "TOKENIZERS_PARALLELISM": "false"}
+       "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}  # unbuffered: a killed study's lines are kept
+# The slow test's rounds and the seed of its first round (round r uses SEED + r): a printed seed replays a run's
+# kill plan (what a kill then hits depends on the machine's speed, so it is printed too).
+ROUNDS = int(os.environ.get("FORGETLESS_FAULT_ROUNDS", "2"))
+SEED = int(os.environ.get("FORGETLESS_FAULT_SEED", "29"))
 
 
 def study_config(study_yaml: Path, output: Path) -> Path:  # noqa: F811
@@ -142,19 +147,18 @@ def started_cells(stdout: str, executor: str) -> int:
 
 
 def launch(config: Path, executor: str, tally: Tally,
-           killer: Callable[[subprocess.Popen, float], str | None] | None = None, timeout: float = 600) -> int:
-    """Run the study once; ``killer(process, elapsed)`` is polled and returns a description when it killed.
+           killer: Callable[[subprocess.Popen, float], bool] | None = None, timeout: float = 900) -> int:
+    """Run the study once; ``killer(process, elapsed)`` is polled (it records its kills in ``tally``) until it
+    returns True (it killed the study).
 
     After a kill of the study itself, its workers must be gone within seconds (an orphan would go on
-    writing cells the rerun computes too).
+    writing the cell the rerun computes again).
     """
     tally.launches += 1
     process = subprocess.Popen(study_command(config, executor), env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    out_file = []
-    import threading
-
-    reader = threading.Thread(target=lambda: out_file.append(process.stdout.read()))
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()))  # type: ignore[union-attr]
     reader.start()
     start = time.monotonic()
     workers: set[int] = set()
@@ -162,24 +166,22 @@ def launch(config: Path, executor: str, tally: Tally,
         elapsed = time.monotonic() - start
         assert elapsed < timeout, "the study hung"
         workers.update(children(process.pid))
-        if killer is not None:
-            what = killer(process, elapsed)
-            if what is not None:
-                tally.kills.append(f"{what} at {elapsed:.2f} s")
-                killer = None
+        if killer is not None and killer(process, elapsed):
+            killer = None
         time.sleep(0.005)
     process.wait()
     reader.join()
-    stdout = out_file[0] if out_file else ""
+    stdout = output[0] if output else ""
     tally.starts += started_cells(stdout, executor)
     tally.exits.append(process.returncode)
     if process.returncode == -signal.SIGKILL:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 5
         while any(alive(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.01)
         assert not any(alive(w) for w in workers), "a worker outlived its killed study"
-    else:
+    else:  # 1: a cell's worker was killed once too often (CellFailed); the rerun resumes it
         assert process.returncode in (0, 1), f"the study failed with exit {process.returncode}:\n{stdout[-3000:]}"
+        assert process.returncode == 0 or "failed after" in stdout, stdout[-3000:]
     return process.returncode
 
 
@@ -227,7 +229,7 @@ def test_a_killed_worker_and_a_killed_study_resume_to_the_same_results(
     tally = Tally()
     killed: dict[str, object] = {}
 
-    def killer(process: subprocess.Popen, elapsed: float) -> str | None:
+    def killer(process: subprocess.Popen, elapsed: float) -> bool:
         # First a worker in the middle of training (the study retries its cell), then the study itself
         # while a model is half-trained (the rerun resumes it from its checkpoint).
         busy = busy_workers(root)
@@ -237,11 +239,12 @@ def test_a_killed_worker_and_a_killed_study_resume_to_the_same_results(
                 os.kill(training[0], signal.SIGKILL)
                 killed["worker"] = training[0]
                 tally.kills.append(f"worker {training[0]} training ({busy[training[0]]}) at {elapsed:.2f} s")
-            return None
+            return False
         if half_trained(root) and all(pid != killed["worker"] for pid in busy):
             process.send_signal(signal.SIGKILL)
-            return "study, a model half-trained"
-        return None
+            tally.kills.append(f"study, a model half-trained, at {elapsed:.2f} s")
+            return True
+        return False
 
     assert launch(config, "local", tally, killer) == -signal.SIGKILL
     assert len(tally.kills) == 2, tally.kills
@@ -287,3 +290,74 @@ def test_workers_die_with_their_study(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert not alive(worker), "the worker outlived its killed study"
     assert marker.read_text() == str(worker)  # the cell was left unfinished
+
+
+def resumed_models(root: Path) -> int:
+    """How many of the study's models resumed from a checkpoint (their ``forgetless.json`` says from which)."""
+    records = [json.loads(p.read_text()) for p in root.glob("cells/train-*/model/forgetless.json")]
+    return sum(bool(r["resolved"].get("resumed_from")) for r in records)
+
+
+def random_killer(rng: random.Random, executor: str, duration: float, root: Path, tally: Tally,
+                  log: Callable[[str], None]) -> Callable[[subprocess.Popen, float], bool]:
+    """A launch's kill plan drawn from ``rng``: with local workers, up to two kills of one of its workers,
+    and (most launches) one kill of the study, each at a uniform moment of an uninterrupted run's ``duration``."""
+    plan = [(rng.uniform(0, duration), "worker") for _ in range(rng.randint(0, 2) if executor == "local" else 0)]
+    if rng.random() < 0.75:
+        plan.append((rng.uniform(0, duration), "study"))
+    plan.sort()
+    log(f"launch {tally.launches + 1}: plan " + (", ".join(f"{what} at {t:.2f} s" for t, what in plan) or "no kill"))
+
+    def killer(process: subprocess.Popen, elapsed: float) -> bool:
+        while plan and plan[0][0] <= elapsed:
+            _, what = plan.pop(0)
+            if what == "study":
+                process.send_signal(signal.SIGKILL)
+                tally.kills.append(f"study at {elapsed:.2f} s")
+                log(f"  killed the study at {elapsed:.2f} s")
+                return True
+            workers = children(process.pid)
+            if not workers:
+                log(f"  no worker to kill at {elapsed:.2f} s (none started yet)")
+                continue
+            pid = rng.choice(workers)
+            doing = busy_workers(root).get(pid, "idle")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # ended meanwhile
+                continue
+            tally.kills.append(f"worker {pid} ({doing}) at {elapsed:.2f} s")
+            log(f"  killed worker {pid} ({doing}) at {elapsed:.2f} s")
+        return False
+    return killer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "serial"])
+def test_random_kills_until_the_study_completes(executor: str, study_yaml: Path, tmp_path: Path,  # noqa: F811
+                                                reference: Path) -> None:
+    straight = tmp_path / "straight"
+    begin = time.monotonic()
+    assert launch(study_config(study_yaml, straight), executor, Tally()) == 0
+    duration = time.monotonic() - begin
+    assert_same_results(straight, reference)
+    summaries = []
+    for round_ in range(ROUNDS):
+        seed = SEED + round_
+        rng, root, tally = random.Random(seed), tmp_path / f"round{round_}", Tally()
+        config = study_config(study_yaml, root)
+
+        def log(line: str, seed: int = seed) -> None:
+            print(f"[{executor} seed {seed}] {line}", flush=True)
+        log(f"uninterrupted run: {duration:.1f} s; FORGETLESS_FAULT_SEED={seed} replays this round's plan")
+        begin = time.monotonic()
+        while launch(config, executor, tally, random_killer(rng, executor, duration, root, tally, log)) != 0:
+            assert tally.launches < 40, "the study never completed"
+        seconds = time.monotonic() - begin
+        assert_same_results(root, reference)
+        no_leftovers(root)
+        summaries.append(f"[{executor} seed {seed}] {len(tally.kills)} kills, {tally.resumes} resumes, "
+                         f"{tally.starts - 12} cell attempts beyond the 12 cells, {resumed_models(root)} of 3 models "
+                         f"resumed from a checkpoint, {seconds:.0f} s; results identical; kills: {tally.kills}")
+        print(summaries[-1], flush=True)
+    print("\n" + "\n".join(summaries))
