@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 import forgetless
+from forgetless.atomic import write_json
 from forgetless.study.config import load_study
 from forgetless.study.executors import LocalExecutor
 from forgetless.study.graph import Graph
@@ -361,3 +362,15 @@ def test_random_kills_until_the_study_completes(executor: str, study_yaml: Path,
                          f"resumed from a checkpoint, {seconds:.0f} s; results identical; kills: {tally.kills}")
         print(summaries[-1], flush=True)
     print("\n" + "\n".join(summaries))
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    # A kill between writing a cell's result.json under its temporary name and the rename leaves the
+    # temporary file; the cell is unfinished, so the rerun writes result.json again and removes it.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".result.json.tmp-{int(dead.stdout)}"
+    stale.write_text('{"half": ')
+    live = tmp_path / f".result.json.tmp-{os.getppid()}"  # a running writer's file is left alone
+    live.write_text("{")
+    write_json(tmp_path / "result.json", {"done": True})
+    assert not stale.exists() and live.exists() and json.loads((tmp_path / "result.json").read_text()) == {"done": True}
