@@ -147,32 +147,53 @@ def started_cells(stdout: str, executor: str) -> int:
     return sum(line.endswith("(running)") for line in stdout.splitlines())
 
 
+@dataclass
+class Clock:
+    """A launch's time: since it started, and since its first cell (None before: still starting up)."""
+
+    elapsed: float
+    in_cells: float | None
+
+
 def launch(config: Path, executor: str, tally: Tally,
-           killer: Callable[[subprocess.Popen, float], bool] | None = None, timeout: float = 900) -> int:
-    """Run the study once; ``killer(process, elapsed)`` is polled (it records its kills in ``tally``) until it
+           killer: Callable[[subprocess.Popen, Clock], bool] | None = None, timeout: float = 900) -> tuple[int, Clock]:
+    """Run the study once; ``killer(process, clock)`` is polled (it records its kills in ``tally``) until it
     returns True (it killed the study).
 
     After a kill of the study itself, its workers must be gone within seconds (an orphan would go on
     writing the cell the rerun computes again).
+
+    Returns:
+        The exit status and the launch's clock at its end.
     """
     tally.launches += 1
     process = subprocess.Popen(study_command(config, executor), env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.append(process.stdout.read()))  # type: ignore[union-attr]
+    lines: list[str] = []
+    first_cell: list[float] = []
+
+    def read() -> None:
+        for line in process.stdout:  # type: ignore[union-attr]
+            if not first_cell and line.startswith("[study"):
+                first_cell.append(time.monotonic())
+            lines.append(line.rstrip("\n"))
+    reader = threading.Thread(target=read)
     reader.start()
     start = time.monotonic()
     workers: set[int] = set()
+
+    def clock() -> Clock:
+        now = time.monotonic()
+        return Clock(now - start, now - first_cell[0] if first_cell else None)
     while process.poll() is None:
-        elapsed = time.monotonic() - start
-        assert elapsed < timeout, "the study hung"
+        assert time.monotonic() - start < timeout, "the study hung"
         workers.update(children(process.pid))
-        if killer is not None and killer(process, elapsed):
+        if killer is not None and killer(process, clock()):
             killer = None
         time.sleep(0.005)
     process.wait()
     reader.join()
-    stdout = output[0] if output else ""
+    stdout = "\n".join(lines)
     tally.starts += started_cells(stdout, executor)
     tally.exits.append(process.returncode)
     if process.returncode == -signal.SIGKILL:
@@ -183,7 +204,7 @@ def launch(config: Path, executor: str, tally: Tally,
     else:  # 1: a cell's worker was killed once too often (CellFailed); the rerun resumes it
         assert process.returncode in (0, 1), f"the study failed with exit {process.returncode}:\n{stdout[-3000:]}"
         assert process.returncode == 0 or "failed after" in stdout, stdout[-3000:]
-    return process.returncode
+    return process.returncode, clock()
 
 
 def no_leftovers(root: Path) -> None:
@@ -209,10 +230,10 @@ def busy_workers(root: Path) -> dict[int, str]:
 
 
 def half_trained(root: Path) -> list[Path]:
-    """Training cells with a complete checkpoint and no result yet: a kill now resumes from the checkpoint."""
+    """Training cells with a complete checkpoint and no model yet: a kill now resumes from the checkpoint."""
     return [cell for cell in root.glob("cells/train-*")
             if list(cell.glob("model.work/checkpoints/checkpoint-*/trainer_state.json"))
-            and not (cell / "result.json").exists()]
+            and not (cell / "model").exists()]
 
 
 @pytest.fixture
@@ -230,7 +251,8 @@ def test_a_killed_worker_and_a_killed_study_resume_to_the_same_results(
     tally = Tally()
     killed: dict[str, object] = {}
 
-    def killer(process: subprocess.Popen, elapsed: float) -> bool:
+    def killer(process: subprocess.Popen, clock: Clock) -> bool:
+        elapsed = clock.elapsed
         # First a worker in the middle of training (the study retries its cell), then the study itself
         # while a model is half-trained (the rerun resumes it from its checkpoint).
         busy = busy_workers(root)
@@ -247,10 +269,16 @@ def test_a_killed_worker_and_a_killed_study_resume_to_the_same_results(
             return True
         return False
 
-    assert launch(config, "local", tally, killer) == -signal.SIGKILL
+    assert launch(config, "local", tally, killer)[0] == -signal.SIGKILL
     assert len(tally.kills) == 2, tally.kills
-    assert launch(config, "local", tally) == 0
-    print(f"\nkills: {tally.kills}; {tally.resumes} resume; {tally.starts} cell attempts for 12 cells")
+    # The rerun, serially in this process (as quick as the reference): it resumes the half-trained models.
+    lines: list[str] = []
+    run_study(load_study(config), print_fn=lines.append)
+    tally.launches += 1
+    tally.starts += started_cells("\n".join(lines), "serial")
+    print(f"\nkills: {tally.kills}; {tally.resumes} resume; {tally.starts} cell attempts for 12 cells; "
+          f"{resumed_models(root)} models resumed from a checkpoint")
+    assert resumed_models(root) >= 1
     assert_same_results(root, reference)
     no_leftovers(root)
 
@@ -299,27 +327,43 @@ def resumed_models(root: Path) -> int:
     return sum(bool(r["resolved"].get("resumed_from")) for r in records)
 
 
-def random_killer(rng: random.Random, executor: str, duration: float, root: Path, tally: Tally,
-                  log: Callable[[str], None]) -> Callable[[subprocess.Popen, float], bool]:
+def random_killer(rng: random.Random, executor: str, straight: Clock, root: Path, tally: Tally,
+                  log: Callable[[str], None]) -> Callable[[subprocess.Popen, Clock], bool]:
     """A launch's kill plan drawn from ``rng``: with local workers, up to two kills of one of its workers,
-    and (most launches) one kill of the study, each at a uniform moment of an uninterrupted run's ``duration``."""
-    plan = [(rng.uniform(0, duration), "worker") for _ in range(rng.randint(0, 2) if executor == "local" else 0)]
-    if rng.random() < 0.75:
-        plan.append((rng.uniform(0, duration), "study"))
-    plan.sort()
-    log(f"launch {tally.launches + 1}: plan " + (", ".join(f"{what} at {t:.2f} s" for t, what in plan) or "no kill"))
+    and (most launches) one kill of the study.
 
-    def killer(process: subprocess.Popen, elapsed: float) -> bool:
-        while plan and plan[0][0] <= elapsed:
-            _, what = plan.pop(0)
+    Each kill comes at a uniform moment of the uninterrupted run ``straight``: one in eight while the study
+    starts up, the others once its cells have begun (timed from its first cell: start-up takes most of a
+    small study's time on a busy machine, and kills there would rarely catch a cell).
+    """
+    assert straight.in_cells is not None
+    cells, startup = straight.in_cells, straight.elapsed - straight.in_cells
+
+    def moment() -> tuple[str, float]:
+        return ("start-up", rng.uniform(0, startup)) if rng.random() < 0.125 else ("cells", rng.uniform(0, cells))
+    plan = [(*moment(), "worker") for _ in range(rng.randint(0, 2) if executor == "local" else 0)]
+    if rng.random() < 0.75:
+        plan.append((*moment(), "study"))
+    plan.sort(key=lambda event: (event[0] == "cells", event[1]))
+    log(f"launch {tally.launches + 1}: plan " + (", ".join(f"{what} at {t:.2f} s of {phase}" for phase, t, what in plan)
+                                                 or "no kill"))
+
+    def killer(process: subprocess.Popen, clock: Clock) -> bool:
+        while plan:
+            phase, t, what = plan[0]
+            now = clock.elapsed if phase == "start-up" else clock.in_cells
+            if now is None or now < t:
+                return False
+            plan.pop(0)
+            when = f"{now:.2f} s of {phase}"
             if what == "study":
                 process.send_signal(signal.SIGKILL)
-                tally.kills.append(f"study at {elapsed:.2f} s")
-                log(f"  killed the study at {elapsed:.2f} s")
+                tally.kills.append(f"study at {when}")
+                log(f"  killed the study at {when}")
                 return True
             workers = children(process.pid)
             if not workers:
-                log(f"  no worker to kill at {elapsed:.2f} s (none started yet)")
+                log(f"  no worker to kill at {when} (none started yet)")
                 continue
             pid = rng.choice(workers)
             doing = busy_workers(root).get(pid, "idle")
@@ -327,8 +371,8 @@ def random_killer(rng: random.Random, executor: str, duration: float, root: Path
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:  # ended meanwhile
                 continue
-            tally.kills.append(f"worker {pid} ({doing}) at {elapsed:.2f} s")
-            log(f"  killed worker {pid} ({doing}) at {elapsed:.2f} s")
+            tally.kills.append(f"worker {pid} ({doing}) at {when}")
+            log(f"  killed worker {pid} ({doing}) at {when}")
         return False
     return killer
 
@@ -337,11 +381,9 @@ def random_killer(rng: random.Random, executor: str, duration: float, root: Path
 @pytest.mark.parametrize("executor", ["local", "serial"])
 def test_random_kills_until_the_study_completes(executor: str, study_yaml: Path, tmp_path: Path,  # noqa: F811
                                                 reference: Path) -> None:
-    straight = tmp_path / "straight"
-    begin = time.monotonic()
-    assert launch(study_config(study_yaml, straight), executor, Tally()) == 0
-    duration = time.monotonic() - begin
-    assert_same_results(straight, reference)
+    code, straight = launch(study_config(study_yaml, tmp_path / "straight"), executor, Tally())
+    assert code == 0 and straight.in_cells is not None
+    assert_same_results(tmp_path / "straight", reference)
     summaries = []
     for round_ in range(ROUNDS):
         seed = SEED + round_
@@ -350,9 +392,10 @@ def test_random_kills_until_the_study_completes(executor: str, study_yaml: Path,
 
         def log(line: str, seed: int = seed) -> None:
             print(f"[{executor} seed {seed}] {line}", flush=True)
-        log(f"uninterrupted run: {duration:.1f} s; FORGETLESS_FAULT_SEED={seed} replays this round's plan")
+        log(f"uninterrupted run: {straight.elapsed:.1f} s, {straight.in_cells:.1f} s of them in cells; "
+            f"FORGETLESS_FAULT_SEED={seed} replays this round's plan")
         begin = time.monotonic()
-        while launch(config, executor, tally, random_killer(rng, executor, duration, root, tally, log)) != 0:
+        while launch(config, executor, tally, random_killer(rng, executor, straight, root, tally, log))[0] != 0:
             assert tally.launches < 40, "the study never completed"
         seconds = time.monotonic() - begin
         assert_same_results(root, reference)
