@@ -329,8 +329,8 @@ def resumed_models(root: Path) -> int:
 
 def random_killer(rng: random.Random, executor: str, straight: Clock, root: Path, tally: Tally,
                   log: Callable[[str], None]) -> Callable[[subprocess.Popen, Clock], bool]:
-    """A launch's kill plan drawn from ``rng``: with local workers, up to two kills of one of its workers,
-    and (most launches) one kill of the study.
+    """A launch's kill plan drawn from ``rng``: with local workers, one or two kills of one of its workers,
+    and one kill of the study (in the first three launches; then in half of them).
 
     Each kill comes at a uniform moment of the uninterrupted run ``straight``: one in eight while the study
     starts up, the others once its cells have begun (timed from its first cell: start-up takes most of a
@@ -341,8 +341,8 @@ def random_killer(rng: random.Random, executor: str, straight: Clock, root: Path
 
     def moment() -> tuple[str, float]:
         return ("start-up", rng.uniform(0, startup)) if rng.random() < 0.125 else ("cells", rng.uniform(0, cells))
-    plan = [(*moment(), "worker") for _ in range(rng.randint(0, 2) if executor == "local" else 0)]
-    if rng.random() < 0.75:
+    plan = [(*moment(), "worker") for _ in range(rng.randint(1, 2) if executor == "local" else 0)]
+    if tally.launches < 3 or rng.random() < 0.5:  # the study is killed in its first three launches at least
         plan.append((*moment(), "study"))
     plan.sort(key=lambda event: (event[0] == "cells", event[1]))
     log(f"launch {tally.launches + 1}: plan " + (", ".join(f"{what} at {t:.2f} s of {phase}" for phase, t, what in plan)
@@ -366,7 +366,7 @@ def random_killer(rng: random.Random, executor: str, straight: Clock, root: Path
                 log(f"  no worker to kill at {when} (none started yet)")
                 continue
             pid = rng.choice(workers)
-            doing = busy_workers(root).get(pid, "idle")
+            doing = busy_workers(root).get(pid, "no cell started in its log")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:  # ended meanwhile
