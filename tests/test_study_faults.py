@@ -149,10 +149,13 @@ def started_cells(stdout: str, executor: str) -> int:
 
 @dataclass
 class Clock:
-    """A launch's time: since it started, and since its first cell (None before: still starting up)."""
+    """A launch's time since it started and since its first cell (None before: still starting up), and the
+    study's progress: how many paths under ``cells/`` it has seen so far (cached ones included), which does
+    not depend on the machine's speed."""
 
     elapsed: float
     in_cells: float | None
+    progress: int = 0
 
 
 def launch(config: Path, executor: str, tally: Tally,
@@ -181,16 +184,22 @@ def launch(config: Path, executor: str, tally: Tally,
     reader.start()
     start = time.monotonic()
     workers: set[int] = set()
+    seen: set[Path] = set()
+    cells = Path(yaml.safe_load(config.read_text())["output"]) / "cells"
 
     def clock() -> Clock:
         now = time.monotonic()
-        return Clock(now - start, now - first_cell[0] if first_cell else None)
+        return Clock(now - start, now - first_cell[0] if first_cell else None, len(seen))
+    polls = 0
     while process.poll() is None:
         assert time.monotonic() - start < timeout, "the study hung"
-        workers.update(children(process.pid))
+        if polls % 10 == 0:  # every 0.1 s: scanning /proc costs
+            workers.update(children(process.pid))
+        polls += 1
+        seen.update(cells.rglob("*"))
         if killer is not None and killer(process, clock()):
             killer = None
-        time.sleep(0.005)
+        time.sleep(0.01)
     process.wait()
     reader.join()
     stdout = "\n".join(lines)
@@ -284,6 +293,26 @@ def test_a_killed_worker_and_a_killed_study_resume_to_the_same_results(
     no_leftovers(root)
 
 
+
+def test_a_study_killed_while_starting_up_is_resumed_not_refused(study_yaml: Path, tmp_path: Path) -> None:  # noqa: F811
+    # Killed once it has carved its validation set into data/ (before any cell): the rerun must take the folder
+    # for the study's own, not refuse it as a folder of the user's holding data/ and no cells/.
+    config = study_config(study_yaml, tmp_path / "study")
+    root = tmp_path / "study"
+    tally = Tally()
+
+    def killer(process: subprocess.Popen, clock: Clock) -> bool:
+        if (root / "data" / "validation.jsonl").is_file():
+            process.send_signal(signal.SIGKILL)
+            tally.kills.append(f"study, data/ written, at {clock.elapsed:.2f} s")
+            return True
+        return False
+
+    assert launch(config, "serial", tally, killer)[0] == -signal.SIGKILL
+    assert not list(root.glob("cells/*/result.json"))  # no cell had finished
+    check = subprocess.run([*study_command(config, "serial"), "--check"], env=ENV, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
 def test_a_worker_killed_between_cells_is_replaced(tmp_path: Path) -> None:
     # Slot 0's worker dies idle; the next cell goes to slot 0 and must start on a fresh worker (not fail
     # sending to the dead one, and not count as an attempt of that cell).
@@ -333,30 +362,40 @@ def random_killer(rng: random.Random, executor: str, straight: Clock, root: Path
     """A launch's kill plan drawn from ``rng``: with local workers, one or two kills of one of its workers,
     and one kill of the study (in the first three launches; then in half of them).
 
-    Each kill comes at a uniform moment of the uninterrupted run ``straight``: one in eight while the study
-    starts up, the others once its cells have begun (timed from its first cell: start-up takes most of a
-    small study's time on a busy machine, and kills there would rarely catch a cell).
+    One kill in eight comes at a uniform moment of the study's start-up (timed as in the uninterrupted run
+    ``straight``); the others once the study has made a uniformly drawn amount of the progress left to it
+    (``Clock.progress``, which does not depend on the machine's load), then up to a second more.
     """
     assert straight.in_cells is not None
-    cells, startup = straight.in_cells, straight.elapsed - straight.in_cells
+    startup, done = straight.elapsed - straight.in_cells, len(list((root / "cells").rglob("*")))
 
-    def moment() -> tuple[str, float]:
-        return ("start-up", rng.uniform(0, startup)) if rng.random() < 0.125 else ("cells", rng.uniform(0, cells))
+    def moment() -> tuple[str, float, float]:
+        if rng.random() < 0.125 or done >= straight.progress:
+            return "start-up", rng.uniform(0, startup), 0.0
+        return "cells", rng.randint(done + 1, straight.progress), rng.uniform(0, 1)
     plan = [(*moment(), "worker") for _ in range(rng.randint(1, 2) if executor == "local" else 0)]
     if tally.launches < 3 or rng.random() < 0.5:  # the study is killed in its first three launches at least
         plan.append((*moment(), "study"))
     plan.sort(key=lambda event: (event[0] == "cells", event[1]))
-    log(f"launch {tally.launches + 1}: plan " + (", ".join(f"{what} at {t:.2f} s of {phase}" for phase, t, what in plan)
-                                                 or "no kill"))
+    log(f"launch {tally.launches + 1}: plan " + (", ".join(
+        f"{what} at {t:.2f} s" if phase == "start-up" else f"{what} {delay:.2f} s after progress {t:.0f}"
+        for phase, t, delay, what in plan) or "no kill") + f" (progress {done} of {straight.progress} at start)")
+    reached: list[float] = []
 
     def killer(process: subprocess.Popen, clock: Clock) -> bool:
         while plan:
-            phase, t, what = plan[0]
-            now = clock.elapsed if phase == "start-up" else clock.in_cells
-            if now is None or now < t:
+            phase, t, delay, what = plan[0]
+            if phase == "start-up" and clock.elapsed < t:
                 return False
+            if phase == "cells":
+                if clock.progress < t:
+                    return False
+                reached[:1] = reached[:1] or [clock.elapsed]
+                if clock.elapsed < reached[0] + delay:
+                    return False
+                reached.clear()
             plan.pop(0)
-            when = f"{now:.2f} s of {phase}"
+            when = f"{clock.elapsed:.2f} s, progress {clock.progress}"
             if what == "study":
                 process.send_signal(signal.SIGKILL)
                 tally.kills.append(f"study at {when}")
@@ -393,7 +432,8 @@ def test_random_kills_until_the_study_completes(executor: str, study_yaml: Path,
 
         def log(line: str, seed: int = seed) -> None:
             print(f"[{executor} seed {seed}] {line}", flush=True)
-        log(f"uninterrupted run: {straight.elapsed:.1f} s, {straight.in_cells:.1f} s of them in cells; "
+        log(f"uninterrupted run: {straight.elapsed:.1f} s, {straight.in_cells:.1f} s of them in cells, progress "
+            f"{straight.progress}; "
             f"FORGETLESS_FAULT_SEED={seed} replays this round's plan")
         begin = time.monotonic()
         while launch(config, executor, tally, random_killer(rng, executor, straight, root, tally, log))[0] != 0:
