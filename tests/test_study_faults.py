@@ -150,6 +150,11 @@ def logged_starts(root: Path) -> int:
     return sum(running_lines(log.read_text(errors="replace")) for log in (root / "logs").glob("*.log"))
 
 
+def paths_under(folder: Path) -> set[Path]:
+    """Every path under ``folder`` now (os.walk passes over a directory removed meanwhile; rglob raises)."""
+    return {Path(top) / name for top, dirs, files in os.walk(folder) for name in (*dirs, *files)}
+
+
 @dataclass
 class Clock:
     """A launch's time since it started and since its first cell (None before: still starting up), and the
@@ -199,7 +204,7 @@ def launch(config: Path, executor: str, tally: Tally,
         if polls % 10 == 0:  # every 0.1 s: scanning /proc costs
             workers.update(children(process.pid))
         polls += 1
-        seen.update(cells.rglob("*"))
+        seen.update(paths_under(cells))
         if killer is not None and killer(process, clock()):
             killer = None
         time.sleep(0.01)
@@ -371,7 +376,7 @@ def random_killer(rng: random.Random, executor: str, straight: Clock, root: Path
     (``Clock.progress``, which does not depend on the machine's load), then up to a second more.
     """
     assert straight.in_cells is not None
-    startup, done = straight.elapsed - straight.in_cells, len(list((root / "cells").rglob("*")))
+    startup, done = straight.elapsed - straight.in_cells, len(paths_under(root / "cells"))
 
     def moment() -> tuple[str, float, float]:
         if rng.random() < 0.125 or done >= straight.progress:
