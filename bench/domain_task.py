@@ -29,10 +29,11 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from forgetless.atomic import write_jsonl
-from forgetless.config import TrainConfig, load_yaml
+from forgetless.config import load_yaml
+from forgetless.training.config import TrainConfig
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import domain_accuracy
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.machine import machine_stamp
 from forgetless.testbed.build import build_testbed
 from forgetless.testbed.presets import get_preset
@@ -43,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def general_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> float:
-    """Held-out loss in nats/token, summed over texts as the study does (``study.measure``)."""
+    """Held-out loss in nats/token, summed over texts as the study does (``study.running.measure``)."""
     lengths = text_code_lengths(model, tokenizer, texts, progress=False)
     return sum(c.nats for c in lengths) / sum(c.tokens for c in lengths)
 

@@ -20,7 +20,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from forgetless.evaluation.cloze import build_cloze, choice_requests
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.evaluation.scoring import score_pairs
 from forgetless.testbed.build import build_testbed
 from forgetless.testbed.presets import get_preset

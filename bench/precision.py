@@ -29,10 +29,11 @@ import torch
 from train_methods import StepTimer  # bench/ is on sys.path when a bench script runs
 from transformers import AutoModelForCausalLM
 
-from forgetless.config import TrainConfig, load_yaml
+from forgetless.config import load_yaml
+from forgetless.training.config import TrainConfig
 from forgetless.evaluation.codelength import code_length
 from forgetless.evaluation.domain import domain_accuracy
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.machine import machine_stamp
 from forgetless.testbed.build import build_testbed
 from forgetless.models import load_tokenizer

@@ -62,7 +62,7 @@ def one_method(args: argparse.Namespace) -> None:
     """Train one method in this process and print its step times and peak memory as JSON."""
     from transformers import TrainerCallback
 
-    from forgetless.config import TrainConfig
+    from forgetless.training.config import TrainConfig
     from forgetless.training.run import train
 
     class StepTimer(TrainerCallback):

@@ -33,8 +33,12 @@ IGNORED = {"measured_on", "trained_on", "train_seconds"}
 RUN = """
 import sys
 from forgetless.study.config import load_study
-from forgetless.study.executors import make_executor
-from forgetless.study.runner import run_study
+try:
+    from forgetless.study.running.executors import make_executor
+    from forgetless.study.running.runner import run_study
+except ImportError:  # a tree from before the study was split into running/ and reporting/
+    from forgetless.study.executors import make_executor
+    from forgetless.study.runner import run_study
 executor = make_executor(sys.argv[2], workers=2 if sys.argv[2] == "local" else None)
 run_study(load_study(sys.argv[1]), print_fn=lambda _: None, executor=executor)
 """

@@ -28,12 +28,12 @@ from pathlib import Path
 
 from forgetless.machine import machine_stamp
 from forgetless.study.config import StudyConfig, load_study
-from forgetless.study.executors import Executor, LocalExecutor, SerialExecutor
-from forgetless.study.graph import Graph
-from forgetless.study.plan import plan_cells
-from forgetless.study.replay_cells import replay_sources
-from forgetless.study.runner import prepare_context
-from forgetless.study.tasks import register_context
+from forgetless.study.running.executors import Executor, LocalExecutor, SerialExecutor
+from forgetless.study.running.graph import Graph
+from forgetless.study.running.plan import plan_cells
+from forgetless.study.running.replay_cells import replay_sources
+from forgetless.study.running.runner import prepare_context
+from forgetless.study.running.tasks import register_context
 
 
 def training_cells(cfg: StudyConfig) -> tuple[Graph, Path]:
@@ -82,7 +82,7 @@ def main() -> int:
         except ImportError:
             print("ray not installed (pip install 'forgetless[ray]'): its row is left out")
     if ray is not None:
-        from forgetless.study.ray_backend import RayExecutor
+        from forgetless.study.running.ray_backend import RayExecutor
 
         executors.append((f"ray {args.workers} CPUs", RayExecutor()))
 

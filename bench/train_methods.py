@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator
 from forgetless.testbed.presets import get_preset
 from forgetless.training.run import make_trainer

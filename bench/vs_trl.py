@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_methods import StepTimer, _Tokenizer, make_examples, make_model  # noqa: E402
 
-from forgetless.config import TrainConfig  # noqa: E402
+from forgetless.training.config import TrainConfig  # noqa: E402
 from forgetless.training.run import make_trainer  # noqa: E402
 
 

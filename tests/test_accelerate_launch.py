@@ -10,7 +10,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from forgetless.config import ConfigError, TrainConfig, build_config
+from forgetless.config import ConfigError, build_config
+from forgetless.training.config import TrainConfig
 from forgetless.training.launch import read_accelerate_config, resolve_accelerate_config, transformer_layer_classes
 from forgetless.training.run import train
 from tests.conftest import write_jsonl

@@ -140,7 +140,7 @@ def test_floor_uses_the_extractor() -> None:
 
 
 def test_study_floor_reads_the_test_file_with_its_extractor(tmp_path: Path) -> None:
-    from forgetless.study.data_checks import constant_floor as study_floor
+    from forgetless.study.running.data_checks import constant_floor as study_floor
 
     rows = [{"prompt": f"q{i}", "answer": a} for i, a in enumerate(["Paris", "paris", "Rome"])]
     test = write_jsonl(tmp_path / "test.jsonl", rows)

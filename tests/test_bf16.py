@@ -12,11 +12,11 @@ import yaml
 from transformers import AutoConfig
 
 from forgetless.cli import main
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.dtypes import float_tensors, resolve_save_dtype, stored_dtype
 from forgetless.merging.checkpoint import Checkpoint
 from forgetless.study.config import load_study
-from forgetless.study.runner import run_study
+from forgetless.study.running.runner import run_study
 from forgetless.training.run import train
 from tests.conftest import TEXT, make_model, write_jsonl
 
@@ -170,8 +170,8 @@ def test_merge_sweep_and_budget_of_a_bf16_base(tiny_bf16_model_dir, bf16_finetun
 
 def test_study_train_cells_are_keyed_by_content_and_fp32_needs_no_dtype(tiny_model_dir, tiny_bf16_model_dir, pc_data):
     from forgetless.data import data_hash
-    from forgetless.study.cells import model_fingerprint
-    from forgetless.study.runner import train_spec
+    from forgetless.study.running.cells import model_fingerprint
+    from forgetless.study.running.runner import train_spec
 
     probe = _cfg(tiny_model_dir, pc_data, Path("unused"))
     # The base and the data enter by content, never by path, so a moved study keeps its keys (issue 29).

@@ -125,7 +125,12 @@ def test_a_bad_utf8_byte_in_a_config_is_located(tmp_path: Path, capsys) -> None:
     (["--max-steps", "0"], "key 'max_steps': Value error, expected a positive number of steps, or -1"),
     (["--max-steps", "-5"], "key 'max_steps': Value error, expected a positive number of steps, or -1"),
     (["--packing", "--group-by-length"], "group_by_length has no effect with packing"),
-], ids=["max-steps 0", "max-steps -5", "packing with grouping"])
+    # transformers 5 reads a warmup of 1 or more as a step count: 1.0 would have warmed up for one step
+    (["--warmup-ratio", "1.0"], "key 'warmup_ratio': Value error, expected a fraction of the training steps in [0, 1), "
+                                "got 1 (transformers would read it as a number of warmup steps"),
+    (["--warmup-ratio", "3"], "key 'warmup_ratio': Value error, expected a fraction of the training steps in [0, 1), "
+                              "got 3"),
+], ids=["max-steps 0", "max-steps -5", "packing with grouping", "warmup-ratio 1.0", "warmup-ratio 3"])
 def test_settings_that_would_silently_do_something_else_are_refused(flags: list[str], expected: str, capsys) -> None:
     assert main(["train", "--model", "m", "--data", "d", "--output", "o", *flags]) == 2
     assert expected in _one_line(capsys)

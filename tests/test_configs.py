@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetless.config import TrainConfig, build_config
+from forgetless.config import build_config
+from forgetless.training.config import TrainConfig
 from forgetless.study.config import load_study
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
@@ -51,7 +52,7 @@ def test_cocktail_mix_cell_key_follows_the_examples_file_and_the_count(tmp_path:
     from types import SimpleNamespace
 
     from forgetless.study.config import CocktailConfig
-    from forgetless.study.stages.cocktail import _mix_cell
+    from forgetless.study.running.stages.cocktail_sweep import _mix_cell
 
     examples = tmp_path / "validation.jsonl"
     examples.write_text('{"prompt": "1+1?", "answer": "2"}\n')

@@ -86,7 +86,7 @@ def test_bad_inputs_name_the_problem(tiny_model_dir: Path, tmp_path: Path, capsy
     assert main(["eval", "--model", str(tmp_path / "missing"), "--general", str(bad), "--no-progress"]) == 2
     assert "no such model directory" in capsys.readouterr().err
     with pytest.raises(DataError):
-        from forgetless.evaluation.report import read_texts
+        from forgetless.data.texts import read_texts
 
         read_texts(bad)
     assert load_model(str(tiny_model_dir))[0].training is False

@@ -50,7 +50,7 @@ def test_lm_eval_tasks_without_lm_eval(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_ray_executor_without_ray(monkeypatch: pytest.MonkeyPatch) -> None:
-    from forgetless.study.executors import ExecutorError, make_executor
+    from forgetless.study.running.executors import ExecutorError, make_executor
 
     hide(monkeypatch, "ray")
     with pytest.raises(ExecutorError, match=r"--executor ray needs Ray: pip install 'forgetless\[ray\]'"):

@@ -84,12 +84,12 @@ def test_a_line_past_the_limit_is_refused_before_it_is_read_whole(tiny_model_dir
 
 def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import forgetless.cli as cli
+    import forgetless.training.cli as train_cli
 
-    def interrupted(args: object) -> int:
+    def interrupted(cfg: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    monkeypatch.setattr(train_cli, "cmd_train", interrupted)
     assert main(["train", "--model", "m", "--data", "d", "--output", str(tmp_path / "o")]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip() == "forgetless: interrupted (nothing half-written was left)"
@@ -97,7 +97,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("garbage", ["not json", "[1, 2]", "{" * 3])
 def test_report_on_a_garbled_results_file_names_it_and_the_line(garbage: str, tmp_path: Path) -> None:
-    from forgetless.study.report import read_rows
+    from forgetless.study.reporting.report import read_rows
 
     study = tmp_path / "study"
     study.mkdir()

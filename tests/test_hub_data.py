@@ -15,7 +15,8 @@ import datasets
 import pytest
 
 from forgetless.cli import main
-from forgetless.config import ConfigError, TrainConfig, build_config
+from forgetless.config import ConfigError, build_config
+from forgetless.training.config import TrainConfig
 from forgetless.data import DataError, data_hash, load_examples, read_records
 from forgetless.study.config import DataConfig
 from tests.conftest import write_jsonl
@@ -194,7 +195,7 @@ def test_min_chars_skips_short_rows_like_wikitext_lines(tmp_path: Path) -> None:
 
 def test_a_study_reads_every_data_entry_from_mapped_datasets(folder: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     from forgetless.study.config import load_study
-    from forgetless.study.runner import run_study
+    from forgetless.study.running.runner import run_study
 
     datasets.Dataset.from_dict({"page": [f"The word was with the model {i}." for i in range(4)]}).save_to_disk(
         str(tmp_path / "wiki"))

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import load_examples
 from forgetless.training.run import make_trainer
 from tests.conftest import make_model, write_jsonl

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator
 from forgetless.data.formats import IGNORE
 from forgetless.regularizers import build_regularizer

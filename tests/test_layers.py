@@ -5,9 +5,10 @@ The layers, bottom to top (``docs/architecture.md`` explains them; ``../shared/S
 
 0. the ground floor: ``models`` (loading), ``losses`` (``token_nll``) and small helpers
    that import nothing of forgetless above them;
-1. ``data``, ``gguf`` (GGUF import) and ``theory``;
-2. ``objectives`` and ``replay`` (what a training step mixes in);
-3. ``config`` and ``regularizers``;
+1. ``data``, ``gguf`` (GGUF import), ``theory``, ``config`` (reading a YAML config: it decodes with ``data``'s
+   reader) and ``schema_flags`` (every subcommand's flags and its ``--config`` file, merged);
+2. ``objectives`` and ``replay`` (what a training step mixes in; ``ReplayConfig``);
+3. ``regularizers``;
 4. ``training``;
 5. ``evaluation``;
 6. ``testbed`` (built with training and measured with evaluation; resolves ``testbed:`` specs);
@@ -28,10 +29,10 @@ import forgetless
 ROOT = Path(forgetless.__file__).parent
 LAYERS: list[set[str]] = [
     {"__init__", "atomic", "bootstrap", "cache_dir", "dtypes", "extras", "lazy", "losses", "machine", "models",
-     "outputs", "params", "positions", "registry", "schema_flags", "special_tokens", "prompting"},
-    {"data", "gguf", "theory"},
+     "outputs", "params", "positions", "registry", "special_tokens", "prompting"},
+    {"data", "gguf", "theory", "config", "schema_flags"},
     {"objectives", "replay"},
-    {"config", "regularizers"},
+    {"regularizers"},
     {"training"},
     {"evaluation"},
     {"testbed"},
@@ -147,8 +148,22 @@ def test_imports_inside_functions_say_why() -> None:
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     """The walk is not vacuous: a ground-floor file importing the study would be found."""
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from forgetless.study.runner import run_study\n")
+    probe.write_text("def f():\n    from forgetless.study.running.runner import run_study\n")
     assert _imports(probe) == [("study", 2)]
     assert _unexplained_function_imports(probe) == [2]
-    probe.write_text("def f():\n    # imported here: start-up\n    import torch\n\n    from forgetless.study import runner\n")
+    probe.write_text("def f():\n    # imported here: start-up\n    import torch\n\n"
+                     "    from forgetless.study.running import runner\n")
     assert _unexplained_function_imports(probe) == []
+
+
+def test_reporting_reads_rows_not_the_running_study() -> None:
+    """``study.reporting`` makes the report from result rows alone: it imports nothing of ``study.running``
+    (a report can be rebuilt from ``results.jsonl`` on a machine without the study's cells)."""
+    reporting = ROOT / "study" / "reporting"
+    assert sorted(reporting.glob("*.py")), "the reporting package moved"
+    found = []
+    for path in sorted(reporting.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("forgetless.study.running"):
+                found.append(f"{path.name}:{node.lineno}")
+    assert found == []

@@ -59,7 +59,7 @@ def _refused(capsys: pytest.CaptureFixture[str], path: Path, file: str = "pytorc
 
 def test_the_loader_refuses_pickled_weights_with_the_conversion(bin_model: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"holds only pickled weights \(pytorch_model.bin\).*convert it once"):
-        load_causal_lm(bin_model, torch.float32)  # the study's loader (study/context.py load_model) is this call
+        load_causal_lm(bin_model, torch.float32)  # the study's loader (context.load_study_model) is this call
 
 
 def test_train_refuses_pickled_weights(bin_model: Path, pc_data: Path, tmp_path: Path, capsys) -> None:

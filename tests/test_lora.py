@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator, load_examples
 from forgetless.training.lora import apply_lora, resolve_target_modules, save_merged, trainable_parameters
 from forgetless.training.run import train

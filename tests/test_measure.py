@@ -17,7 +17,7 @@ from forgetless.evaluation.report import EvalSettings, ModelEval, evaluate, forg
 from forgetless.evaluation.scoring import score_pairs
 from forgetless.replay.generate import Sample
 from forgetless.replay.kl_estimate import estimate_from_nll, sequence_nll
-from forgetless.study.measure import measure, paired_interval
+from forgetless.study.running.measure import measure, paired_interval
 from tests.conftest import TEXT, make_model, write_jsonl
 from tests.tolerance import fp32_reorder_rtol, tiny_llama_terms
 
@@ -55,7 +55,7 @@ def test_one_general_loss_by_hand(tokenizer) -> None:  # noqa: ANN001
 
 def test_same_per_item_values_as_the_old_study_and_eval_paths(tokenizer, domain_file: Path) -> None:  # noqa: ANN001
     model, drawn = make_model(tokenizer, seed=1), samples(tokenizer)
-    # What study/measure.py computed before: code length at batch 16, exact match, sequence_nll for the KL.
+    # What study/running/measure.py computed before: code length at batch 16, exact match, sequence_nll for the KL.
     lengths = text_code_lengths(model, tokenizer, GENERAL, progress=False)
     accuracy = domain_accuracy(model, tokenizer, domain_file, max_new_tokens=4, progress=False)
     old_kl = sequence_nll(model, drawn).tolist()

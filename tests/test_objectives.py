@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator, load_examples
 from forgetless.objectives import OBJECTIVES, build_objective
 from forgetless.training.run import make_trainer

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from forgetless.cli import main
-from forgetless.config import ConfigError, TrainConfig, build_config
+from forgetless.config import ConfigError, build_config
+from forgetless.training.config import TrainConfig
 from forgetless.objectives import OBJECTIVES, build_objective
 from forgetless.params import describe_field, validate_params
 from forgetless.regularizers import REGULARIZERS, build_regularizer

@@ -44,7 +44,8 @@ def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # A `forgetless train` config (no `methods`): validated as train validates it, data and output from the flags.
-VALIDATE_TRAIN = ("import sys, yaml; from forgetless.config import TrainConfig, build_config; "
+VALIDATE_TRAIN = ("import sys, yaml; from forgetless.config import build_config; "
+                  "from forgetless.training.config import TrainConfig; "
                   "build_config(TrainConfig, {'data': 'd.jsonl', 'output': 'out', "
                   "**yaml.safe_load(open(sys.argv[1]))}, sys.argv[1])")
 

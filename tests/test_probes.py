@@ -116,7 +116,7 @@ def test_cli_refuses_an_unknown_probe_in_one_line(tmp_path: Path, capsys) -> Non
 
 def test_study_writes_the_probes_for_include_path_probes(tmp_path: Path) -> None:
     from forgetless.study.config import LmEvalConfig
-    from forgetless.study.runner import lm_eval_settings
+    from forgetless.study.running.runner import lm_eval_settings
 
     class Cfg:  # only what lm_eval_settings reads
         class data:  # noqa: N801

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import PadCollator
 from forgetless.data.formats import IGNORE
 from forgetless.replay.corpus import corpus_slice, split_text

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forgetless.study.report import write_report
+from forgetless.study.reporting.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(

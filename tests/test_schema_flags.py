@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Literal
 
 import pytest
 from pydantic import BaseModel, Field
 
-from forgetless.cli import build_parser
+from forgetless.cli import build_parser, main
 from forgetless.schema_flags import add_schema_flags, schema_from_flags
 
 
@@ -72,9 +74,9 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, 
     return found
 
 
-# Flags that are not fields of a schema: the YAML a schema is read from, and theory's output directory.
-_NOT_FIELDS = {"train": {"config"}, "merge": {"config"}, "theory overadaptation": {"output"},
-               "theory tilting": {"output"}}
+# Every subcommand reads an optional --config YAML of its schema's keys, but study and report, whose own argument (a
+# field named config) is the study's YAML.
+_OWN_CONFIG = {"study", "report"}
 
 
 def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
@@ -83,22 +85,49 @@ def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
             "merge", "theory tilting", "convert-gguf"} <= set(commands)
     for name, parser in commands.items():
         dests = {a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)}
-        assert dests - _NOT_FIELDS.get(name, set()) == set(_schema_of(name).model_fields), name
+        assert "config" in dests, name
+        extra = set() if name in _OWN_CONFIG else {"config"}
+        assert dests - extra == set(_schema_of(name).model_fields), name
 
 
 def _schema_of(command: str) -> type[BaseModel]:
-    from forgetless.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
-    from forgetless.config import TrainConfig
     from forgetless.evaluation.config import EvalArgs
     from forgetless.gguf.cli import ConvertGgufArgs
     from forgetless.merging.config import merge_schema
     from forgetless.merging.registry import RULES
     from forgetless.replay.config import GenerateArgs, KLEstimateArgs
     from forgetless.study.cli import ReportArgs, StudyArgs
-    from forgetless.theory.overadaptation import OveradaptationParams
-    from forgetless.theory.tilting import TiltingParams
+    from forgetless.testbed.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
+    from forgetless.theory.cli import OveradaptationArgs, TiltingArgs
+    from forgetless.training.config import TrainConfig
 
     return {"train": TrainConfig, "eval": EvalArgs, "generate": GenerateArgs, "kl-estimate": KLEstimateArgs,
              "study": StudyArgs, "report": ReportArgs, "testbed build": TestbedBuildArgs,
-             "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationParams,
-             "theory tilting": TiltingParams, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]
+             "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationArgs,
+             "theory tilting": TiltingArgs, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]
+
+
+def test_a_config_file_under_the_flags_of_any_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # theory tilting was flags only: its keys now come from a file too, the flags over them, one validation
+    config = tmp_path / "t.yaml"
+    config.write_text("taus: [4, 8]\ndomain_draws: 2\nreward: log-ratio\n")
+    assert main(["theory", "tilting", "--config", str(config), "--domain-draws", "3", "--output", str(tmp_path)]) == 0
+    params = json.loads((tmp_path / "tilting.json").read_text())["params"]
+    assert params["taus"] == [4.0, 8.0] and params["reward"] == "log-ratio" and params["domain_draws"] == 3
+    assert "output" not in params  # the command's own setting, not the simulation's
+    config.write_text("domain_draws: 0\n")
+    assert main(["theory", "tilting", "--config", str(config)]) == 2
+    assert f"{config}: key 'domain_draws': Input should be greater than" in capsys.readouterr().err
+
+
+def test_a_required_field_may_come_from_the_file_and_is_refused_when_in_neither(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "k.yaml"
+    config.write_text(f"samples: {tmp_path / 'missing.jsonl'}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kl-estimate", "--model", "m"])
+    assert exit_info.value.code == 2
+    assert "forgetless kl-estimate: error: the following arguments are required: --samples" in capsys.readouterr().err
+    # with --config the file gives --samples: the command goes on, to the missing base record
+    assert main(["kl-estimate", "--model", str(tmp_path / "m"), "--config", str(config)]) == 2
+    assert "--base is required" in capsys.readouterr().err

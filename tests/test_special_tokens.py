@@ -151,7 +151,7 @@ def test_train_records_the_convention_and_saves_a_tokenizer_that_follows_it(flag
 def test_study_cells_keep_their_keys_unless_the_inputs_changed(bos_dir: Path, no_bos_dir: Path) -> None:
     """forgetless always put BOS first: a tokenizer that adds BOS changes nothing, one that does not changes the
     inputs, so the cells' keys must change too (a resumed study then recomputes them)."""
-    from forgetless.study.context import tokens_key
+    from forgetless.study.running.context import tokens_key
 
     assert tokens_key(load_tokenizer(bos_dir)) == {}
     assert tokens_key(load_tokenizer(no_bos_dir)) == {"add_bos": False}

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from forgetless.config import ConfigError
-from forgetless.study import model_cells
+from forgetless.study.running import model_cells
 from forgetless.study.config import load_study
-from forgetless.study.frontier import pareto_front
-from forgetless.study.measure import paired_interval
-from forgetless.study.runner import run_study
+from forgetless.study.reporting.frontier import pareto_front
+from forgetless.study.running.measure import paired_interval
+from forgetless.study.running.runner import run_study
 from tests.conftest import write_jsonl
 
 
@@ -93,7 +93,7 @@ def test_a_moved_study_finishes_from_its_cache(study_yaml: Path, tmp_path: Path,
     """Issue 29: the study folder and its data copied elsewhere (another disk, another machine) recompute nothing."""
     import shutil
 
-    from forgetless.study import measure
+    from forgetless.study.running import measure
 
     values = yaml.safe_load(study_yaml.read_text())
     values["methods"].append({"name": "cf-replay", "learning_rates": [1e-3],

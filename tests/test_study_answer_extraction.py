@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from forgetless.study.config import load_study
-from forgetless.study.runner import run_study
+from forgetless.study.running.runner import run_study
 from tests.conftest import write_jsonl
 from tests.test_study import study_yaml  # noqa: F401  (the tiny study fixture)
 

@@ -11,7 +11,7 @@ import yaml
 from forgetless.config import ConfigError
 from forgetless.merging.checkpoint import Checkpoint
 from forgetless.study.config import load_study
-from forgetless.study.runner import run_study
+from forgetless.study.running.runner import run_study
 from tests.conftest import write_jsonl
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
 

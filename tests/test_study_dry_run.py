@@ -9,10 +9,15 @@ import yaml
 
 from forgetless.cli import main
 from forgetless.study.config import load_study
-from forgetless.study.dry_run import Rates, cell_seconds, dry_run, schedule
-from forgetless.study.graph import Graph
-from forgetless.study.plan import plan_cells
-from forgetless.study.runner import prepare_context
+from forgetless.study.config import StudyConfig
+from forgetless.study.rows import Row
+from forgetless.study.running.context import Context
+from forgetless.study.running.dry_run import Rates, cell_seconds, dry_run, schedule
+from forgetless.study.running.graph import Graph, Work
+from forgetless.study.running.plan import plan_cells
+from forgetless.study.running.runner import prepare_context
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.stages.registry import STAGES
 from tests.test_study import study_yaml  # noqa: F401  (the tiny study fixture)
 
 
@@ -33,14 +38,44 @@ def test_schedule_matches_a_hand_computed_makespan() -> None:
     assert schedule(graph, seconds, 8) == 7.0  # the critical path a-c-d (or b-d) bounds it
 
 
-def test_cell_seconds_scale_with_the_configured_work(study_yaml: Path) -> None:  # noqa: F811
+def test_cell_seconds_scale_with_the_work_each_stage_declares(study_yaml: Path) -> None:  # noqa: F811
     cfg = load_study(study_yaml)
+    graph = plan_cells(prepare_context(cfg, lambda _: None)[0])
     rates = Rates(step=0.5, answer=0.1, text=0.01, sample=0.2, machine="test")
-    # 3 steps of 0.5 s, plus the learning-curve points' answers and documents.
+    assert cell_seconds(Work("x", steps=2, answers=3, texts=4, samples=5), rates) == pytest.approx(
+        2 * 0.5 + 3 * 0.1 + 4 * 0.01 + 5 * 0.2)
+    # A training cell: 3 steps of 0.5 s, plus the learning-curve points' answers and documents.
     ev = cfg.eval
     curve = ev.curve_points * (ev.curve_examples * 0.1 + ev.curve_documents * 0.01)
-    assert cell_seconds(cfg, "train/sft/lr=0.001/seed=0", rates) == pytest.approx(3 * 0.5 + curve)
-    assert cell_seconds(cfg, "samples/replay", rates) == pytest.approx(8 * 0.2)
+    train = graph.tasks["train/sft/lr=0.001/seed=0"].work
+    assert train.kind == "train" and cell_seconds(train, rates) == pytest.approx(3 * 0.5 + curve)
+    # An evaluation: its test and validation answers, its general texts and the KL estimate's samples scored.
+    evaluation = graph.tasks["eval/base"].work
+    answers = (ev.domain_limit or 200) + (ev.validation_limit or 0)
+    texts = (ev.general_limit or 0) + (cfg.context_free.kl_samples or 0)
+    assert (evaluation.kind, evaluation.answers, evaluation.texts) == ("eval", answers, texts)
+
+
+class _CostlyStage:
+    """A stage of one's own whose one cell trains 7 steps: the dry run must cost it so, whatever its id."""
+
+    name = "costly"
+
+    def weight(self, cfg: StudyConfig) -> float:
+        return 1.0
+
+    def plan(self, ctx: Context, graph: Graph, planned: Planned) -> list[str]:
+        return [graph.add("my-own/thing", "a costly thing", _noop, work=Work("costly", steps=7, answers=2))]
+
+    def rows(self, ctx: Context) -> list[Row]:
+        return []
+
+
+def test_a_new_stage_is_costed_as_the_work_it_declares(study_yaml: Path) -> None:  # noqa: F811
+    cfg = load_study(study_yaml)
+    plain = dry_run(cfg, timing=False, print_fn=lambda _: None)
+    more = dry_run(cfg, timing=False, print_fn=lambda _: None, stages=[*STAGES, _CostlyStage()])
+    assert more.cells == {**plain.cells, "costly": 1} and more.train_steps == plain.train_steps + 7
 
 
 def test_dry_run_counts_the_planned_cells_and_trains_nothing(study_yaml: Path) -> None:  # noqa: F811

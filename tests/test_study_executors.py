@@ -17,9 +17,9 @@ import torch
 import yaml
 
 from forgetless.study.config import load_study
-from forgetless.study.executors import CellFailed, ExecutorError, LocalExecutor, SerialExecutor, make_executor
-from forgetless.study.graph import Graph
-from forgetless.study.runner import run_study
+from forgetless.study.running.executors import CellFailed, ExecutorError, LocalExecutor, SerialExecutor, make_executor
+from forgetless.study.running.graph import Graph
+from forgetless.study.running.runner import run_study
 from tests.study_toy_tasks import die, fail, finish
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
 from tests.test_study_cocktail import with_cocktail

@@ -37,9 +37,9 @@ import yaml
 import forgetless
 from forgetless.atomic import write_json
 from forgetless.study.config import load_study
-from forgetless.study.executors import LocalExecutor
-from forgetless.study.graph import Graph
-from forgetless.study.runner import run_study
+from forgetless.study.running.executors import LocalExecutor
+from forgetless.study.running.graph import Graph
+from forgetless.study.running.runner import run_study
 from tests.study_toy_tasks import finish, finish_then_die, linger
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
 
@@ -337,8 +337,9 @@ def test_a_worker_killed_between_cells_is_replaced(tmp_path: Path) -> None:
 def test_workers_die_with_their_study(tmp_path: Path) -> None:
     # A SIGKILLed study runs no cleanup: its worker must not go on computing the cell a rerun starts again.
     marker = tmp_path / "pid"
-    driver = ("import sys; from pathlib import Path; from forgetless.study.executors import LocalExecutor; "
-              "from forgetless.study.graph import Graph; from tests.study_toy_tasks import linger\n"
+    driver = ("import sys; from pathlib import Path\n"
+              "from forgetless.study.running.executors import LocalExecutor\n"
+              "from forgetless.study.running.graph import Graph\nfrom tests.study_toy_tasks import linger\n"
               "if __name__ == '__main__':\n"
               "    g = Graph(); g.add('slow', 'a long cell', linger, (sys.argv[1], 30.0))\n"
               "    LocalExecutor(workers=1).run(g, Path(sys.argv[2]), print)\n")

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from forgetless.config import ConfigError
-from forgetless.study.benchmarks import aggregate_forgetting, on_axis
+from forgetless.study.reporting.benchmarks import aggregate_forgetting, on_axis
 from forgetless.study.config import load_study
-from forgetless.study.runner import run_study
+from forgetless.study.running.runner import run_study
 from tests.test_study import study_yaml  # noqa: F401  (the tiny study fixture)
 
 lm_eval = pytest.importorskip("lm_eval", reason="optional extra: pip install 'forgetless[lmeval]'")

@@ -17,19 +17,19 @@ import pytest
 import torch
 import yaml
 
-from forgetless.study.cells import model_fingerprint
+from forgetless.study.running.cells import model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig, load_study
-from forgetless.study.context import Context, load_model
-from forgetless.study.executors import LocalExecutor
-from forgetless.study.graph import Graph
-from forgetless.study.model_cells import (eval_task_id, evaluate, make_row, train_task_id, trained_models,
+from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.executors import LocalExecutor
+from forgetless.study.running.graph import Graph
+from forgetless.study.running.model_cells import (eval_task_id, evaluate, make_row, train_task_id, trained_models,
                                           trained_path, trained_row_id)
-from forgetless.study.plan import plan_cells
+from forgetless.study.running.plan import plan_cells
 from forgetless.study.rows import Row
-from forgetless.study.runner import prepare_context, run_study
-from forgetless.study.stages import Planned
-from forgetless.study.stages.registry import STAGES
-from forgetless.study.tasks import ContextSpec, context_for, spec_of
+from forgetless.study.running.runner import prepare_context, run_study
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
 from tests.test_study import study_yaml  # noqa: F401  (the fixture)
 
 
@@ -44,7 +44,7 @@ def measure_soup(ctx: Context, method: MethodConfig, lr: float, seed: int) -> di
     path = trained_path(ctx, method, lr, seed)
 
     def soup() -> torch.nn.Module:
-        model, base = load_model(path), load_model(ctx.base_path).state_dict()
+        model, base = load_study_model(path), load_study_model(ctx.base_path).state_dict()
         with torch.no_grad():
             for name, param in model.named_parameters():  # a tied embedding once, not once per name
                 param.copy_((param + base[name]) / 2)

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from forgetless.study.claims import seed_claims
-from forgetless.study.paired import difference, over_floor
+from forgetless.study.reporting.claims import seed_claims
+from forgetless.study.reporting.paired import difference, over_floor
 from forgetless.study.rows import Group, RowKind, family_of, group_id, groups
-from forgetless.study.selection import choose_alpha, choose_learning_rates, choose_model
-from forgetless.study.verdicts import compare, curve_note, decide
+from forgetless.study.reporting.selection import choose_alpha, choose_learning_rates, choose_model
+from forgetless.study.reporting.verdicts import compare, curve_note, decide
 
 N, DOCS, BASE_LOSS = 100, 40, 4.0
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import DataError, PadCollator, load_examples
 from forgetless.objectives import build_objective
 from forgetless.training.run import train

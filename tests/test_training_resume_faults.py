@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.training.checkpoints import incomplete_reason
 from forgetless.training.run import train
 from tests.test_training import _Crash, _cfg

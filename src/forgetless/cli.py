@@ -1,120 +1,31 @@
 """The ``forgetless`` command. Each subcommand parses its arguments and calls the library.
 
-Subcommands are listed once, in ``build_parser``. Each builds its flags from the fields
-of a schema (``train`` from ``TrainConfig``, so flags and YAML keys cannot drift apart).
+This module lists the subcommands, once (``build_parser``), and dispatches to them (``main``).
+Each is defined in its package's ``cli.py`` in one shape (``forgetless.schema_flags.Command``):
+flags built from the fields of a schema, an optional ``--config`` YAML under them, one merge,
+one validation, then the library. docs/architecture.md says how to add one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from forgetless.config import ConfigError, TrainConfig, build_config, load_yaml
+from forgetless.config import ConfigError
 from forgetless.data.errors import DataError
+from forgetless.evaluation.cli import add_eval_parser
 from forgetless.extras import missing_extra_message
-from forgetless.schema_flags import add_schema_flags, schema_command
-
-
-def _merged_config(schema: type, args: argparse.Namespace) -> Any:
-    """YAML values (``--config``), overridden by flags given on the command line."""
-    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
-    source = args.config or "command line"
-    for name in schema.model_fields:
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value
-    return build_config(schema, values, source)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Fine-tune a causal LM (plain SFT with --method nll)."""
-    from forgetless.training.run import train_sweep
-
-    from forgetless.testbed.specs import resolve_specs
-
-    cfg = resolve_specs(_merged_config(TrainConfig, args))
-    for output in train_sweep(cfg):
-        resolved = json.loads((output / "forgetless.json").read_text())["resolved"]
-        print(f"model written to {output} ({resolved.get('save_dtype', 'fp32')}, "
-              f"trained in {resolved.get('precision')})")
-    return 0
-
-
-class TestbedBuildArgs(BaseModel):
-    """Which testbed ``forgetless testbed build`` builds."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    preset: str = Field("tiny", description="tiny (<= 5 min on 2 cores) or small (<= 30 min)")
-    force: bool = Field(False, description="rebuild even if cached")
-
-
-class TestbedPathArgs(BaseModel):
-    """Which testbed ``forgetless testbed path`` locates."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    preset: str = Field("tiny", description="tiny or small")
-
-
-def cmd_testbed_build(args: TestbedBuildArgs) -> int:
-    """Build the embedded testbed (cached; instant when already built)."""
-    from forgetless.testbed.build import build_testbed
-
-    testbed = build_testbed(args.preset, force=args.force)
-    metrics = testbed.manifest()["metrics"]
-    print(json.dumps({"root": str(testbed.root), **metrics}, indent=2))
-    return 0
-
-
-def cmd_testbed_path(args: TestbedPathArgs) -> int:
-    """Print where a preset's testbed is (or would be) cached."""
-    from forgetless.testbed.build import testbed_dir
-    from forgetless.testbed.presets import get_preset
-
-    print(testbed_dir(get_preset(args.preset)))
-    return 0
-
-
-class ProbesArgs(BaseModel):
-    """Where ``forgetless probes`` writes the general-ability probes, and which."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    output: str = Field(description="directory for the probe JSONL files and their lm-eval task YAMLs")
-    probes: list[str] | None = Field(None, description="only these probes (default: all; docs/probes.md)")
-
-
-def cmd_probes(args: ProbesArgs) -> int:
-    """Write general-ability probes (capitals, element symbols, arithmetic) as task files and lm-eval YAMLs."""
-    from forgetless.testbed.probes import PROBES, write_probes
-
-    out = write_probes(args.output, args.probes)
-    names = args.probes or list(PROBES)
-    counts = {name: len((out / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()) for name in names}
-    print(json.dumps({"output": str(out), "items": counts, "lm_eval_group": "forgetless_probes"}, indent=2))
-    return 0
-
-
-def _train_epilog() -> str:
-    """The parameters of every method and regularizer, for ``forgetless train --help``."""
-    # Imported only when the help is printed: the registries import torch, which the
-    # command's start-up does not pay for.
-    from forgetless.objectives import OBJECTIVES
-    from forgetless.params import params_help
-    from forgetless.regularizers import REGULARIZERS
-
-    methods = {name: cls.params_model for name, cls in OBJECTIVES.items()}
-    regularizers = {name: cls.params_model for name, cls in REGULARIZERS.items()}
-    return (params_help("method parameters (--method-params '{\"tau\": 0.5}', or method_params: in --config):", methods)
-            + "\n\n" + params_help("regularizer parameters (--regularizers '{\"l2sp\": {\"weight\": 0.001}}', "
-                                    "or regularizers: in --config):", regularizers))
+from forgetless.gguf.cli import add_convert_gguf_parser
+from forgetless.merging.cli import add_merge_parser
+from forgetless.replay.cli import add_generate_parser
+from forgetless.study.cli import add_study_parser
+from forgetless.testbed.cli import add_testbed_parsers
+from forgetless.testbed.specs import resolve_specs
+from forgetless.theory.cli import add_theory_parser
+from forgetless.training.cli import add_train_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,43 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="forgetless", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help=cmd_train.__doc__, description=cmd_train.__doc__, epilog_factory=_train_epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--config", help="YAML file with TrainConfig keys; flags override it")
-    add_schema_flags(train, TrainConfig, {"model", "data", "output"})
-    train.set_defaults(func=cmd_train)
-
-    testbed = sub.add_parser("testbed", help="The embedded testbed: tokenizer, base model, domain tasks")
-    testbed_sub = testbed.add_subparsers(dest="testbed_command", required=True)
-    build = testbed_sub.add_parser("build", help=cmd_testbed_build.__doc__)
-    add_schema_flags(build, TestbedBuildArgs, show_defaults=True, standalone=True)
-    build.set_defaults(func=schema_command(TestbedBuildArgs, cmd_testbed_build))
-    path = testbed_sub.add_parser("path", help=cmd_testbed_path.__doc__)
-    add_schema_flags(path, TestbedPathArgs, show_defaults=True, standalone=True)
-    path.set_defaults(func=schema_command(TestbedPathArgs, cmd_testbed_path))
-    probes = sub.add_parser("probes", help=cmd_probes.__doc__, description=cmd_probes.__doc__)
-    add_schema_flags(probes, ProbesArgs, show_defaults=True, standalone=True)
-    probes.set_defaults(func=schema_command(ProbesArgs, cmd_probes))
-
-    from forgetless.evaluation.cli import add_eval_parser
-
-    add_eval_parser(sub)
-
-    from forgetless.theory.cli import add_theory_parser
-
-    add_theory_parser(sub)
-    from forgetless.replay.cli import add_generate_parser
-
-    add_generate_parser(sub)
-    from forgetless.study.cli import add_study_parser
-
-    add_study_parser(sub)
-    from forgetless.merging.cli import add_merge_parser
-
-    add_merge_parser(sub)
-    from forgetless.gguf.cli import add_convert_gguf_parser
-
-    add_convert_gguf_parser(sub)
+    # The subcommands, in the order `forgetless --help` lists them; each package's cli.py defines its own.
+    for add in (add_train_parser, add_testbed_parsers, add_eval_parser, add_theory_parser, add_generate_parser,
+                add_study_parser, add_merge_parser, add_convert_gguf_parser):
+        add(sub)
     return parser
 
 
@@ -224,13 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``forgetless`` console script (exit 2 and one line on bad input)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command not in ("testbed", "convert-gguf"):  # their arguments are preset names and files, not specs
-            from forgetless.testbed.specs import resolve_specs
-
-            # testbed:, gguf: and real: specs on the command line become paths here, once (a --config
-            # file's are resolved by the command that reads it).
-            args = resolve_specs(args)
-        return args.func(args)
+        # The subcommand merges its --config file and flags, validates them once, and resolves the testbed:,
+        # gguf: and real: specs in the result with this resolver (which its layer cannot import) before it runs.
+        return args.func(args, resolve_specs)
     except KeyboardInterrupt:
         _close_progress_bars()
         # Outputs are written under a temporary name and renamed at the end: nothing half-written is left.

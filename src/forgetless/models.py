@@ -377,12 +377,8 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: A
         ModelLoadError: no tokenizer at ``path``, one that needs remote code, or a BOS or chat choice it cannot
             follow.
     """
-    from transformers import AutoTokenizer
-
-    check_resolved(path)
     check_tokenizer_file(path)
-    with load_errors(path):
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    tokenizer = load_saved_tokenizer(path, trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     try:
@@ -391,6 +387,34 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False, add_bos: A
     except (SpecialTokensError, PromptFormatError) as error:
         raise ModelLoadError(f"{path}: {error}") from None
     return tokenizer
+
+
+def load_saved_tokenizer(path: str | Path, trust_remote_code: bool = False, **kwargs: Any) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained(path)`` as saved, nothing settled (no PAD, BOS or chat choice applied): for
+    copying a tokenizer beside a merged model, reading its vocabulary, or converting a GGUF's (``gguf_file=``).
+    ``load_tokenizer`` is the one for encoding.
+
+    Raises:
+        ModelLoadError: an unresolved spec, or a tokenizer that cannot be loaded (one line naming ``path``).
+    """
+    from transformers import AutoTokenizer
+
+    check_resolved(path)
+    with load_errors(path):
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code, **kwargs)
+
+
+def load_config(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """``AutoConfig.from_pretrained(path)`` (a ``PretrainedConfig``): the architecture without the weights.
+
+    Raises:
+        ModelLoadError: an unresolved spec, or a config.json that cannot be read (one line naming ``path``).
+    """
+    from transformers import AutoConfig
+
+    check_resolved(path)
+    with load_errors(path):
+        return AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
 def _has_tokenizer(path: Path) -> bool:

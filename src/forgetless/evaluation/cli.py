@@ -7,7 +7,7 @@ from typing import Any
 
 from forgetless.evaluation.config import EvalArgs
 from forgetless.outputs import guard_result
-from forgetless.schema_flags import add_schema_flags, schema_command
+from forgetless.schema_flags import Command, add_command
 
 
 def cmd_eval(args: EvalArgs) -> int:
@@ -40,6 +40,4 @@ def cmd_eval(args: EvalArgs) -> int:
 
 def add_eval_parser(subparsers: Any) -> None:
     """Register ``forgetless eval``."""
-    p = subparsers.add_parser("eval", help=cmd_eval.__doc__, description=cmd_eval.__doc__)
-    add_schema_flags(p, EvalArgs, show_defaults=True, standalone=True)
-    p.set_defaults(func=schema_command(EvalArgs, cmd_eval))
+    add_command(subparsers, "eval", Command(EvalArgs, cmd_eval), show_defaults=True)

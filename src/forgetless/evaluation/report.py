@@ -41,8 +41,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from forgetless.bootstrap import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
-from forgetless.data.errors import DataError
 from forgetless.data.records import read_records
+from forgetless.data.texts import read_texts
 from forgetless.evaluation.cloze import build_cloze, multiple_choice_accuracy, read_choice_items
 from forgetless.evaluation.domain import completion_loss
 from forgetless.evaluation.measure import Units, interval, measure_model, paired_difference
@@ -61,17 +61,6 @@ METRICS: dict[str, tuple[str, bool]] = {
     "exact_match": ("domain", True),
     "completion_loss": ("domain", False),
 }
-
-
-def read_texts(path: str | Path) -> list[str]:
-    """The ``text`` field of every record of a general-text file."""
-    texts = []
-    for record in read_records(path):
-        text = record.fields.get("text")
-        if not isinstance(text, str):
-            raise DataError(path, record.where, "text", "expected a string")
-        texts.append(text)
-    return texts
 
 
 @dataclass
@@ -272,4 +261,4 @@ def evaluate_model(
 
 
 __all__ = ["METRICS", "EvalSettings", "ModelEval", "evaluate", "evaluate_model", "evaluation_report",
-           "forgetting_and_gain", "read_texts"]
+           "forgetting_and_gain"]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from forgetless.schema_flags import add_schema_flags, schema_command
+from forgetless.schema_flags import Command, add_command
 
 
 class ConvertGgufArgs(BaseModel):
@@ -37,6 +37,6 @@ def cmd_convert_gguf(args: ConvertGgufArgs) -> int:
 
 def add_convert_gguf_parser(subparsers: Any) -> None:
     """Register ``forgetless convert-gguf``."""
-    p = subparsers.add_parser("convert-gguf", help=cmd_convert_gguf.__doc__, description=cmd_convert_gguf.__doc__)
-    add_schema_flags(p, ConvertGgufArgs, show_defaults=True, standalone=True, positional=("file",))
-    p.set_defaults(func=schema_command(ConvertGgufArgs, cmd_convert_gguf))
+    # Its arguments are the file to convert and the directory to write, not model specs: nothing to resolve.
+    add_command(subparsers, "convert-gguf", Command(ConvertGgufArgs, cmd_convert_gguf, resolve_specs=False),
+                show_defaults=True, positional=("file",))

@@ -29,7 +29,7 @@ import torch
 from forgetless.atomic import atomic_dir, write_json
 from forgetless.dtypes import parse_dtype, short_name
 from forgetless.gguf.header import GgufError, GgufSummary, read_summary
-from forgetless.models import check_finite_weights
+from forgetless.models import check_finite_weights, load_saved_tokenizer
 
 if TYPE_CHECKING:  # transformers is heavy to import; it is imported where a file is converted
     from transformers import PreTrainedModel
@@ -88,11 +88,9 @@ def _serializable_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrained
 
 def _save_tokenizer(summary: GgufSummary, output: Path) -> None:
     """The tokenizer transformers builds from ``tokenizer.ggml.*`` (with its chat template), saved to ``output``."""
-    from transformers import AutoTokenizer
-
     path = summary.path.resolve()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
+        tokenizer = load_saved_tokenizer(path.parent, gguf_file=path.name)
     except (ValueError, KeyError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GgufError(f"{summary.path}: transformers could not build the tokenizer ({first})") from None

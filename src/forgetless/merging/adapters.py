@@ -33,10 +33,8 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
     Returns:
         A model directory with safetensors weights, config and tokenizer (if the adapter has one).
     """
-    from transformers import AutoTokenizer
-
     # imported here: the merge flags are built without peft or transformers
-    from forgetless.models import load_adapter, load_causal_lm
+    from forgetless.models import load_adapter, load_causal_lm, load_saved_tokenizer
 
     path = Path(path)
     if not (path / "adapter_model.safetensors").is_file():
@@ -52,6 +50,6 @@ def materialize_adapter(path: str | Path, stack: ExitStack, base: str | None = N
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer_source = path if (path / "tokenizer_config.json").is_file() else Path(base_path)
     if (tokenizer_source / "tokenizer_config.json").is_file():
-        AutoTokenizer.from_pretrained(str(tokenizer_source), trust_remote_code=trust_remote_code).save_pretrained(out)
+        load_saved_tokenizer(tokenizer_source, trust_remote_code).save_pretrained(out)
     del model, merged
     return out

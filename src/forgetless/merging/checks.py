@@ -68,9 +68,10 @@ def tokenizer_vocab(path: Path) -> dict[int, str] | None:
                              f"'added_tokens' ({type(err).__name__}: {err})") from None
         return by_id
     if (path / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
+        # imported here: the merge command starts without transformers (models imports it when it loads)
+        from forgetless.models import load_saved_tokenizer
 
-        return {i: t for t, i in AutoTokenizer.from_pretrained(str(path)).get_vocab().items()}
+        return {i: t for t, i in load_saved_tokenizer(path).get_vocab().items()}
     return None
 
 

@@ -2,7 +2,8 @@
 
 Flags are built from the fields of ``MergeConfig`` plus every registered rule's parameter
 model (``merge_schema``), and ``--config merge.yaml`` takes the same keys (flags override
-it), so the two cannot drift apart. The rule is built by ``forgetless.merging.registry.build_rule``,
+it; ``forgetless.schema_flags.Command`` merges and validates them), so the two cannot drift
+apart. The rule is built by ``forgetless.merging.registry.build_rule``,
 which validates its parameters with the rule's own model and refuses another rule's.
 """
 
@@ -19,22 +20,7 @@ from forgetless.merging.config import MergeConfig, merge_schema
 from forgetless.merging.registry import RULES
 from forgetless.merging.registry import build_rule as build_registered_rule
 from forgetless.outputs import guard_output, guard_result
-from forgetless.schema_flags import add_schema_flags
-
-
-def _config(args: argparse.Namespace) -> MergeConfig:
-    from forgetless.config import build_config, load_yaml
-    from forgetless.testbed.specs import resolve_specs
-
-    schema = merge_schema(RULES)
-    # A --config file's testbed: specs are resolved here (the command line's were resolved by main).
-    values: dict[str, Any] = resolve_specs(load_yaml(args.config)) if args.config else {}
-    for name in schema.model_fields:
-        if getattr(args, name, None) is not None:
-            values[name] = getattr(args, name)
-    if "models" not in values and not args.config:
-        raise MergeError("--models is required (here or in --config)")
-    return build_config(schema, values, args.config or "command line")  # names a missing key too
+from forgetless.schema_flags import Command, add_command
 
 
 def rule_params(cfg: MergeConfig) -> dict[str, Any]:
@@ -100,7 +86,7 @@ def cmd_merge_weights(cfg: MergeConfig) -> int:
 def _evaluator(cfg: MergeConfig, tokenizer: Any) -> Any:
     from forgetless.evaluation.codelength import code_length
     from forgetless.evaluation.domain import domain_accuracy
-    from forgetless.evaluation.report import read_texts
+    from forgetless.data.texts import read_texts
 
     general = read_texts(cfg.general)[: cfg.general_limit] if cfg.general else None
 
@@ -202,12 +188,11 @@ def cmd_merge_sweep(cfg: MergeConfig) -> int:
     return 0
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
+def cmd_merge(cfg: MergeConfig, config: str | None = None) -> int:
     """Merge model weights (interpolate, average, greedy_soup, task_arithmetic, cocktail, slerp), sweep alpha
     in memory, or choose alpha under a forgetting budget."""
-    cfg = _config(args)
     # Before any work (a rule's coefficients or a sweep can take minutes); the engine checks --output again.
-    inputs = {**merge_inputs(cfg), "--config": args.config}
+    inputs = {**merge_inputs(cfg), "--config": config}
     if cfg.output:
         guard_output(cfg.output, inputs, cfg.overwrite)
     if cfg.curve:  # replaces an earlier curve (a JSON object with "curve"), never an input or a file of the user's
@@ -219,7 +204,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def add_merge_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``merge`` to the ``forgetless`` command."""
-    parser = subparsers.add_parser("merge", help=cmd_merge.__doc__.splitlines()[0], description=cmd_merge.__doc__)
-    parser.add_argument("--config", help="YAML file with merge keys (the flags below, with underscores); flags override it")
-    add_schema_flags(parser, merge_schema(RULES))
-    parser.set_defaults(func=cmd_merge)
+    # key_errors and --x/--no-x switches, as train (merge has always named a bad flag as a key).
+    add_command(subparsers, "merge", Command(merge_schema(RULES), cmd_merge, key_errors=True, pass_config=True),
+                switches=False)

@@ -100,14 +100,15 @@ def model_losses(models: list[Path], examples: Path, num_examples: int, loss: Lo
     model at a time, with the tokenizer of the first model (as lm-cocktail does)."""
     # imported here: the merge flags are built from this module, without transformers
     from forgetless.merging.cocktail_loss import example_pairs, reference_batches, reference_loss
-    from forgetless.merging.scoring import example_texts, load_for_scoring, mean_loss
+    from forgetless.data.texts import read_texts
+    from forgetless.merging.scoring import load_for_scoring, mean_loss
     from forgetless.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(models[0]), trust_remote_code)
     if loss == "lm-cocktail":
         batches = reference_batches(tokenizer, example_pairs(examples, num_examples))
     else:
-        texts = example_texts(examples, num_examples)
+        texts = read_texts(examples, "example")[:num_examples]
     losses = []
     for path in models:
         model = load_for_scoring(path, trust_remote_code)

@@ -157,9 +157,12 @@ def buffer_names(config_dir: Path) -> set[str]:
     """Names of the persistent buffers of the model in ``config_dir``, from an empty
     (meta-device) instance of its architecture; empty if the config cannot be built."""
     try:
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        config = AutoConfig.from_pretrained(str(config_dir))
+        # imported here: the merge command starts without transformers (models imports it when it loads)
+        from forgetless.models import load_config
+
+        config = load_config(config_dir)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
         return {name for name, _ in model.named_buffers()}

@@ -46,10 +46,11 @@ def loss_score(validation: str, context: RuleContext) -> Score:
     """Held-out score of a soup: minus the mean loss per token on ``validation``, with the
     tokenizer of the first model."""
     # imported here: the merge flags are built from this module, without transformers
-    from forgetless.merging.scoring import example_texts, mean_loss
+    from forgetless.data.texts import read_texts
+    from forgetless.merging.scoring import mean_loss
     from forgetless.models import load_tokenizer
 
-    texts = example_texts(validation, None)
+    texts = read_texts(validation, "example")
     tokenizer = load_tokenizer(context.models[0], context.trust_remote_code)
     return lambda model: -mean_loss(model, tokenizer, texts)
 

@@ -16,7 +16,7 @@ from typing import Any
 from forgetless.atomic import write_json
 from forgetless.outputs import guard_output, guard_result
 from forgetless.replay.config import GenerateArgs, KLEstimateArgs
-from forgetless.schema_flags import add_schema_flags, schema_command
+from forgetless.schema_flags import Command, add_command
 
 
 def cmd_generate(args: GenerateArgs) -> int:
@@ -80,10 +80,6 @@ def cmd_kl_estimate(args: KLEstimateArgs) -> int:
 
 def add_generate_parser(subparsers: Any) -> None:
     """Register ``generate`` and ``kl-estimate`` on the ``forgetless`` command's subparsers."""
-    gen = subparsers.add_parser("generate", help=cmd_generate.__doc__, description=__doc__)
-    add_schema_flags(gen, GenerateArgs, show_defaults=True, standalone=True, exclusive=[("prompts", "corpus")])
-    gen.set_defaults(func=schema_command(GenerateArgs, cmd_generate))
-
-    kl = subparsers.add_parser("kl-estimate", help=cmd_kl_estimate.__doc__, description=cmd_kl_estimate.__doc__)
-    add_schema_flags(kl, KLEstimateArgs, show_defaults=True, standalone=True)
-    kl.set_defaults(func=schema_command(KLEstimateArgs, cmd_kl_estimate))
+    add_command(subparsers, "generate", Command(GenerateArgs, cmd_generate), show_defaults=True,
+                exclusive=[("prompts", "corpus")], description=__doc__)
+    add_command(subparsers, "kl-estimate", Command(KLEstimateArgs, cmd_kl_estimate), show_defaults=True)

@@ -1,4 +1,5 @@
-"""The arguments of ``forgetless generate`` and ``forgetless kl-estimate``: one field per flag, documented once."""
+"""The replay settings of a training run (``ReplayConfig``, the ``replay`` key of ``TrainConfig``) and the arguments of
+``forgetless generate`` and ``forgetless kl-estimate``: one field per flag or key, documented once."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forgetless.data.spec import DataSpec
 from forgetless.prompting import CHAT_HELP, ChatSetting
 from forgetless.special_tokens import ADD_BOS_HELP, AddBosSetting
 
@@ -51,3 +53,28 @@ class KLEstimateArgs(BaseModel):
     batch_size: int = Field(32, gt=0, description="sequences scored per forward pass")
     output: str | None = Field(None, description="also write the result JSON here")
     trust_remote_code: bool = Field(False, description="allow model code from the hub (off: safe by default)")
+
+
+class ReplayConfig(BaseModel):
+    """Replay samples mixed into the training data (context-free, contextual or corpus; arXiv 2505.13811)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    data: DataSpec = Field(
+        description="Replay data (a file or hf:NAME[:CONFIG]:SPLIT): `forgetless generate` output (text), contextual "
+                    "prompt/completion, or a corpus slice.")
+    # At most 1000: the drawn examples are held in memory, and 1e9 per domain example once ran until memory ran out.
+    ratio: float | None = Field(
+        None, ge=0, le=1000,
+        description="Replay examples per domain example (at most 1000), drawn with the run's seed; None: every replay "
+                    "example once."
+    )
+    weight: float = Field(1.0, ge=0, description="Loss weight λ on replay examples (multiplies their token weights).")
+    kl_eval_data: DataSpec | None = Field(
+        None, description="Held-out context-free samples (`forgetless generate` output) for the KL estimate logged while training."
+    )
+    kl_eval_samples: int = Field(
+        64, ge=0, description="Without kl_eval_data: held-out samples drawn from the base at the start (T=1); 0 turns the KL log off."
+    )
+    kl_eval_max_new_tokens: int = Field(128, gt=0, description="Length limit of the drawn held-out samples.")
+    kl_eval_steps: int = Field(50, gt=0, description="Log the KL estimate every this many optimizer steps (and at the end).")

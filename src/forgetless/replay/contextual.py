@@ -13,9 +13,8 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from forgetless.data.errors import DataError
 from forgetless.data.formats import encode_prompt
-from forgetless.data.records import read_records
+from forgetless.data.texts import read_texts
 from forgetless.replay.generate import SamplingSettings, sample_sequences
 
 
@@ -23,14 +22,9 @@ def read_prompts(path: str | Path, limit: int | None = None, seed: int = 0) -> l
     """The ``prompt`` of every record of a prompt/completion file (or ``limit`` of them, drawn with ``seed``).
 
     Raises:
-        DataError: a record has no string ``prompt``.
+        DataError: a record has no string ``prompt`` (``forgetless.data.texts.read_texts``).
     """
-    prompts = []
-    for record in read_records(path):
-        prompt = record.fields.get("prompt")
-        if not isinstance(prompt, str):
-            raise DataError(path, record.where, "prompt", "expected a string (contextual replay needs prompt/completion data)")
-        prompts.append(prompt)
+    prompts = read_texts(path, "prompt")
     if limit is not None and limit < len(prompts):
         prompts = random.Random(seed).sample(prompts, limit)
     return prompts

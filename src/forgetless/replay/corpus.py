@@ -10,8 +10,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from forgetless.data.errors import DataError
-from forgetless.data.records import read_records
+from forgetless.data.texts import read_texts
 
 
 def split_text(text: str, max_chars: int) -> list[str]:
@@ -51,10 +50,7 @@ def corpus_slice(path: str | Path, num_samples: int, max_chars: int = 512, seed:
     if num_samples < 1 or max_chars < 1:
         raise ValueError(f"num_samples and max_chars must be positive, got {num_samples} and {max_chars}")
     pieces: list[str] = []
-    for record in read_records(path):
-        text = record.fields.get("text")
-        if not isinstance(text, str):
-            raise DataError(path, record.where, "text", "expected a string (corpus replay needs text records)")
+    for text in read_texts(path, "text"):
         pieces.extend(split_text(text, max_chars))
     if order == "random":
         pieces = random.Random(seed).sample(pieces, min(num_samples, len(pieces)))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.extras import require
 from forgetless.outputs import OutputError, refuse_overlap
-from forgetless.schema_flags import add_schema_flags, schema_command
+from forgetless.schema_flags import Command, add_command
 
 
 class StudyArgs(BaseModel):
@@ -69,8 +69,8 @@ def cmd_study(args: StudyArgs) -> int:
     import sys
 
     from forgetless.study.config import PROBES_INCLUDE, load_study
-    from forgetless.study.executors import CellFailed, ExecutorError, make_executor
-    from forgetless.study.runner import run_study
+    from forgetless.study.running.executors import CellFailed, ExecutorError, make_executor
+    from forgetless.study.running.runner import run_study
 
     overrides = {"output": args.output} if args.output else None
     cfg = load_study(args.config, overrides)
@@ -87,8 +87,8 @@ def cmd_study(args: StudyArgs) -> int:
         print(f"{args.config}: valid ({len(cfg.methods)} methods)")
         return 0
     if args.dry_run:
-        from forgetless.study.dry_run import dry_run
-        from forgetless.study.executors import default_workers
+        from forgetless.study.running.dry_run import dry_run
+        from forgetless.study.running.executors import default_workers
 
         workers = args.workers or (1 if args.executor == "serial" else default_workers())
         print(f"{args.config}: valid ({len(cfg.methods)} methods); dry run, nothing is trained")
@@ -106,7 +106,7 @@ def cmd_study(args: StudyArgs) -> int:
 def cmd_report(args: ReportArgs) -> int:
     """Rebuild a finished study's report from its results.jsonl."""
     from forgetless.study.config import load_study
-    from forgetless.study.report import write_report
+    from forgetless.study.reporting.report import write_report
 
     root = Path(args.study_dir)
     cfg = load_study(args.config, {"output": str(root)})
@@ -123,9 +123,7 @@ def cmd_report(args: ReportArgs) -> int:
 
 def add_study_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``study`` and ``report`` on the ``forgetless`` command."""
-    study = sub.add_parser("study", help=cmd_study.__doc__, description=cmd_study.__doc__)
-    add_schema_flags(study, StudyArgs, show_defaults=True, standalone=True, positional={"config"})
-    study.set_defaults(func=schema_command(StudyArgs, cmd_study))
-    report = sub.add_parser("report", help=cmd_report.__doc__, description=cmd_report.__doc__)
-    add_schema_flags(report, ReportArgs, standalone=True, positional={"study_dir"})
-    report.set_defaults(func=schema_command(ReportArgs, cmd_report))
+    # Neither takes the common --config: the study's YAML is their own argument (StudyArgs.config, ReportArgs.config).
+    add_command(sub, "study", Command(StudyArgs, cmd_study, config_file=False), show_defaults=True,
+                positional={"config"})
+    add_command(sub, "report", Command(ReportArgs, cmd_report, config_file=False), positional={"study_dir"})

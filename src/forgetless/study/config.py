@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from forgetless.config import TrainConfig, build_config, load_yaml
+from forgetless.config import build_config, load_yaml
+from forgetless.training.config import TrainConfig
 from forgetless.data.spec import DataSpec
 from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 from forgetless.prompting import ChatSetting

@@ -20,7 +20,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, set_seed
 
 from forgetless.atomic import atomic_dir, write_json
-from forgetless.config import TrainConfig
+from forgetless.training.config import TrainConfig
 from forgetless.data import load_examples
 from forgetless.evaluation.codelength import code_length
 from forgetless.evaluation.domain import domain_accuracy

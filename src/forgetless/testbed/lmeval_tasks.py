@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forgetless.evaluation.cloze import build_cloze, write_cloze
-from forgetless.evaluation.report import read_texts
+from forgetless.data.texts import read_texts
 from forgetless.testbed.build import build_testbed
 from forgetless.testbed.tasks import FAMILIES
 

@@ -64,8 +64,12 @@ def resolve_spec(spec: str) -> str:
 
 def resolve_specs(value: Any) -> Any:
     """``value`` with every ``testbed:``, ``gguf:`` and ``real:`` string in it resolved: a string, a list, tuple or
-    dict of them, an
-    ``argparse.Namespace`` or a pydantic model (fields resolved recursively; a copy, validated again)."""
+    dict of them, an ``argparse.Namespace`` or a pydantic model.
+
+    A model's fields are resolved recursively into a copy that is not validated again (it was validated once, when
+    it was built; a resolved spec is a plain path of the same type), so a ``TrainConfig``'s method and regularizer
+    parameters are not checked twice.
+    """
     if isinstance(value, str):
         return resolve_spec(value)
     if isinstance(value, list | tuple):
@@ -75,15 +79,7 @@ def resolve_specs(value: Any) -> Any:
     if isinstance(value, argparse.Namespace):
         return argparse.Namespace(**{k: resolve_specs(v) for k, v in vars(value).items()})
     if isinstance(value, BaseModel):
-        fields = {name: resolve_specs(getattr(value, name)) for name in type(value).model_fields}
-        return type(value).model_validate({**value.model_dump(), **{k: _dump(v) for k, v in fields.items()}})
-    return value
-
-
-def _dump(value: Any) -> Any:
-    """Nested pydantic models as dicts, so ``model_validate`` builds them again."""
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    if isinstance(value, list | tuple):
-        return [_dump(v) for v in value]
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        changed = {name: new for name, old in fields.items() if (new := resolve_specs(old)) != old}
+        return value.model_copy(update=changed) if changed else value
     return value

@@ -1,8 +1,9 @@
 """``forgetless theory``: the over-adaptation and tilting simulations from the command line.
 
-Flags are built from the fields of the parameter schemas, so they cannot drift from them.
-Each command writes ``<name>.png`` and ``<name>.json`` into ``--output`` (default
-``runs/theory/<name>``), every file atomically, and prints a short summary.
+Flags are built from the fields of the parameter schemas (and ``--output``, a field of the
+commands' own schemas), so they cannot drift from them. Each command writes ``<name>.png``
+and ``<name>.json`` into ``--output`` (default ``runs/theory/<name>``), every file
+atomically, and prints a short summary.
 """
 
 from __future__ import annotations
@@ -12,10 +13,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from forgetless.atomic import write_json
-from forgetless.schema_flags import add_schema_flags, schema_from_flags
+from forgetless.schema_flags import Command, add_command
 from forgetless.theory.overadaptation import OveradaptationParams, run_overadaptation
 from forgetless.theory.tilting import TiltingParams, run_tilting
+
+
+class OveradaptationArgs(OveradaptationParams):
+    """``forgetless theory overadaptation``: the simulation's parameters and where its files go."""
+
+    output: str | None = Field(None, description="output directory (default: runs/theory/overadaptation)")
+
+
+class TiltingArgs(TiltingParams):
+    """``forgetless theory tilting``: the simulation's parameters and where its files go."""
+
+    output: str | None = Field(None, description="output directory (default: runs/theory/tilting)")
+
+
+def _params(args: BaseModel, params: type[BaseModel]) -> Any:
+    """The simulation's own parameters out of the command's (already validated: not checked again), so the
+    recorded ``params`` hold no output directory."""
+    return params.model_construct(**args.model_dump(exclude={"output"}))
 
 
 def _write(result: dict[str, Any], output: Path, name: str, plot: Callable[[dict[str, Any], Path], Path]) -> None:
@@ -24,11 +45,11 @@ def _write(result: dict[str, Any], output: Path, name: str, plot: Callable[[dict
     write_json(output / f"{name}.json", result)
 
 
-def cmd_overadaptation(args: argparse.Namespace) -> int:
+def cmd_overadaptation(args: OveradaptationArgs) -> int:
     """Bias-variance of fine-tuning, ridge towards the pretrained weights, and their ensemble."""
     from forgetless.theory.plots import plot_overadaptation
 
-    result = run_overadaptation(schema_from_flags(OveradaptationParams, args))
+    result = run_overadaptation(_params(args, OveradaptationParams))
     output = Path(args.output or "runs/theory/overadaptation")
     _write(result, output, "overadaptation", plot_overadaptation)
     s = result["summary"]["averaged"]
@@ -46,11 +67,11 @@ def cmd_overadaptation(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tilting(args: argparse.Namespace) -> int:
+def cmd_tilting(args: TiltingArgs) -> int:
     """Code-length trade-off of fine-tuning as exponential tilting, plain and TALR-weighted."""
     from forgetless.theory.plots import plot_tilting
 
-    result = run_tilting(schema_from_flags(TiltingParams, args))
+    result = run_tilting(_params(args, TiltingParams))
     output = Path(args.output or "runs/theory/tilting")
     _write(result, output, "tilting", plot_tilting)
     s = result["summary"]
@@ -73,11 +94,5 @@ def add_theory_parser(subparsers: argparse._SubParsersAction) -> None:
     summary = "The linear-model and tilting simulations (docs/methods.md#theory)"
     theory = subparsers.add_parser("theory", help=summary, description=summary)
     sub = theory.add_subparsers(dest="theory_command", required=True)
-    for name, func, schema in (
-        ("overadaptation", cmd_overadaptation, OveradaptationParams),
-        ("tilting", cmd_tilting, TiltingParams),
-    ):
-        parser = sub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        add_schema_flags(parser, schema, show_defaults=True)
-        parser.add_argument("--output", help=f"output directory (default: runs/theory/{name})")
-        parser.set_defaults(func=func)
+    add_command(sub, "overadaptation", Command(OveradaptationArgs, cmd_overadaptation), show_defaults=True)
+    add_command(sub, "tilting", Command(TiltingArgs, cmd_tilting), show_defaults=True)

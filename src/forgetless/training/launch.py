@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from forgetless.atomic import write_json
-from forgetless.config import TrainConfig
+from forgetless.models import load_config
+from forgetless.training.config import TrainConfig
 
 DISTRIBUTED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED")
 
@@ -31,9 +32,9 @@ def transformer_layer_classes(model: str, trust_remote_code: bool = False) -> li
     Raises:
         ValueError: the model's class names none (FSDP needs the layer class named explicitly then).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    config = load_config(model, trust_remote_code)
     try:
         cls = AutoModelForCausalLM._model_mapping[type(config)]
     except KeyError:

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 import transformers
 from transformers import (
-    AutoConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     TrainerCallback,
@@ -28,12 +27,11 @@ from transformers import (
 
 import forgetless
 from forgetless.atomic import atomic_dir, write_json
-from forgetless.config import TrainConfig
 from forgetless.data import PadCollator, data_hash, load_examples
 from forgetless.data.formats import Example
 from forgetless.data.spec import display_name
 from forgetless.dtypes import resolve_save_dtype, short_name
-from forgetless.models import check_finite_weights, check_safetensors, load_causal_lm, load_errors, load_tokenizer
+from forgetless.models import check_finite_weights, check_safetensors, load_causal_lm, load_config, load_tokenizer
 from forgetless.objectives import build_objective
 from forgetless.outputs import guard_output, refuse_overlap
 from forgetless.positions import position_limit
@@ -43,6 +41,7 @@ from forgetless.replay.kl_callback import kl_callback_for
 from forgetless.replay.mixing import add_replay
 from forgetless.special_tokens import adds_bos
 from forgetless.training.checkpoints import split_checkpoints
+from forgetless.training.config import TrainConfig
 from forgetless.training.launch import launch_accelerate
 from forgetless.training.precision import resolve_precision
 from forgetless.training.trainer import ForgetlessTrainer, TrainingDiverged, divergence_advice
@@ -62,7 +61,9 @@ def training_arguments(cfg: TrainConfig, output_dir: Path, **overrides: Any) -> 
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        # transformers reads a value in [0, 1) as a ratio of the total steps (1 or more: a step count), and
+        # TrainConfig refuses warmup_ratio >= 1
+        warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -284,8 +285,7 @@ def train(cfg: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> P
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code, cfg.add_bos, chat_template=cfg.chat_template)
     # Examples are truncated to the model's positions too: a GPT-2-style model fails
     # with an index error one token past them.
-    with load_errors(model_path):
-        base_config = AutoConfig.from_pretrained(model_path, trust_remote_code=cfg.trust_remote_code)
+    base_config = load_config(model_path, cfg.trust_remote_code)
     limit = position_limit(base_config)
     save_dtype = resolve_save_dtype(cfg.save_dtype, model_path, base_config)
     max_length = min(cfg.max_length, limit) if limit else cfg.max_length
