@@ -5,12 +5,14 @@ The study (``forgetless study``, run as a command as a user runs it) trains thre
 rates, one with context-free replay, so a samples cell comes first), evaluates them and the base, and sweeps
 one interpolation point per model; each training cell saves checkpoints, so a kill mid-training resumes.
 
-- The default tier has two deterministic kills at points read from the study's cell directory: the study
-  process while a model is half-trained (its workers must die with it, and the rerun resume the model), and
-  one worker mid-cell (the study retries the cell and finishes in the same run).
-- ``slow``: kills at random moments (seeded: ``FORGETLESS_FAULT_SEED`` replays a run; the seed and every
-  kill are printed), of the study or of one of its two workers, and of a serial study, rerun until it
-  completes, for several rounds.
+- The default tier kills at points read from the study's cells and logs: a worker mid-training (the study
+  retries its cell), then the study itself once the retry runs and a model is half-trained (its workers
+  must die with it; the rerun resumes the model); the study while it starts up (the rerun must not refuse
+  its folder); and, on toy cells, a worker killed between cells, a worker whose study is killed, and a
+  killed writer's temporary file.
+- ``slow``: kills at random moments (seeded: ``FORGETLESS_FAULT_SEED`` replays a round's plan, the seed and
+  every kill are printed; ``FORGETLESS_FAULT_ROUNDS`` rounds), of the study or of one of its two workers,
+  and of a serial study, rerun until it completes.
 
 Timing fields are the only ones allowed to differ (``TIMINGS``); paths inside the study are compared
 relative to it, since the uninterrupted reference runs in a folder of its own.
