@@ -23,6 +23,7 @@ from forgetless.study.reporting.benchmarks import benchmark_table, on_axis
 from forgetless.study.reporting.frontier import pareto_front
 from forgetless.study.reporting.paired import difference
 from forgetless.study.reporting.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
+from forgetless.study.reporting.search import search_body
 from forgetless.study.rows import Group, Row, RowKind, groups
 from forgetless.study.reporting.selection import best_on_validation, choose_alpha, choose_learning_rates
 from forgetless.study.reporting.verdicts import compare, curve_note, decide
@@ -211,6 +212,9 @@ def _sections(rows: list[Row], budget: float, resamples: int = 1000,
                      "exact match minus the base's. Forgetting: held-out general loss minus the base's (nats/token; "
                      "positive means worse). Intervals: paired bootstrap over test examples and general documents.",
                      None))
+    search = search_body(rows)
+    if search:
+        sections.append(("Search (tuned methods)", search, None))
     curves = [g for g in groups(rows, RowKind.TRAINED) if len(g.get("curve") or []) > 1]
     if curves:
         sections.append(("Learning curves", "Validation exact match (on a small slice) and held-out general loss "

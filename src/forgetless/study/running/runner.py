@@ -39,6 +39,7 @@ from forgetless.study.running.replay_cells import attach_kl_samples
 from forgetless.study.rows import Row
 from forgetless.study.running.stages import Stage
 from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.stages.search import run_search
 from forgetless.study.running.tasks import register_context
 
 
@@ -159,7 +160,10 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executo
 
     ctx, _ = prepare_context(cfg, print_fn, stages)
     register_context(ctx)  # the serial executor's tasks run on this very context
-    (executor or SerialExecutor()).run(plan_cells(ctx, stages), ctx.root / "logs", print_fn)
+    executor = executor or SerialExecutor()
+    if any(stage.name == "search" for stage in stages):  # adaptive: its rungs run before the graph (stages.search)
+        run_search(ctx, lambda graph: executor.run(graph, ctx.root / "logs", print_fn), print_fn)
+    executor.run(plan_cells(ctx, stages), ctx.root / "logs", print_fn)
     start, ctx.progress = ctx.progress.start, Progress(1.0, lambda _: None)  # every cell is finished: no progress
     rows = assemble_rows(ctx, stages)
     write_jsonl(ctx.root / "results.jsonl", rows)
