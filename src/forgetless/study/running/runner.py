@@ -111,6 +111,9 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
     root = Path(cfg.output).resolve()  # absolute: paths inside the study enter cell keys relative to it (cells.py)
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    # cells/ first: it marks the folder as a study's (cli.refuse_foreign_study_dir), so a study killed while it
+    # writes data/ below is resumed by the rerun, not refused as a folder of the user's.
+    (root / "cells").mkdir(exist_ok=True)
     try:
         base_path = resolve_base(cfg.base_model)
         general = resolve_data(cfg.data.general)
