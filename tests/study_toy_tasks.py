@@ -23,3 +23,21 @@ def die(path: str) -> None:
 def fail() -> None:
     """A cell with a bug."""
     raise ValueError("bad cell")
+
+
+def linger(path: str, seconds: float) -> None:
+    """Write this worker's pid to ``path``, then finish ``seconds`` later (a cell still running when its
+    study is killed)."""
+    import time
+
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    Path(path).write_text("finished")
+
+
+def finish_then_die(path: str, delay: float) -> None:
+    """Finish, and have this worker killed ``delay`` seconds later, while it waits for its next cell."""
+    import subprocess
+
+    subprocess.Popen(["sh", "-c", f"sleep {delay}; kill -9 {os.getpid()}"], start_new_session=True)
+    finish(path)

@@ -84,3 +84,38 @@ def test_bad_l2sp_parameters() -> None:
         build_regularizer("l2sp", {"weight": -1})
     with pytest.raises(ValueError, match="unknown regularizer"):
         build_regularizer("l3", {})
+
+
+@pytest.mark.parametrize("anchor_dtype", ["fp32", "bf16"])
+def test_l2sp_trains_to_the_bit_what_the_two_op_penalty_trained(
+    tiny_model_dir, pc_data, tmp_path, monkeypatch: pytest.MonkeyPatch, anchor_dtype: str
+) -> None:
+    """The fused ``mse_loss`` form gives the losses and weights of ``(θ − θ*).pow(2).sum()``, step for step."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from forgetless.training.config import TrainConfig
+    from forgetless.regularizers.l2sp import L2SP
+    from forgetless.training.run import train
+
+    def run(name: str) -> tuple[list[float], dict[str, torch.Tensor]]:
+        l2sp = {"weight": 1.0, "reduction": "sum", "anchor_dtype": anchor_dtype}
+        cfg = TrainConfig(model=str(tiny_model_dir), data=str(pc_data), output=str(tmp_path / name), max_steps=3,
+                          batch_size=4, learning_rate=1e-2, lr_scheduler="constant", logging_steps=1,
+                          regularizers={"l2sp": l2sp})
+        out = train(cfg)
+        history = json.loads((out / "forgetless.json").read_text())["log_history"]
+        return [h["loss"] for h in history if "loss" in h], load_file(out / "model.safetensors")
+
+    fused_losses, fused = run("fused")
+
+    def two_op(self: L2SP) -> torch.Tensor:  # the form before: autograd keeps θ − θ* for the backward pass
+        terms = [(p - anchor.to(p.dtype)).pow(2).sum() for p, anchor in self._pairs]
+        terms += [m.get_delta_weight(adapter).pow(2).sum() for m, adapter in self._lora]
+        return torch.stack(terms).sum()
+
+    monkeypatch.setattr(L2SP, "squared_distance", two_op)
+    two_op_losses, reference = run("two-op")
+    assert len(fused_losses) == 3 and fused_losses == two_op_losses
+    assert fused.keys() == reference.keys() and all(fused[k].equal(reference[k]) for k in fused)

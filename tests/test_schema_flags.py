@@ -74,9 +74,9 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, 
     return found
 
 
-# Every subcommand reads an optional --config YAML of its schema's keys, but study and report, whose own argument (a
-# field named config) is the study's YAML.
-_OWN_CONFIG = {"study", "report"}
+# Every subcommand reads an optional --config YAML of its schema's keys, but study, report and tune, whose own
+# argument (a field named config) is the study's YAML.
+_OWN_CONFIG = {"study", "report", "tune"}
 
 
 def test_every_subcommand_takes_its_flags_from_a_schema() -> None:
@@ -97,6 +97,7 @@ def _schema_of(command: str) -> type[BaseModel]:
     from forgetless.merging.registry import RULES
     from forgetless.replay.config import GenerateArgs, KLEstimateArgs
     from forgetless.study.cli import ReportArgs, StudyArgs
+    from forgetless.study.tuning.cli import TuneArgs
     from forgetless.testbed.cli import ProbesArgs, TestbedBuildArgs, TestbedPathArgs
     from forgetless.theory.cli import OveradaptationArgs, TiltingArgs
     from forgetless.training.config import TrainConfig
@@ -104,7 +105,8 @@ def _schema_of(command: str) -> type[BaseModel]:
     return {"train": TrainConfig, "eval": EvalArgs, "generate": GenerateArgs, "kl-estimate": KLEstimateArgs,
              "study": StudyArgs, "report": ReportArgs, "testbed build": TestbedBuildArgs,
              "testbed path": TestbedPathArgs, "merge": merge_schema(RULES), "theory overadaptation": OveradaptationArgs,
-             "theory tilting": TiltingArgs, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs}[command]
+             "theory tilting": TiltingArgs, "convert-gguf": ConvertGgufArgs, "probes": ProbesArgs,
+             "tune": TuneArgs}[command]
 
 
 def test_a_config_file_under_the_flags_of_any_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,33 +58,52 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_siblings(path: Path) -> None:
-    """Remove ``.NAME.tmp-PID`` / ``.NAME.old-PID`` left by a process that was killed mid-write.
+    """Remove ``.NAME.tmp-PID`` / ``.NAME.old-PID`` (directories or files) left by a process killed mid-write.
 
-    Only those of processes no longer running: a concurrent writer's directory is left alone.
+    Only those of processes no longer running: a concurrent writer's is left alone.
     """
     if not path.parent.is_dir():
         return
     for sibling in path.parent.glob(f".{glob_escape(path.name)}.*-*"):
         stem, _, pid = sibling.name.rpartition("-")
         if stem in (f".{path.name}.tmp", f".{path.name}.old") and pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(sibling, ignore_errors=True)
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write; on success it is renamed to ``path``, on an error removed.
+
+    A reader never sees a half-written file, and a writer killed mid-write leaves only its ``.NAME.tmp-PID``,
+    which the next write of the same path removes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(path)  # a killed writer's temporary file (a study cell's result.json, resumed)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | Path, value: Any) -> None:
     """Write JSON atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Write JSON lines atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)

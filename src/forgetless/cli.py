@@ -22,6 +22,7 @@ from forgetless.gguf.cli import add_convert_gguf_parser
 from forgetless.merging.cli import add_merge_parser
 from forgetless.replay.cli import add_generate_parser
 from forgetless.study.cli import add_study_parser
+from forgetless.study.tuning.cli import add_tune_parser
 from forgetless.testbed.cli import add_testbed_parsers
 from forgetless.testbed.specs import resolve_specs
 from forgetless.theory.cli import add_theory_parser
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The subcommands, in the order `forgetless --help` lists them; each package's cli.py defines its own.
     for add in (add_train_parser, add_testbed_parsers, add_eval_parser, add_theory_parser, add_generate_parser,
-                add_study_parser, add_merge_parser, add_convert_gguf_parser):
+                add_study_parser, add_tune_parser, add_merge_parser, add_convert_gguf_parser):
         add(sub)
     return parser
 

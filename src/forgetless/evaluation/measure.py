@@ -35,6 +35,7 @@ bootstrap, one set of resampling counts applied to both models (Efron and Tibshi
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,7 @@ def measure_model(
     max_new_tokens: int | None = None,
     progress: bool = False,
     answer_extraction: str | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> Measurement:
     """Measure one model: per-text general losses, per-example domain correctness, per-sample NLL of the base's samples.
 
@@ -187,19 +189,29 @@ def measure_model(
         progress: show progress bars.
         answer_extraction: how domain answers are extracted (``evaluation.answer_extraction``); default: the
             test file's declared extractor, else answer_marker.
+        seconds: filled with the wall time of each part measured (``general``, ``domain``, ``kl``).
     """
+    seconds = {} if seconds is None else seconds
     general: dict[str, Any] = {}
     if general_texts is not None:
+        start = time.perf_counter()
         nats, tokens, sizes = general_losses(model, tokenizer, general_texts, window,
                                              general_batch_size or batch_size, progress)
         general = {"general_nats": nats, "general_tokens": tokens, "general_bytes": sizes}
+        seconds["general"] = time.perf_counter() - start
     scored: dict[str, Any] = {}
     if domain is not None:
+        start = time.perf_counter()
         found = domain_accuracy(model, tokenizer, domain, max_new_tokens, batch_size, domain_limit, progress,
                                 answer_extraction)
         scored = {"domain_correct": [int(p["correct"]) for p in found["predictions"]],
                   "predictions": found["predictions"], "answer_extraction": found["answer_extraction"]}
-    nll, counts = sample_nll(model, kl_samples, batch_size, progress) if kl_samples else (None, None)
+        seconds["domain"] = time.perf_counter() - start
+    nll, counts = None, None
+    if kl_samples:
+        start = time.perf_counter()
+        nll, counts = sample_nll(model, kl_samples, batch_size, progress)
+        seconds["kl"] = time.perf_counter() - start
     return Measurement(**general, **scored, kl_nll=nll, kl_tokens=counts)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgetless.regularizers.base import Regularizer
@@ -84,8 +85,14 @@ class L2SP(Regularizer):
             raise ValueError("l2sp: the model has no trainable parameters to regularize")
 
     def squared_distance(self) -> torch.Tensor:
-        """‖θ − θ*‖² as a scalar with gradient."""
-        terms = [(p - anchor.to(p.dtype)).pow(2).sum() for p, anchor in self._pairs]
+        """‖θ − θ*‖² as a scalar with gradient.
+
+        ``mse_loss(reduction="sum")`` is ``(θ − θ*).pow(2).sum()`` to the bit, value and gradient, in one kernel
+        each way: autograd keeps no θ − θ* for the backward pass (it recomputes it inside the gradient kernel),
+        so a step allocates and sweeps fewer full-model tensors: on SmolLM2-135M the penalty's forward and
+        backward took 1.6-2.0 s against 4.5-7.2 s for the two-op form (one thread, a loaded 2-core AMD EPYC).
+        """
+        terms = [F.mse_loss(p, anchor.to(p.dtype), reduction="sum") for p, anchor in self._pairs]
         terms += [m.get_delta_weight(adapter).pow(2).sum() for m, adapter in self._lora]
         return torch.stack(terms).sum()
 

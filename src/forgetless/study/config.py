@@ -21,6 +21,8 @@ from forgetless.evaluation.answer_extraction import EXPECTED, check_spec
 from forgetless.prompting import ChatSetting
 from forgetless.special_tokens import AddBosSetting
 from forgetless.study.rows import FAMILIES
+from forgetless.study.tuning.halving import check_search, corner_configs
+from forgetless.study.tuning.space import SearchConfig, SearchSpace
 
 # Keys a method entry may set for its runs: everything in TrainConfig except what
 # the study itself decides (where data comes from, where models go, the lr and seed).
@@ -100,11 +102,39 @@ class MethodConfig(BaseModel):
         description="Which method a seed claim should count this as (sft, talr, flow, dft, l2sp, lora, cf-replay, "
         "contextual-replay, corpus-replay); default: inferred from train when it changes one thing from plain SFT.",
     )
-    learning_rates: list[float] = Field(min_length=1, description="One run per learning rate (and per seed).")
+    learning_rates: list[float] = Field(
+        default_factory=list, description="One run per learning rate (and per seed); `auto` searches the learning "
+        "rate and the family's key parameter instead (docs/tuning.md).")
+    search: SearchSpace | None = Field(
+        None, description="Tune this method: the space the search stage searches (docs/tuning.md); "
+        "`learning_rates: auto` is this with the defaults.")
     train: dict[str, Any] = Field(
         default_factory=dict,
         description="TrainConfig keys for this method (method, method_params, regularizers, lora, replay, ...).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, values: Any) -> Any:
+        # `learning_rates: auto` is a search with the defaults (the study's range, the family's key parameter).
+        if isinstance(values, dict) and values.get("learning_rates") == "auto":
+            if values.get("search") is not None:
+                raise ValueError("learning_rates: auto and a search block: give one of them")
+            values = {**values, "learning_rates": [], "search": {}}
+        return values
+
+    @model_validator(mode="after")
+    def _rates_or_search(self) -> MethodConfig:
+        if self.search is None and not self.learning_rates:
+            raise ValueError("learning_rates: expected at least one learning rate, or auto (or a search block)")
+        if self.search is not None and self.learning_rates:
+            raise ValueError("learning_rates and search: a tuned method searches its learning rate; give one of them")
+        return self
+
+    @property
+    def tuned(self) -> bool:
+        """Whether the search stage tunes this method (``learning_rates: auto`` or ``search:``)."""
+        return self.search is not None
 
     @field_validator("family")
     @classmethod
@@ -278,6 +308,8 @@ class StudyConfig(BaseModel):
         0.1, ge=0, description="Forgetting budget: held-out general loss may rise by at most this many nats/token."
     )
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig, description="The budget of every tuned method "
+                                 "(trials, successive halving's reduction and rungs; docs/tuning.md).")
     frontier: FrontierConfig = Field(default_factory=FrontierConfig)
     add_bos: AddBosSetting = Field(
         "auto", description="BOS before every sequence, in training and every evaluation: auto follows the base's "
@@ -313,6 +345,11 @@ class StudyConfig(BaseModel):
             raise ValueError(f"cocktail.method: {self.cocktail.method!r} is not one of the methods {names}")
         return self
 
+    @model_validator(mode="after")
+    def _search_budget(self) -> StudyConfig:
+        check_search(self)  # the search's own rules, beside its code (forgetless.study.tuning.halving)
+        return self
+
     def train_config(self, method: MethodConfig, learning_rate: float, seed: int, output: str) -> TrainConfig:
         """The TrainConfig of one run (study defaults, then the method's own keys)."""
         values = {**self.training, **method.train, "model": self.base_model, "data": self.data.train,
@@ -337,4 +374,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     for method in cfg.methods:
         for lr in method.learning_rates:
             cfg.train_config(method, lr, cfg.seeds[0], "unused")
+        if method.tuned:  # every corner of its space must make a valid run
+            for corner in corner_configs(cfg, method):
+                cfg.train_config(*corner, cfg.seeds[0], "unused")
     return cfg

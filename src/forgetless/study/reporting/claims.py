@@ -41,8 +41,13 @@ class Claim:
     evidence: str
 
 
-def _trained(rows: list[Row], family: str) -> list[Group]:
-    return [g for g in groups(rows, RowKind.TRAINED) if g.get("family") == family]
+def _trained(rows: list[Row], family: str, prefer_tuned: bool = True) -> list[Group]:
+    """The family's trained models; only its tuned ones when the study tuned it and ``prefer_tuned`` (the search
+    stage's choice is the method at its best, which a hand-picked learning rate beside it is not). The claims
+    about SFT's learning rates compare rates: they take every SFT model."""
+    found = [g for g in groups(rows, RowKind.TRAINED) if g.get("family") == family]
+    tuned = [g for g in found if g.get("tuned")] if prefer_tuned else []
+    return tuned or found
 
 
 def _curve(rows: list[Row], parents: list[Group]) -> list[Group]:
@@ -90,7 +95,7 @@ def _missing(claim: str, what: str) -> Claim:
 
 def _sft_high_lr_forgets(rows: list[Row], resamples: int) -> Claim:
     claim = "SFT at a high learning rate forgets"
-    sft = _trained(rows, "sft")
+    sft = _trained(rows, "sft", prefer_tuned=False)
     if not sft:
         return _missing(claim, "plain SFT model")
     high = max(sft, key=lambda g: float(g.get("learning_rate")))
@@ -101,7 +106,7 @@ def _sft_high_lr_forgets(rows: list[Row], resamples: int) -> Claim:
 
 def _smaller_lr(rows: list[Row], resamples: int) -> Claim:
     claim = "A smaller learning rate forgets less at comparable gain (SFT)"
-    sft = _trained(rows, "sft")
+    sft = _trained(rows, "sft", prefer_tuned=False)
     rates = sorted({float(g.get("learning_rate")) for g in sft})
     if len(rates) < 2:
         return _missing(claim, "plain SFT at two learning rates")
@@ -166,7 +171,7 @@ def _cocktail(rows: list[Row], resamples: int) -> Claim:
 
 def seed_claims(rows: list[Row], resamples: int = 1000) -> list[Claim]:
     """Every seed claim judged on ``rows`` (one claim per comparator where a claim names several)."""
-    sft = _trained(rows, "sft")
+    sft = _trained(rows, "sft", prefer_tuned=False)  # its WiSE-FT sweeps: tuned models are not swept
     claims = [_sft_high_lr_forgets(rows, resamples), _smaller_lr(rows, resamples)]
     comparators = {name: _curve(rows, _trained(rows, name)) for name in ("l2sp", "flow", "lora")}
     comparators["averaging"] = [g for g in _curve(rows, sft) if g.kind == RowKind.INTERPOLATION]

@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from forgetless.atomic import atomic_file  # noqa: E402
 from forgetless.study.reporting.cocktail_curves import cocktail_curve  # noqa: E402
 from forgetless.study.reporting.frontier import pareto_front  # noqa: E402
 from forgetless.study.rows import Row, RowKind  # noqa: E402
@@ -69,7 +70,8 @@ def plot_frontier(rows: list[Row], path: Path, axis: str = "loss") -> Path:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.25)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -110,7 +112,8 @@ def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
     fig.suptitle("Interpolating base and fine-tuned weights (WiSE-FT) and outputs (ensemble)"
                  + ("; LM-Cocktail dashed" if cocktail_rows else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -137,6 +140,7 @@ def plot_learning_curves(rows: list[Row], path: Path) -> Path | None:
     left.legend(fontsize=7)
     fig.suptitle("Learning curves: was each method still learning when its budget ended?")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

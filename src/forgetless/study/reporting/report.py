@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from forgetless.atomic import write_json
+from forgetless.atomic import write_json, write_text
 from forgetless.data.errors import DataError
 from forgetless.data.text import decode_utf8
 from forgetless.machine import machine_stamp
@@ -23,6 +23,7 @@ from forgetless.study.reporting.benchmarks import benchmark_table, on_axis
 from forgetless.study.reporting.frontier import pareto_front
 from forgetless.study.reporting.paired import difference
 from forgetless.study.reporting.plots import plot_alpha_curves, plot_frontier, plot_learning_curves
+from forgetless.study.reporting.search import search_body
 from forgetless.study.rows import Group, Row, RowKind, groups
 from forgetless.study.reporting.selection import best_on_validation, choose_alpha, choose_learning_rates
 from forgetless.study.reporting.verdicts import compare, curve_note, decide
@@ -211,6 +212,9 @@ def _sections(rows: list[Row], budget: float, resamples: int = 1000,
                      "exact match minus the base's. Forgetting: held-out general loss minus the base's (nats/token; "
                      "positive means worse). Intervals: paired bootstrap over test examples and general documents.",
                      None))
+    search = search_body(rows)
+    if search:
+        sections.append(("Search (tuned methods)", search, None))
     curves = [g for g in groups(rows, RowKind.TRAINED) if len(g.get("curve") or []) > 1]
     if curves:
         sections.append(("Learning curves", "Validation exact match (on a small slice) and held-out general loss "
@@ -332,10 +336,10 @@ def write_report(root: Path, cfg: Any) -> Path:
             data = base64.b64encode((root / image).read_bytes()).decode("ascii")
             body_html.append(f'<img id="{image.split(".")[0]}" alt="{html.escape(heading)}" '
                              f'src="data:image/png;base64,{data}">')
-    _write_text(root / "report.md", "\n".join(md))
+    write_text(root / "report.md", "\n".join(md))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(body_html)}</body></html>")
-    _write_text(root / "report.html", page)
+    write_text(root / "report.html", page)
     summary: dict[str, Any] = {"recommended": None, "frontier_axis": axis,
                                "pareto_front": [r["id"] for r in pareto_front(on_axis(rows, axis))],
                                "machines": machines(rows), "report_written_on": machine_stamp()}
@@ -368,9 +372,3 @@ def machines_sentence(rows: list[dict[str, Any]]) -> str:
     if len(seen) == 1:
         return next(iter(seen))
     return "several machines: " + "; ".join(f"{stamp} ({count} rows)" for stamp, count in seen.items())
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

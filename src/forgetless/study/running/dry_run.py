@@ -45,6 +45,7 @@ from forgetless.study.running.plan import plan_cells
 from forgetless.study.running.runner import prepare_context
 from forgetless.study.running.stages import Stage
 from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.tuning.halving import planned_steps
 from forgetless.training.run import train
 
 PROBE_STEPS = 6  # training steps timed (the first is dropped: it pays for warm-up allocations)
@@ -110,7 +111,9 @@ def measure_rates(cfg: StudyConfig, base_path: str, train_data: str, validation:
     method = cfg.methods[0]
     work = Path(tempfile.mkdtemp(prefix="forgetless-dry-run-"))
     try:
-        probe = cfg.train_config(method, method.learning_rates[0], cfg.seeds[0], str(work / "model"))
+        # A tuned method has no fixed rate; the timed steps are plain SFT's anyway, so the search's low end does.
+        rate = method.learning_rates[0] if method.learning_rates else cfg.search.learning_rate.low or 1e-3
+        probe = cfg.train_config(method, rate, cfg.seeds[0], str(work / "model"))
         timer = _StepTimes()
         train(probe.model_copy(update={"model": base_path, "data": train_data, "max_steps": PROBE_STEPS,
                                        "epochs": 1, "save_steps": 10 * PROBE_STEPS, "method": "nll",
@@ -185,6 +188,10 @@ def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True, print_fn: C
     lines = [f"base: {ctx.base_path} ({', '.join(config.architectures or [config.model_type])})",
              f"test set: always answering {floor['majority_answer']!r} scores {floor['majority_accuracy']:.1%} "
              f"under {floor['floor_extraction']} (the constant-answer floor a trained model must beat)"]
+    tuned = [m.name for m in cfg.methods if m.tuned]
+    if tuned:  # adaptive: its cells are declared rung by rung, so they are not in the graph counted above
+        lines.append(f"search: {', '.join(tuned)} tuned, {cfg.search.trials} trials and {planned_steps(cfg):,} training "
+                     "steps each (successive halving, docs/tuning.md); not in the cell count or the estimate above")
     result = DryRun(cells=cells, train_steps=steps, notes=lines, workers=workers)
     if timing:
         rates = measure_rates(cfg, ctx.base_path, ctx.train_data or str(ctx.test_path), ctx.validation_path,

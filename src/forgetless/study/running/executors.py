@@ -97,7 +97,8 @@ class _Local:
                "TOKENIZERS_PARALLELISM": "false",
                "CUDA_VISIBLE_DEVICES": self.gpus[k] if k < len(self.gpus) else ""}
         parent, child = self.mp.Pipe()
-        process = self.mp.Process(target=worker_main, args=(child, env, self.threads), daemon=True,
+        # os.getpid(): the worker dies with this study, killed or not (worker.die_with_parent).
+        process = self.mp.Process(target=worker_main, args=(child, env, self.threads, os.getpid()), daemon=True,
                                   name=f"forgetless-study-worker-{k}")
         process.start()
         child.close()
@@ -106,10 +107,19 @@ class _Local:
     def submit(self, task: Task, log: Path) -> None:
         k = self._free_slot(task.gpu)
         assert k is not None
-        worker = self.slots[k] or self._start(k)
+        message = (task.id, task.fn, task.args, str(log))
+        worker = self.slots[k]
+        if worker is not None:
+            try:
+                worker.conn.send(message)
+            except OSError:  # it died waiting for work (killed, out of memory): not an attempt of this cell
+                self._death(worker)
+                worker = None
+        if worker is None:
+            worker = self._start(k)
+            worker.conn.send(message)
         self.slots[k] = worker
         worker.task = task.id
-        worker.conn.send((task.id, task.fn, task.args, str(log)))
 
     def wait(self) -> list[Outcome]:
         busy = [w for w in self.slots if w is not None and w.task is not None]

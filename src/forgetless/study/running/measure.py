@@ -8,6 +8,7 @@ chooses models on and keeps the per-item lists in the dict format of the cached
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ def measure(
     validation_limit: int | None = None,
     lm_eval: dict[str, Any] | None = None,
     answer_extraction: str | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Per-item general code length, domain correctness and context-free sample NLL of one model.
 
@@ -49,6 +51,8 @@ def measure(
             tasks scored per document (``forgetless.evaluation.lmeval_items``).
         answer_extraction: how answers are read on the test and validation sets (default: each file's
             declared extractor, else answer_marker; ``forgetless.evaluation.answer_extraction``).
+        seconds: filled with the wall time of each part (``general``, ``domain``: the test set, ``kl``,
+            ``validation``, ``lm_eval``), for the study's timings (``timing.json`` of an evaluation cell).
 
     Returns:
         ``{"general_nats": [...], "general_tokens": [...], "general_bytes": int,
@@ -59,8 +63,9 @@ def measure(
     """
     # 16 windows per code-length pass, 32 prompts per decoding batch: the batch sizes the study has always
     # used, so a fresh run reproduces the numbers of cells measured before.
+    seconds = {} if seconds is None else seconds
     m = measure_model(model, tokenizer, general_texts, domain_test, domain_limit, kl_samples, batch_size=32,
-                      general_batch_size=16, answer_extraction=answer_extraction)
+                      general_batch_size=16, answer_extraction=answer_extraction, seconds=seconds)
     result: dict[str, Any] = {
         "general_nats": m.general_nats,
         "general_tokens": m.general_tokens,
@@ -70,14 +75,18 @@ def measure(
         "examples": (m.predictions or [])[:3],
     }
     if validation is not None:
+        start = time.perf_counter()
         result["validation_correct"], _ = domain_correctness(model, tokenizer, validation, validation_limit,
                                                           answer_extraction=answer_extraction)
+        seconds["validation"] = time.perf_counter() - start
     if m.kl_nll is not None:
         result["kl_nll"] = m.kl_nll
     if lm_eval:
         from forgetless.evaluation.lmeval_items import task_items  # imported here: the lm-eval extra is optional
 
+        start = time.perf_counter()
         items = task_items(model, tokenizer, **lm_eval)
+        seconds["lm_eval"] = time.perf_counter() - start
         result["lm_eval"] = {task: {"metric": t.metric, "higher_is_better": t.higher_is_better, "scores": t.scores}
                              for task, t in items.items()}
     return result

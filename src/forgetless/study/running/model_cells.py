@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
 import torch
 
+from forgetless.atomic import write_json
 from forgetless.training.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.dtypes import resolve_save_dtype, short_name
@@ -32,7 +34,7 @@ from forgetless.study.running.context import Context, resolve_data
 from forgetless.study.running.curves import LearningCurve, curve_from_log
 from forgetless.study.running.graph import Work
 from forgetless.study.running.measure import accuracy, measure, nats_per_token, paired_interval, task_forgetting
-from forgetless.study.running.replay_cells import with_replay_file
+from forgetless.study.running.replay_cells import with_replay_file, without_kl_log
 from forgetless.study.rows import Row
 from forgetless.training.run import train
 from forgetless.training.trainer import TrainingDiverged
@@ -149,8 +151,9 @@ def train_model(ctx: Context, method: MethodConfig, lr: float, seed: int,
         if not (model_dir / "forgetless.json").is_file():  # else: killed after the model was written
             cfg = ctx.cfg.train_config(method, lr, seed, str(model_dir))
             try:
-                train(cfg.model_copy(update={"model": ctx.base_path,
-                                             "data": resolve_data(data or ctx.train_data or cfg.data)}),
+                # The replay KL log off (without_kl_log): the evaluation cells measure that estimate anyway.
+                train(without_kl_log(cfg.model_copy(update={"model": ctx.base_path,
+                                                            "data": resolve_data(data or ctx.train_data or cfg.data)})),
                       callbacks=[curve] if curve is not None else None)
             except TrainingDiverged as error:
                 # A finding, not a crash: the report lists the run, every stage skips its missing model.
@@ -191,10 +194,15 @@ def evaluate(ctx: Context, spec: dict[str, Any], label: str, make: Callable[[], 
     if cached:
         result = unit.load()
     else:
+        start = time.perf_counter()
         model = make()
-        unit.save(measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
-                          ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit,
-                          ctx.eval_spec.get("lm_eval"), ctx.cfg.eval.answer_extraction))
+        seconds = {"model": time.perf_counter() - start}  # loaded, merged or built in memory
+        measured = measure(model, ctx.tokenizer, ctx.general_texts, ctx.test_path, ctx.cfg.eval.domain_limit,
+                           ctx.kl_samples, ctx.validation_path, ctx.cfg.eval.validation_limit,
+                           ctx.eval_spec.get("lm_eval"), ctx.cfg.eval.answer_extraction, seconds)
+        # Beside the result, not in it (a rerun's result is byte-identical); bench/study_breakdown.py reads it.
+        write_json(unit.dir / "timing.json", {"seconds": {**seconds, "total": time.perf_counter() - start}})
+        unit.save(measured)
         del model
         result = unit.load()  # exactly what a rerun will read back
     ctx.progress.end(1.0, cached)

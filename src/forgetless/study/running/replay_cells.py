@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from forgetless.training.config import TrainConfig
 from forgetless.data import data_hash
 from forgetless.replay.kl_estimate import load_samples
 from forgetless.replay.make_data import generate_replay_data
@@ -135,3 +136,21 @@ def with_replay_file(ctx: Context, method: MethodConfig) -> MethodConfig:
         path = replay_samples(ctx, "context-free")
         train["regularizers"] = {**train["regularizers"], "kl": {**kl, "data": path}}
     return method.model_copy(update={"train": train})
+
+
+def without_kl_log(cfg: TrainConfig) -> TrainConfig:
+    """The run a study trains for ``cfg``: its replay KL log off, unless the method sets ``kl_eval_*`` itself.
+
+    The log (``forgetless.replay.kl_callback``) draws ``kl_eval_samples`` fresh samples of the base before the
+    first step (64 of up to 128 tokens by default) and scores them under the base and then the model every
+    ``kl_eval_steps`` steps and at the end. A study reads none of it: every evaluation cell measures the same
+    estimate of KL(p_base || p_model) on the study's own held-out samples (``context_free.kl_samples``). On
+    configs/real.yaml the log was about 186 s of the context-free replay cell's 502 (the draw and the base's
+    scoring before the first step, 104 s; two scorings in the loop, 41 s each). It never changes the weights (the Trainer reseeds before training), so the cell keeps the key
+    of the method as configured: cells trained before stay valid and a rerun trains the same model.
+    """
+    replay = cfg.replay
+    if replay is None or replay.kl_eval_data is not None or replay.model_fields_set & {
+            "kl_eval_samples", "kl_eval_max_new_tokens", "kl_eval_steps"}:
+        return cfg
+    return cfg.model_copy(update={"replay": replay.model_copy(update={"kl_eval_samples": 0})})

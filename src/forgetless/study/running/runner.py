@@ -39,6 +39,7 @@ from forgetless.study.running.replay_cells import attach_kl_samples
 from forgetless.study.rows import Row
 from forgetless.study.running.stages import Stage
 from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.stages.search import run_search
 from forgetless.study.running.tasks import register_context
 
 
@@ -110,6 +111,9 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
     root = Path(cfg.output).resolve()  # absolute: paths inside the study enter cell keys relative to it (cells.py)
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    # cells/ first: it marks the folder as a study's (cli.refuse_foreign_study_dir), so a study killed while it
+    # writes data/ below is resumed by the rerun, not refused as a folder of the user's.
+    (root / "cells").mkdir(exist_ok=True)
     try:
         base_path = resolve_base(cfg.base_model)
         general = resolve_data(cfg.data.general)
@@ -156,7 +160,10 @@ def run_study(cfg: StudyConfig, print_fn: Callable[[str], None] = print, executo
 
     ctx, _ = prepare_context(cfg, print_fn, stages)
     register_context(ctx)  # the serial executor's tasks run on this very context
-    (executor or SerialExecutor()).run(plan_cells(ctx, stages), ctx.root / "logs", print_fn)
+    executor = executor or SerialExecutor()
+    if any(stage.name == "search" for stage in stages):  # adaptive: its rungs run before the graph (stages.search)
+        run_search(ctx, lambda graph: executor.run(graph, ctx.root / "logs", print_fn), print_fn)
+    executor.run(plan_cells(ctx, stages), ctx.root / "logs", print_fn)
     start, ctx.progress = ctx.progress.start, Progress(1.0, lambda _: None)  # every cell is finished: no progress
     rows = assemble_rows(ctx, stages)
     write_jsonl(ctx.root / "results.jsonl", rows)

@@ -9,7 +9,9 @@ the top.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -56,11 +58,43 @@ def run_logged(fn: Callable[..., Any], args: tuple[Any, ...], log: str, threads:
             os.close(saved[1])
 
 
-def worker_main(conn: Connection, env: dict[str, str], threads: int) -> None:
+def die_with_parent(parent: int) -> None:
+    """End this process as soon as ``parent`` (the study that started it) is gone, even when killed.
+
+    A SIGKILLed study runs no cleanup, and an orphaned worker would go on computing its cell while
+    the rerun starts the same cell again: two trainers writing one cell's checkpoints. On Linux the
+    kernel kills the worker with its parent (``PR_SET_PDEATHSIG``); elsewhere a thread watches for the
+    worker being handed to another parent. Either way the cell is left unfinished, which a rerun resumes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1  # <linux/prctl.h>
+            if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the study died before the setting took effect
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return
+        except (OSError, AttributeError):  # no libc to call: the watching thread below
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="forgetless-watch-study", daemon=True).start()
+
+
+def worker_main(conn: Connection, env: dict[str, str], threads: int, parent: int | None = None) -> None:
     """A local worker: set its device and threads, then run cells sent over ``conn`` until it gets None.
 
     Each message is ``(task id, fn, args, log path)``; each reply ``(task id, status, detail)``.
+    ``parent``: the study's pid; the worker dies with it (``die_with_parent``).
     """
+    if parent is not None:
+        die_with_parent(parent)
     os.environ.update(env)
     while True:
         message = conn.recv()

@@ -1,0 +1,221 @@
+"""The search stage: every tuned method's settings found by successive halving, its best checkpoint evaluated.
+
+``run_search`` runs before the study's graph (``forgetless.study.running.runner.run_study``): the search is
+adaptive, so it declares its cells rung by rung, each rung a graph run on the study's
+executor (serial, local workers or Ray), the next rung's cells declared once the
+previous rung's results are read (``forgetless.study.tuning.halving``). Every trial segment is
+a cell (``forgetless.study.running.search_cells``), so a killed search resumes: the proposals
+come from a seeded sampler, the promotions from the cells' curve points, and a rerun
+declares the same cells and finds them done.
+
+The stage itself (``SearchStage``) then evaluates each tuned method's chosen model (its
+best checkpoint within the forgetting budget) and makes its row: a ``trained`` row with
+the chosen settings, the step it was taken at and the whole search (``search``: every
+trial's settings, validation score, forgetting and steps used; the searched ranges; the
+edge-of-range warnings), which the report's search section and the seed claims read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from forgetless.study.config import MethodConfig, StudyConfig
+from forgetless.study.rows import Row, RowKind, family_of
+from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.graph import Graph, Work
+from forgetless.study.running.model_cells import eval_task_id, eval_work, evaluate, make_row, plain_sft
+from forgetless.study.running.replay_cells import REPLAY_SOURCES, replay_sources
+from forgetless.study.running.stages import Planned
+from forgetless.study.running.stages.trained import REPLAY_SAMPLES, replay_samples_task
+from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
+from forgetless.study.running.search_cells import segment_cell, segment_points, train_segment
+from forgetless.study.tuning.halving import (Outcome, Point, Trial, advance, edges, method_for, propose, rung_steps,
+                                             segment_ends, space)
+
+
+def tuned_methods(cfg: StudyConfig) -> list[MethodConfig]:
+    """The study's tuned methods, in the config's order."""
+    return [m for m in cfg.methods if m.tuned]
+
+
+def segment_task(spec: ContextSpec, method: MethodConfig, trial: Trial, until: int, previous: int | None) -> None:
+    """Train one segment of one trial (resuming from the previous segment's checkpoint)."""
+    train_segment(context_for(spec), method, trial, until, previous)
+
+
+def segment_work(cfg: StudyConfig, steps: int) -> Work:
+    """What one trial segment costs: its steps and the learning-curve point at its end."""
+    return Work("train", steps=steps, answers=cfg.eval.curve_examples, texts=cfg.eval.curve_documents)
+
+
+def _segments(cfg: StudyConfig, rung: int) -> list[tuple[int, int | None]]:
+    """``(until, previous)`` of each segment of rung ``rung``: the curve points in (previous rung end, rung end]."""
+    ends, rungs = segment_ends(cfg), rung_steps(cfg)
+    start = rungs[rung - 1] if rung else 0
+    inside = [e for e in ends if start < e <= rungs[rung]]
+    return [(e, ([x for x in ends if x < e] or [None])[-1]) for e in inside]
+
+
+def outcome(ctx: Context, method: MethodConfig) -> Outcome:
+    """How far the method's search has gone, read from its cells (nothing is trained here).
+
+    Rung r's promotions are made only once every rung-r cell of the trials alive there is finished.
+    """
+    cfg = ctx.cfg
+    out = Outcome(propose(cfg, method))
+    trials = {t.number: t for t in out.trials}
+    out.alive = [sorted(trials)]
+    rungs = rung_steps(cfg)
+    for rung in range(len(rungs)):
+        for number in out.alive[rung]:
+            for until, previous in _segments(cfg, rung):
+                unit = segment_cell(ctx, method, trials[number], until)[0]
+                if number in out.diverged:
+                    break
+                if not unit.done():
+                    return out
+                result = unit.load()
+                if result.get("diverged"):
+                    out.diverged[number] = str(result["diverged"])
+                    break
+                out.points.setdefault(number, []).extend(segment_points(result, number, previous or 0))
+        if rung + 1 < len(rungs):
+            out.alive.append(advance(out, rung, rungs, cfg.budget, cfg.search.reduction))
+    out.finished = True
+    return out
+
+
+def run_search(ctx: Context, run_graph: Callable[[Graph], None], print_fn: Callable[[str], None] = print) -> None:
+    """Run every tuned method's search, rung by rung (each rung one graph, given to ``run_graph``).
+
+    ``run_graph`` runs a graph on the study's executor (``executor.run(graph, logs, print_fn)``).
+    """
+    tuned = tuned_methods(ctx.cfg)
+    if not tuned:
+        return
+    spec = spec_of(ctx)
+    for rung in range(ctx.cfg.search.rungs):
+        graph = Graph()
+        replay = {}
+        for kind in REPLAY_SOURCES:  # the replay samples the tuned methods train on (the study's own cells)
+            if any(kind in replay_sources(m) for m in tuned):
+                task = REPLAY_SAMPLES if kind == "context-free" else f"{REPLAY_SAMPLES}/{kind}"
+                replay[kind] = graph.add(task, f"make the {kind} replay samples", replay_samples_task, (spec, kind),
+                                         work=Work("samples", samples=0 if kind == "corpus"
+                                                   else ctx.cfg.context_free.replay_samples))
+        alive = 0
+        for method in tuned:
+            state = outcome(ctx, method)
+            if rung >= len(state.alive):
+                continue  # an earlier rung is not finished (a cell failed): the executor has said so
+            for number in state.alive[rung]:
+                if number in state.diverged:
+                    continue
+                alive += 1
+                trial, deps = state.trials[number], [replay[k] for k in replay_sources(method)]
+                for until, previous in _segments(ctx.cfg, rung):
+                    task = graph.add(f"search/{method.name}/trial={number}/step={until}",
+                                     f"train {trial.label} to step {until}", segment_task,
+                                     (spec, method, trial, until, previous), deps, gpu=True,
+                                     work=segment_work(ctx.cfg, until - (previous or 0)))
+                    deps = [task]
+        print_fn(f"[search] rung {rung + 1}/{ctx.cfg.search.rungs}: {alive} trials of {len(tuned)} methods to step "
+                 f"{rung_steps(ctx.cfg)[rung]}")
+        run_graph(graph)
+
+
+def chosen_cell(ctx: Context, method: MethodConfig, state: Outcome) -> tuple[Trial, Point, Any] | None:
+    """The chosen checkpoint's trial, point and cell, or None when the search is unfinished or nothing is within
+    the budget."""
+    if not state.finished:
+        return None
+    point = state.chosen(ctx.cfg.budget)
+    if point is None:
+        return None
+    trial = state.trials[point.trial]
+    return trial, point, segment_cell(ctx, method, trial, point.step)[0]
+
+
+def _label(trial: Trial, point: Point) -> str:
+    """A tuned model's label in the report: ``talr (tuned) lr=0.00082 step 300``."""
+    return f"{trial.method} (tuned) lr={trial.learning_rate:.3g} step {point.step}"
+
+
+def search_eval_task(spec: ContextSpec, method: MethodConfig) -> None:
+    """Evaluate a tuned method's chosen checkpoint."""
+    ctx = context_for(spec)
+    picked = chosen_cell(ctx, method, outcome(ctx, method))
+    if picked is not None:
+        trial, point, unit = picked
+        path = str(unit.dir / "model")
+        evaluate(ctx, {"model": unit.key}, _label(trial, point), lambda: load_study_model(path))
+
+
+def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[str, Any]:
+    """What the report says of one method's search: the budget, the ranges, every trial, the choice."""
+    cfg, dims = ctx.cfg, space(ctx.cfg, method)
+    trials = []
+    for trial in state.trials:
+        points = state.points.get(trial.number, [])
+        best = max((p for p in points if p.forgetting <= cfg.budget), key=lambda p: p.validation, default=None)
+        last = points[-1] if points else None
+        trials.append({"number": trial.number, "settings": trial.settings(),
+                       "steps": state.steps_used(trial.number),
+                       "validation": (best or last).validation if (best or last) else None,
+                       "forgetting": (best or last).forgetting if (best or last) else None,
+                       "best_step": best.step if best else None, "diverged": state.diverged.get(trial.number),
+                       "rungs": sum(trial.number in alive for alive in state.alive)})
+    picked = state.chosen(cfg.budget)
+    settings = state.trials[picked.trial].settings() if picked else None
+    seconds = sum(segment_cell(ctx, method, t, e)[0].load().get("seconds") or 0.0 for t in state.trials
+                  for e in segment_ends(cfg) if e <= state.steps_used(t.number)
+                  and segment_cell(ctx, method, t, e)[0].done())
+    return {"trials": trials, "rungs": rung_steps(cfg), "seconds": seconds, "finished": state.finished,
+            "reduction": cfg.search.reduction, "seed": cfg.search.seed,
+            "space": {k: d.describe() for k, d in dims.items()},
+            "steps": sum(t["steps"] for t in trials), "budget": cfg.budget,
+            "chosen": None if picked is None else {"trial": picked.trial, "step": picked.step, "settings": settings,
+                                                  "validation": picked.validation, "forgetting": picked.forgetting},
+            "edges": edges(dims, settings) if settings else []}
+
+
+class SearchStage:
+    """One ``trained`` row per tuned method: its chosen checkpoint, with the whole search in ``search``."""
+
+    name = "search"
+
+    def weight(self, cfg: StudyConfig) -> float:
+        return 1.0 * len(tuned_methods(cfg))  # the chosen models' evaluations (the search reports its own progress)
+
+    def plan(self, ctx: Context, graph: Graph, planned: Planned) -> list[str]:
+        spec, ids = spec_of(ctx), []
+        for method in tuned_methods(ctx.cfg):
+            if chosen_cell(ctx, method, outcome(ctx, method)) is not None:  # a dry run before the search: none
+                ids.append(graph.add(eval_task_id(f"{method.name}/tuned"), f"evaluate {method.name} (tuned)",
+                                     search_eval_task, (spec, method), planned.before_eval, work=eval_work(ctx.cfg)))
+        return ids
+
+    def rows(self, ctx: Context) -> list[Row]:
+        rows = []
+        for method in tuned_methods(ctx.cfg):
+            state = outcome(ctx, method)
+            record = search_record(ctx, method, state)
+            if ctx.rows:  # every search, chosen or not, on the base row: the report's search section reads it there
+                ctx.rows[0].setdefault("searches", {})[method.name] = record
+            picked = chosen_cell(ctx, method, state)
+            if picked is None:
+                continue
+            trial, point, unit = picked
+            path, label = str(unit.dir / "model"), _label(trial, point)
+            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: load_study_model(p))
+            run = method_for(method, trial)
+            seconds = [segment_cell(ctx, method, trial, e)[0].load().get("seconds") or 0.0
+                       for e in segment_ends(ctx.cfg) if e <= point.step]
+            rows.append(make_row(ctx, f"{method.name}/lr={trial.learning_rate:g}/seed={ctx.cfg.seeds[0]}", label,
+                                 RowKind.TRAINED, m, method=method.name, learning_rate=trial.learning_rate,
+                                 seed=ctx.cfg.seeds[0], train_seconds=sum(seconds),
+                                 trained_on=unit.load().get("machine"), curve=unit.load().get("curve") or [],
+                                 path=path, plain_sft=plain_sft(run), family=method.family or family_of(run.train),
+                                 tuned=True, step=point.step, settings=trial.settings()))
+        return rows
