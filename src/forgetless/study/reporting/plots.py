@@ -19,6 +19,14 @@ _MARKERS = {RowKind.BASE: "*", RowKind.TRAINED: "o", RowKind.INTERPOLATION: ".",
             RowKind.COCKTAIL: "D"}
 
 
+def _save(fig: matplotlib.figure.Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically (a killed report never leaves half a picture) and close it."""
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
 def _curve(rows: list[Row], base: Row, parent: Row, kind: RowKind) -> list[Row]:
     """Base, the sweep's interior points, then the fine-tuned model: one curve from alpha 0 to 1."""
     inner = sorted((r for r in rows if r.get("parent") == parent["id"] and r["kind"] == kind), key=lambda r: r["alpha"])
@@ -70,10 +78,7 @@ def plot_frontier(rows: list[Row], path: Path, axis: str = "loss") -> Path:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.25)
     fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
@@ -112,10 +117,7 @@ def plot_alpha_curves(rows: list[Row], path: Path) -> Path | None:
     fig.suptitle("Interpolating base and fine-tuned weights (WiSE-FT) and outputs (ensemble)"
                  + ("; LM-Cocktail dashed" if cocktail_rows else ""))
     fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_learning_curves(rows: list[Row], path: Path) -> Path | None:
@@ -140,7 +142,4 @@ def plot_learning_curves(rows: list[Row], path: Path) -> Path | None:
     left.legend(fontsize=7)
     fig.suptitle("Learning curves: was each method still learning when its budget ended?")
     fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
