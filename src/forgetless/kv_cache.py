@@ -7,7 +7,7 @@ batch 32). Here each layer writes into buffers with room for the whole sequence 
 plus the generation budget, known before the first step) and hands the model views of the
 filled part, so a step copies only its own token. The values attended to are the same
 numbers in the same order, so the logits, and greedy tokens, are those of ``DynamicCache``
-(``tests/test_generate_speed.py``). Dropping finished rows (``batch_select_indices``) keeps the
+(``tests/test_generate_batched.py``). Dropping finished rows (``batch_select_indices``) keeps the
 buffers' room. Models with sliding-window layers keep a plain ``DynamicCache`` layer's
 semantics (all positions kept, the mask hides the old ones), as the decoders did before.
 """
