@@ -130,6 +130,20 @@ def test_score_and_choice_take_the_best_checkpoint_within_the_budget() -> None:
     assert out.chosen(0.01) is None
 
 
+def test_equal_exact_match_ranks_by_validation_loss_then_trial() -> None:
+    # A task learned late: every trial scores 0% at the first rung; the one whose loss fell most is kept.
+    slow, fast = [Point(0, 75, 0.0, 0.1, 2.5)], [Point(1, 75, 0.0, 0.3, 1.2)]
+    over = [Point(2, 75, 0.0, 0.9, 0.4)]  # learns fastest but forgets past the budget: ranked below both
+    values = {n: score(p, 75, 0.5, n) for n, p in enumerate([slow, fast, over])}
+    assert values[1] > values[0] > values[2]
+    assert promoted(values, 2) == [1]
+    # Exact match comes first: one more right answer of 10,000 outweighs any loss.
+    assert score([Point(0, 75, 1e-4, 0.1, 50.0)], 75, 0.5, 0) > score([Point(1, 75, 0.0, 0.1, 0.0)], 75, 0.5, 1)
+    # Without a loss (an answers-only validation set) equal scores still go to the earlier trial.
+    assert score([Point(0, 75, 0.5, 0.1)], 75, 0.5, 0) > score([Point(1, 75, 0.5, 0.1)], 75, 0.5, 1)
+    assert score([Point(0, 75, 0.5, 0.1)], 75, 0.5, 0) == pytest.approx(0.5)
+
+
 def test_edge_of_range_warning(search_yaml: Path) -> None:
     from forgetless.study.tuning.halving import edges
 
@@ -172,6 +186,7 @@ def test_lora_and_talr_trials_continue_from_their_rung_checkpoint(search_yaml: P
         record = json.loads((Path(result["model"]) / "forgetless.json").read_text())
         assert record["resolved"]["resumed_from"].endswith("checkpoint-1") and result["steps"] == 1
         assert [p["step"] for p in result["curve"]] == [0, 1, 2]
+        assert all(p["validation_loss"] > 0 for p in result["curve"])  # the halving's tie-break is measured
 
 
 def test_tune_command_searches_one_method(search_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:

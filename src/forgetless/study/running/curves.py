@@ -1,11 +1,15 @@
-"""Learning curves: validation exact match and held-out general loss at a few points while a model trains.
+"""Learning curves: validation exact match and loss, and held-out general loss, at a few points while a model trains.
 
 A method that scores low at the end of its budget may have stopped learning or
 may have been stopped while still learning; only the curve tells which, so the
 study's report draws it and its "why nothing ships" diagnosis quotes it.
 
+The validation loss (mean NLL of the gold completions, nats/token) moves long before
+exact match does: a task learned only after a few hundred steps scores 0% at every
+early point, and the search's halving ranks such ties by it (``study/tuning/halving.py``).
+
 The points go into the Trainer's ``state.log_history`` (``curve/validation_em``,
-``curve/general_nats_per_token``), which checkpoints carry: a run killed and
+``curve/validation_loss``, ``curve/general_nats_per_token``), which checkpoints carry: a run killed and
 resumed keeps the points measured before the kill, and the finished model's
 ``forgetless.json`` holds the whole curve.
 
@@ -21,8 +25,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
+from forgetless.data.records import read_records
 from forgetless.evaluation.codelength import text_code_lengths
-from forgetless.evaluation.domain import domain_accuracy
+from forgetless.evaluation.domain import completion_loss, domain_accuracy
 
 
 class LearningCurve(TrainerCallback):
@@ -42,15 +47,21 @@ class LearningCurve(TrainerCallback):
             tokenizer, validation, examples, texts, points)
         self.answer_extraction = answer_extraction
         self.steps: set[int] = set()
+        # A validation set of prompt/answer records has no completion to score: its curve has no loss.
+        self.scores_loss = all(isinstance(r.fields.get("completion"), str) and r.fields["completion"]
+                               for r in read_records(validation)[:examples])
 
     def _measure(self, model: torch.nn.Module, state: Any) -> None:
         was_training = model.training
         scored = domain_accuracy(model, self.tokenizer, self.validation, limit=self.examples, progress=False,
                                  answer_extraction=self.answer_extraction)
+        loss = (completion_loss(model, self.tokenizer, self.validation, limit=self.examples, progress=False)
+                if self.scores_loss else None)
         lengths = text_code_lengths(model, self.tokenizer, self.texts, progress=False)
         model.train(was_training)
         state.log_history.append({
             "curve/validation_em": scored["exact_match"],
+            "curve/validation_loss": loss["completion_loss"] if loss else None,
             "curve/general_nats_per_token": sum(c.nats for c in lengths) / sum(c.tokens for c in lengths),
             "step": state.global_step,
         })
@@ -70,8 +81,10 @@ class LearningCurve(TrainerCallback):
 
 
 def curve_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The curve points of a training log: ``[{"step", "validation_accuracy", "general_nats_per_token"}]`` by step."""
+    """The curve points of a training log by step: ``[{"step", "validation_accuracy", "validation_loss",
+    "general_nats_per_token"}]`` (``validation_loss`` None in a log written before it was measured)."""
     points = {e["step"]: {"step": e["step"], "validation_accuracy": e["curve/validation_em"],
+                          "validation_loss": e.get("curve/validation_loss"),
                           "general_nats_per_token": e["curve/general_nats_per_token"]}
               for e in log_history if "curve/validation_em" in e}
     return [points[s] for s in sorted(points)]

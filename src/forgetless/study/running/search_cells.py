@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ def segment_cell(ctx: Context, method: MethodConfig, trial: Trial, until: int) -
         raise ValueError("search: tuned methods need a validation set and learning curves (eval.curve_points > 0)")
     spec["curve"] = {"points": curve.points, "examples": curve.examples, "validation": ctx.eval_spec["validation"],
                      "documents": len(curve.texts), "general": ctx.eval_spec["general"],
+                     "validation_loss": curve.scores_loss,  # halving ranks ties by it: a cell without it is older
                      **({"answer_extraction": curve.answer_extraction} if curve.answer_extraction else {})}
     spec["until"] = until
     return cell(ctx.root / "cells", "trial", spec), curve
@@ -137,5 +139,6 @@ def segment_points(result: dict[str, Any], number: int, after: int) -> list[Poin
     if not curve or curve[0]["step"] != 0:
         return []
     start = curve[0]["general_nats_per_token"]
-    return [Point(number, p["step"], p["validation_accuracy"], p["general_nats_per_token"] - start)
+    return [Point(number, p["step"], p["validation_accuracy"], p["general_nats_per_token"] - start,
+                  math.inf if p.get("validation_loss") is None else p["validation_loss"])
             for p in curve if after < p["step"] <= result["step"]]

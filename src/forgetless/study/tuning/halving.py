@@ -17,9 +17,13 @@ at that rung first, so each trial is judged against all of them by Optuna's own 
 
 A trial's score at a rung is its best learning-curve point so far within the forgetting
 budget (validation exact match on ``eval.curve_examples``; forgetting as the curve's
-held-out loss minus step 0's); a trial with no point within the budget ranks below every
-trial with one, by its least forgetting. Ties go to the earlier trial, so exactly
-``max(1, n // η)`` trials go on and every method trains the same number of steps.
+held-out loss minus step 0's); among equal exact matches the lower validation loss (the
+gold completions' NLL on the same examples) ranks higher, since a task learned late
+scores 0% at every early rung and exact match alone would then keep the trials that
+forget least, which are the ones that learn slowest. A trial with no point within the
+budget ranks below every trial with one, by its least forgetting. Remaining ties go to
+the earlier trial, so exactly ``max(1, n // η)`` trials go on and every method trains
+the same number of steps.
 This module is pure (no torch): it reads curve points, never models.
 """
 
@@ -36,7 +40,11 @@ if TYPE_CHECKING:  # config imports this module lazily; the types only
     from forgetless.study.config import MethodConfig, StudyConfig
 
 LR = "learning_rate"
-TIE = 1e-6  # per trial number: below any difference of two exact-match scores, so it only breaks ties
+# A score is exact match + LOSS_SHARE / (1 + validation loss) - TIE * trial number: the loss term (under 1e-4)
+# is below any difference of two exact matches on fewer than 10,000 examples, and TIE (times fewer than 10^4
+# trials) below any difference of two losses that matters, so the order is exact match, then loss, then trial.
+LOSS_SHARE = 1e-4
+TIE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -179,22 +187,29 @@ def corner_configs(cfg: StudyConfig, method: MethodConfig) -> list[tuple[MethodC
 
 @dataclass(frozen=True)
 class Point:
-    """One kept checkpoint of a trial: its step, validation exact match and forgetting on the curve's slices."""
+    """One kept checkpoint of a trial: its step, validation exact match, forgetting and validation loss on the
+    curve's slices (loss ``inf`` where the curve has none: an answers-only validation set, an older cell)."""
 
     trial: int
     step: int
     validation: float
     forgetting: float
+    validation_loss: float = math.inf
+
+    @property
+    def value(self) -> float:
+        """Exact match, with ties ranked by the lower validation loss (see ``LOSS_SHARE``)."""
+        return self.validation + LOSS_SHARE / (1.0 + self.validation_loss)
 
 
 def score(points: list[Point], step: int, budget: float, number: int) -> float:
     """A trial's value at ``step``: its best point so far within the budget (see the module docstring).
 
-    Within the budget: the exact match (0 to 1); else ``-1 - least forgetting`` (below every trial within it).
-    Ties: ``TIE`` per trial number, the earlier trial first.
+    Within the budget: the best ``Point.value`` (exact match, then loss); else ``-1 - least forgetting``
+    (below every trial within it). Ties: ``TIE`` per trial number, the earlier trial first.
     """
     seen = [p for p in points if p.step <= step]
-    within = [p.validation for p in seen if p.forgetting <= budget]
+    within = [p.value for p in seen if p.forgetting <= budget]
     value = max(within) if within else -1.0 - min((p.forgetting for p in seen), default=math.inf)
     return max(value, -1e9) - TIE * number
 
