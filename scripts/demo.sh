@@ -9,7 +9,7 @@ bash scripts/setup.sh
 # The testbed's pretraining (batch 16 x 128 tokens) is compute-bound: every core helps
 # (about twice as fast on 2 cores as on 1), so it is built before the thread limit below.
 # Instant when it is already built.
-.venv/bin/forgetless testbed build tiny > /dev/null
+.venv/bin/forgetless testbed build --preset tiny > /dev/null
 # The study's runs (batch 8) train as fast on one thread as on two (measured), two of
 # them run side by side, and one thread does not spin-wait when the machine is busy.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
