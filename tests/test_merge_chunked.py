@@ -110,3 +110,58 @@ def test_a_non_finite_merge_counts_the_whole_tensor_and_writes_nothing(tmp_path:
         messages.append(str(err.value).replace(str(tmp_path), ""))
         assert not (tmp_path / f"out{chunk}").exists()
     assert messages[0] == messages[1] and "holds 2 non-finite value(s) (NaN or inf) of 12 in fp16" in messages[0]
+
+
+def test_background_writer_keeps_order_and_raises_its_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices are written on another thread while the next is computed in the same buffer: the file holds
+    every slice as it was when handed over, a failed write (a full disk) is raised, and an error of the
+    merge itself is the one raised, not one of the writer's."""
+    from safetensors.torch import load_file
+
+    import forgetless.merging.writer as writer
+    from forgetless.merging.checkpoint import TensorInfo
+
+    monkeypatch.setattr(writer, "WRITE_DEPTH", 2)
+    info = {"w": TensorInfo(Path("x"), "F32", (64, 3))}
+    buffer = torch.empty(8, 3)
+
+    def produce(name: str):  # one reused buffer, refilled for each slice, as the engine's Scratch does
+        for start in range(0, 64, 8):
+            buffer.copy_(torch.arange(start * 3, (start + 8) * 3, dtype=torch.float32).view(8, 3))
+            yield buffer
+
+    writer.write_shards(tmp_path, info, 1 << 30, produce)
+    assert torch.equal(load_file(tmp_path / "model.safetensors")["w"], torch.arange(192.0).view(64, 3))
+
+    class Full(Exception):
+        pass
+
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, path: Path, mode: str) -> None:
+            self.handle, self.left = real_open(path, mode), 500
+
+        def write(self, data: bytes) -> int:
+            self.left -= len(data)
+            if self.left < 0:
+                raise Full("no space left on device")
+            return self.handle.write(data)
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+    monkeypatch.setattr(writer, "open", FullDisk, raising=False)
+    with pytest.raises(Full):
+        writer.write_shards(tmp_path, info, 1 << 30, produce)
+
+    def fails(name: str):
+        yield torch.zeros(8, 3)
+        raise MergeError("the merge's own error")
+
+    monkeypatch.setattr(writer, "open", real_open, raising=False)
+    with pytest.raises(MergeError, match="own error"):
+        writer.write_shards(tmp_path, info, 1 << 30, fails)

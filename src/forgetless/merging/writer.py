@@ -6,13 +6,21 @@ range, so the whole shard is normally assembled in memory before it is saved
 (``safetensors.torch.save_file``). The merge output's names, dtypes and shapes are known
 before any data is computed, so here the header is written first and each tensor's bytes
 are appended as soon as it is computed: memory holds one output tensor, not one shard.
+
+The bytes are written by a second thread while the next slice is computed: the write to
+the page cache (and, once dirty pages pile up, the kernel's throttling of it) took half of
+a merge's time when done in turn with the arithmetic (``bench/merge_bench.py``). At most
+``WRITE_DEPTH`` slices wait for the writer, each a copy of what the engine handed over
+(the engine reuses its buffers), so the memory bound stays a few slices.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +31,7 @@ from forgetless.atomic import write_json
 from forgetless.merging.checkpoint import DTYPE_NAMES, INDEX_FILE, SINGLE_FILE, TensorInfo
 
 DEFAULT_SHARD_BYTES = 5 * 1024**3
+WRITE_DEPTH = 4  # slices computed ahead of the writer thread at most
 
 
 def parse_size(value: int | str) -> int:
@@ -80,7 +89,31 @@ def _header(names: list[str], tensors: dict[str, TensorInfo]) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _write_tensor(handle: BinaryIO, pieces: torch.Tensor | Iterable[torch.Tensor], name: str,
+class _Writer:
+    """Appends byte blocks to a file in order on one background thread, ``WRITE_DEPTH`` blocks ahead at most."""
+
+    def __init__(self, handle: BinaryIO, pool: ThreadPoolExecutor) -> None:
+        self.handle, self.pool = handle, pool
+        self.pending: deque[Future[int | None]] = deque()
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Queue ``data`` (owned by the writer from now on: not to be changed by the caller)."""
+        while len(self.pending) >= WRITE_DEPTH:
+            self.pending.popleft().result()  # an error of the writer's is raised here
+        self.pending.append(self.pool.submit(self.handle.write, data))
+
+    def finish(self) -> None:
+        """Wait for every queued block (raising the writer's error, if any)."""
+        while self.pending:
+            self.pending.popleft().result()
+
+    def abandon(self) -> None:
+        """Wait for every queued block, ignoring their errors (the caller's own error is the one to raise)."""
+        while self.pending:
+            self.pending.popleft().exception()
+
+
+def _write_tensor(handle: _Writer, pieces: torch.Tensor | Iterable[torch.Tensor], name: str,
                   info: TensorInfo) -> None:
     """Append one tensor's bytes: the tensor itself, or consecutive slices of its rows in order."""
     written, whole = 0, isinstance(pieces, torch.Tensor)
@@ -90,7 +123,8 @@ def _write_tensor(handle: BinaryIO, pieces: torch.Tensor | Iterable[torch.Tensor
         if DTYPE_NAMES[piece.dtype] != info.dtype or not fits:
             raise RuntimeError(f"{name}: computed {piece.dtype} {list(piece.shape)}, planned {info.dtype} "
                                f"{list(info.shape)}")
-        data = piece.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        # A copy: the engine computes the next slice in the same buffer while this one is written.
+        data = piece.detach().cpu().reshape(-1).view(torch.uint8).clone().numpy()
         handle.write(memoryview(data))
         written += data.nbytes
     if written != info.nbytes:
@@ -113,11 +147,18 @@ def write_shards(directory: Path, tensors: dict[str, TensorInfo], max_bytes: int
         The shards written.
     """
     shards = plan_shards(tensors, max_bytes)
-    for shard in shards:
-        with open(directory / shard.file, "wb") as handle:
-            handle.write(_header(shard.names, tensors))
-            for name in shard.names:
-                _write_tensor(handle, produce(name), name, tensors[name])
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forgetless-write") as pool:
+        for shard in shards:
+            with open(directory / shard.file, "wb") as handle:
+                writer = _Writer(handle, pool)
+                try:  # the file is closed only once the writer is done with it
+                    writer.write(_header(shard.names, tensors))
+                    for name in shard.names:
+                        _write_tensor(writer, produce(name), name, tensors[name])
+                    writer.finish()
+                except BaseException:
+                    writer.abandon()
+                    raise
     if len(shards) > 1:
         write_json(directory / INDEX_FILE, {
             "metadata": {"total_size": sum(info.nbytes for info in tensors.values())},
