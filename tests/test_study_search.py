@@ -218,3 +218,23 @@ def test_seed_claims_judge_a_tuned_family_by_its_tuned_model() -> None:
                                                                                     "ability than L2-SP"))
     assert claim.verdict == "reproduced" and "`talr/lr=0.001/seed=0`" in claim.evidence
     assert "talr-hand" not in claim.evidence
+
+
+def test_dry_run_counts_and_times_the_search(search_yaml: Path) -> None:
+    from forgetless.study.running.dry_run import cell_seconds, dry_run, schedule
+    from forgetless.study.running.runner import prepare_context
+    from forgetless.study.running.stages.search import planned_rungs
+
+    cfg = load_study(search_yaml)
+    result = dry_run(cfg, workers=2, timing=True, print_fn=lambda _: None)
+    # Per method: 4 trials to step 2 (one segment each), the best 2 on to step 4: 6 segments and 12 steps.
+    assert result.cells["search train"] == 2 * 6
+    rungs = planned_rungs(prepare_context(cfg, lambda _: None)[0])
+    assert [sum(t.work.steps for t in g) for g in rungs] == [2 * 4 * 2, 2 * 2 * 2]
+    assert result.train_steps >= 2 * planned_steps(cfg)
+    # The rungs run one after another on the workers, then the graph: the estimate holds both.
+    assert result.rates is not None
+    searching = sum(schedule(g, lambda i, g=g: cell_seconds(g.tasks[i].work, result.rates), 2) for g in rungs)
+    assert 0 < searching < result.parallel_seconds <= result.serial_seconds
+    cells = Path(cfg.output) / "cells"
+    assert not cells.exists() or not any(p.name.startswith("trial-") for p in cells.iterdir())  # nothing trained

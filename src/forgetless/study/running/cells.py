@@ -98,14 +98,15 @@ def study_relative(value: Any, study: Path) -> Any:
     return value
 
 
-def cell(root: Path, kind: str, spec: dict[str, Any]) -> Cell:
-    """The cell of ``kind`` determined by ``spec``; its spec is stored beside it for inspection.
+def cell(root: Path, kind: str, spec: dict[str, Any], record: bool = True) -> Cell:
+    """The cell of ``kind`` determined by ``spec``; its spec is stored beside it for inspection
+    (unless ``record`` is off: a lookup that must write nothing, such as a dry run's).
 
     ``root`` is the study's ``cells`` folder; paths inside the study enter the key relative to it
     (``study_relative``), so a moved study finishes from its cache.
     """
     spec = study_relative(spec, root.resolve().parent)
     made = Cell(root, kind, content_key({"kind": kind, **spec}))
-    if not (made.dir / "spec.json").is_file():
+    if record and not (made.dir / "spec.json").is_file():
         write_json(made.dir / "spec.json", spec)
     return made

@@ -45,6 +45,7 @@ from forgetless.study.running.plan import plan_cells
 from forgetless.study.running.runner import prepare_context
 from forgetless.study.running.stages import Stage
 from forgetless.study.running.stages.registry import STAGES
+from forgetless.study.running.stages.search import planned_rungs
 from forgetless.study.tuning.halving import planned_steps
 from forgetless.training.run import train
 
@@ -189,14 +190,21 @@ def dry_run(cfg: StudyConfig, workers: int = 1, timing: bool = True, print_fn: C
              f"test set: always answering {floor['majority_answer']!r} scores {floor['majority_accuracy']:.1%} "
              f"under {floor['floor_extraction']} (the constant-answer floor a trained model must beat)"]
     tuned = [m.name for m in cfg.methods if m.tuned]
-    if tuned:  # adaptive: its cells are declared rung by rung, so they are not in the graph counted above
+    # The search's rungs run one after another before the graph (stages.search), each rung a graph of its own.
+    rungs = planned_rungs(ctx) if tuned else []
+    for rung in rungs:
+        for task in rung:
+            cells[f"search {task.work.kind}"] = cells.get(f"search {task.work.kind}", 0) + 1
+    steps += sum(t.work.steps for rung in rungs for t in rung)
+    if tuned:
         lines.append(f"search: {', '.join(tuned)} tuned, {cfg.search.trials} trials and {planned_steps(cfg):,} training "
-                     "steps each (successive halving, docs/tuning.md); not in the cell count or the estimate above")
+                     f"steps each (successive halving over {len(rungs)} rungs, docs/tuning.md)")
     result = DryRun(cells=cells, train_steps=steps, notes=lines, workers=workers)
     if timing:
         rates = measure_rates(cfg, ctx.base_path, ctx.train_data or str(ctx.test_path), ctx.validation_path,
                               ctx.general_texts)
         result.rates = rates
-        result.serial_seconds = schedule(graph, lambda i: cell_seconds(graph.tasks[i].work, rates), 1)
-        result.parallel_seconds = schedule(graph, lambda i: cell_seconds(graph.tasks[i].work, rates), workers)
+        for slots, attr in ((1, "serial_seconds"), (workers, "parallel_seconds")):
+            setattr(result, attr, sum(schedule(g, lambda i, g=g: cell_seconds(g.tasks[i].work, rates), slots)
+                                      for g in [*rungs, graph]))
     return result

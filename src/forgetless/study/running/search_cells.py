@@ -53,8 +53,10 @@ def _trial_context(ctx: Context) -> Context:
     return dataclasses.replace(ctx, cfg=ctx.cfg.model_copy(update={"eval": ev}))
 
 
-def segment_cell(ctx: Context, method: MethodConfig, trial: Trial, until: int) -> tuple[Cell, LearningCurve]:
-    """The cell of ``trial`` trained up to step ``until`` (whether or not it has run) and its curve callback."""
+def segment_cell(ctx: Context, method: MethodConfig, trial: Trial, until: int,
+                 record: bool = True) -> tuple[Cell, LearningCurve]:
+    """The cell of ``trial`` trained up to step ``until`` (whether or not it has run) and its curve callback
+    (``record``: as ``cells.cell``)."""
     tctx = _trial_context(ctx)
     run = with_replay_file(ctx, method_for(method, trial))
     probe = ctx.cfg.train_config(run, trial.learning_rate, ctx.cfg.seeds[0], "unused")
@@ -70,7 +72,7 @@ def segment_cell(ctx: Context, method: MethodConfig, trial: Trial, until: int) -
                      "validation_loss": curve.scores_loss,  # halving ranks ties by it: a cell without it is older
                      **({"answer_extraction": curve.answer_extraction} if curve.answer_extraction else {})}
     spec["until"] = until
-    return cell(ctx.root / "cells", "trial", spec), curve
+    return cell(ctx.root / "cells", "trial", spec, record), curve
 
 
 def _checkpoints(unit: Cell) -> Path:

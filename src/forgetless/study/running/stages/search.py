@@ -70,7 +70,7 @@ def outcome(ctx: Context, method: MethodConfig) -> Outcome:
     for rung in range(len(rungs)):
         for number in out.alive[rung]:
             for until, previous in _segments(cfg, rung):
-                unit = segment_cell(ctx, method, trials[number], until)[0]
+                unit = segment_cell(ctx, method, trials[number], until, record=False)[0]  # a lookup only
                 if number in out.diverged:
                     break
                 if not unit.done():
@@ -96,33 +96,55 @@ def run_search(ctx: Context, run_graph: Callable[[Graph], None], print_fn: Calla
         return
     spec = spec_of(ctx)
     for rung in range(ctx.cfg.search.rungs):
-        graph = Graph()
-        replay = {}
-        for kind in REPLAY_SOURCES:  # the replay samples the tuned methods train on (the study's own cells)
-            if any(kind in replay_sources(m) for m in tuned):
-                task = REPLAY_SAMPLES if kind == "context-free" else f"{REPLAY_SAMPLES}/{kind}"
-                replay[kind] = graph.add(task, f"make the {kind} replay samples", replay_samples_task, (spec, kind),
-                                         work=Work("samples", samples=0 if kind == "corpus"
-                                                   else ctx.cfg.context_free.replay_samples))
-        alive = 0
-        for method in tuned:
-            state = outcome(ctx, method)
-            if rung >= len(state.alive):
-                continue  # an earlier rung is not finished (a cell failed): the executor has said so
-            for number in state.alive[rung]:
-                if number in state.diverged:
-                    continue
-                alive += 1
-                trial, deps = state.trials[number], [replay[k] for k in replay_sources(method)]
-                for until, previous in _segments(ctx.cfg, rung):
-                    task = graph.add(f"search/{method.name}/trial={number}/step={until}",
-                                     f"train {trial.label} to step {until}", segment_task,
-                                     (spec, method, trial, until, previous), deps, gpu=True,
-                                     work=segment_work(ctx.cfg, until - (previous or 0)))
-                    deps = [task]
-        print_fn(f"[search] rung {rung + 1}/{ctx.cfg.search.rungs}: {alive} trials of {len(tuned)} methods to step "
-                 f"{rung_steps(ctx.cfg)[rung]}")
+        states = {m.name: outcome(ctx, m) for m in tuned}
+        # A method whose earlier rung is not finished (a cell failed, as the executor has said) sits this one out.
+        alive = {name: [n for n in state.alive[rung] if n not in state.diverged]
+                 for name, state in states.items() if rung < len(state.alive)}
+        graph = rung_graph(ctx, spec, rung, {name: state.trials for name, state in states.items()}, alive)
+        print_fn(f"[search] rung {rung + 1}/{ctx.cfg.search.rungs}: {sum(map(len, alive.values()))} trials of "
+                 f"{len(tuned)} methods to step {rung_steps(ctx.cfg)[rung]}")
         run_graph(graph)
+
+
+def planned_rungs(ctx: Context) -> list[Graph]:
+    """Every rung's graph as ``run_search`` will declare it, before anything is trained (for the dry run):
+    as many trials as the halving keeps at each rung (which ones does not change the cost), the replay
+    samples in the first rung only (later rungs find them made)."""
+    tuned = tuned_methods(ctx.cfg)
+    trials = {m.name: propose(ctx.cfg, m) for m in tuned}
+    kept = {name: len(proposed) for name, proposed in trials.items()}
+    graphs = []
+    for rung in range(ctx.cfg.search.rungs):
+        graphs.append(rung_graph(ctx, spec_of(ctx), rung, trials, {n: list(range(k)) for n, k in kept.items()},
+                                 replay_cells=rung == 0))
+        kept = {n: max(1, k // ctx.cfg.search.reduction) for n, k in kept.items()}  # halving.promoted's count
+    return graphs
+
+
+def rung_graph(ctx: Context, spec: ContextSpec, rung: int, trials: dict[str, list[Trial]],
+               alive: dict[str, list[int]], replay_cells: bool = True) -> Graph:
+    """Rung ``rung``'s cells: every segment, up to the rung's end, of the trials ``alive[method name]`` (numbers
+    into ``trials[method name]``), after the replay samples they train on (``replay_cells``: declare those too)."""
+    tuned = [m for m in tuned_methods(ctx.cfg) if m.name in alive]
+    graph = Graph()
+    replay = {}
+    for kind in REPLAY_SOURCES:  # the replay samples the tuned methods train on (the study's own cells)
+        if replay_cells and any(kind in replay_sources(m) for m in tuned):
+            task = REPLAY_SAMPLES if kind == "context-free" else f"{REPLAY_SAMPLES}/{kind}"
+            replay[kind] = graph.add(task, f"make the {kind} replay samples", replay_samples_task, (spec, kind),
+                                     work=Work("samples", samples=0 if kind == "corpus"
+                                               else ctx.cfg.context_free.replay_samples))
+    for method in tuned:
+        for number in alive[method.name]:
+            trial = trials[method.name][number]
+            deps = [replay[k] for k in replay_sources(method) if k in replay]
+            for until, previous in _segments(ctx.cfg, rung):
+                task = graph.add(f"search/{method.name}/trial={number}/step={until}",
+                                 f"train {trial.label} to step {until}", segment_task,
+                                 (spec, method, trial, until, previous), deps, gpu=True,
+                                 work=segment_work(ctx.cfg, until - (previous or 0)))
+                deps = [task]
+    return graph
 
 
 def chosen_cell(ctx: Context, method: MethodConfig, state: Outcome) -> tuple[Trial, Point, Any] | None:
