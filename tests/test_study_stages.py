@@ -157,3 +157,27 @@ def test_the_study_library_never_parses_command_lines() -> None:
                        [alias.name for alias in node.names] + [getattr(node, "module", None)]
                        for node in ast.walk(ast.parse(path.read_text())))]
     assert parsing == []  # only the `study` command's own module parses flags
+
+
+def test_trust_remote_code_is_the_studys_and_reaches_every_load(study_yaml: Path,  # noqa: F811
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgetless.config import ConfigError
+    from forgetless.study.running import context
+
+    values = yaml.safe_load(study_yaml.read_text())
+    cfg = load_study(study_yaml)
+    assert cfg.trust_remote_code is False  # off unless the user turns it on
+    assert cfg.train_config(cfg.methods[0], 1e-3, 0, "out").trust_remote_code is False
+    values["trust_remote_code"] = True
+    study_yaml.write_text(yaml.safe_dump(values))
+    cfg = load_study(study_yaml)
+    assert cfg.train_config(cfg.methods[0], 1e-3, 0, "out").trust_remote_code is True  # training loads with it
+    seen: list[bool] = []
+    monkeypatch.setattr(context, "load_causal_lm", lambda path, dtype, trust: seen.append(trust))
+    ctx, _ = prepare_context(cfg, lambda _: None)
+    ctx.load_model(ctx.base_path)  # every evaluation loads through the context
+    assert seen == [True]
+    values["training"] = {**values.get("training", {}), "trust_remote_code": True}  # one setting, not per run
+    study_yaml.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        load_study(study_yaml)

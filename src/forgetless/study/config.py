@@ -319,10 +319,14 @@ class StudyConfig(BaseModel):
         "and every evaluation of the domain (forgetless.prompting); auto: what a forgetless-trained base was "
         "trained with, else plain text.")
 
+    trust_remote_code: bool = Field(
+        False, description="Run the base model's own code from the hub (its tokenizer's too), in training and every "
+        "evaluation: only for a model whose source you trust; off, a model that needs it is refused with a message.")
+
     @field_validator("training")
     @classmethod
     def _tokens_are_the_studys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in ("add_bos", "chat_template"):  # training and evaluation must see one convention
+        for key in ("add_bos", "chat_template", "trust_remote_code"):  # training and evaluation must see one
             if key in value:
                 raise ValueError(f"{key} is set for the whole study (top-level key {key}), not under training")
         return value
@@ -354,7 +358,8 @@ class StudyConfig(BaseModel):
         """The TrainConfig of one run (study defaults, then the method's own keys)."""
         values = {**self.training, **method.train, "model": self.base_model, "data": self.data.train,
                   "output": output, "learning_rate": learning_rate, "seed": seed, "overwrite": True,
-                  "add_bos": self.add_bos, "chat_template": self.chat_template}
+                  "add_bos": self.add_bos, "chat_template": self.chat_template,
+                  "trust_remote_code": self.trust_remote_code}
         return build_config(TrainConfig, values, f"methods[{method.name}]")
 
 

@@ -42,10 +42,11 @@ def load_study_model(path: str, trust_remote_code: bool = False) -> PreTrainedMo
     return load_causal_lm(path, torch.float32, trust_remote_code)
 
 
-def load_tokenizer(path: str, add_bos: str = "auto", chat_template: str = "auto") -> PreTrainedTokenizerBase:
+def load_tokenizer(path: str, add_bos: str = "auto", chat_template: str = "auto",
+                   trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer of a study model (padding set when it has none, the study's BOS convention and prompt
     format settled)."""
-    return models_tokenizer(path, add_bos=add_bos, chat_template=chat_template)
+    return models_tokenizer(path, trust_remote_code, add_bos=add_bos, chat_template=chat_template)
 
 
 def tokens_key(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -104,3 +105,8 @@ class Context:
     rows: list[Row] = field(default_factory=list)  # the rows of the stages assembled so far
     diverged: list[dict[str, str]] = field(default_factory=list)  # runs whose loss or weights became NaN or inf
     measurements: dict[str, dict[str, Any]] = field(default_factory=dict)  # by row id: what each row was made from
+
+    def load_model(self, path: str) -> PreTrainedModel:
+        """A model of this study (the base, a trained model), as ``load_study_model`` loads it, running the
+        model's own code only when the study says ``trust_remote_code: true``."""
+        return load_study_model(path, self.cfg.trust_remote_code)

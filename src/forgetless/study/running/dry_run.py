@@ -123,8 +123,8 @@ def measure_rates(cfg: StudyConfig, base_path: str, train_data: str, validation:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     step = statistics.median(timer.times[1:] or timer.times)
-    model = load_study_model(base_path).eval()
-    tokenizer = load_tokenizer(base_path, add_bos=cfg.add_bos, chat_template=cfg.chat_template)
+    model = load_study_model(base_path, cfg.trust_remote_code).eval()
+    tokenizer = load_tokenizer(base_path, cfg.add_bos, cfg.chat_template, cfg.trust_remote_code)
     start = time.perf_counter()
     domain_accuracy(model, tokenizer, validation or train_data, limit=PROBE_ANSWERS, progress=False)
     answer = (time.perf_counter() - start) / PROBE_ANSWERS

@@ -119,7 +119,7 @@ def prepare_context(cfg: StudyConfig, print_fn: Callable[[str], None],
         general = resolve_data(cfg.data.general)
         test = resolve_data(cfg.data.test)
         train_data, validation, notes = prepare_domain_data(cfg, root, print_fn)
-        tokenizer = load_tokenizer(base_path, cfg.add_bos, cfg.chat_template)
+        tokenizer = load_tokenizer(base_path, cfg.add_bos, cfg.chat_template, cfg.trust_remote_code)
         ctx = Context(
             cfg=cfg, root=root, base_path=base_path, tokenizer=tokenizer,
             general_texts=read_texts(general)[: cfg.eval.general_limit], test_path=test,

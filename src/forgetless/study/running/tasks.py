@@ -86,7 +86,7 @@ def context_for(spec: ContextSpec) -> Context:
         cfg = spec.cfg
         ctx = _CONTEXTS[spec.key] = Context(
             cfg=cfg, root=Path(spec.root), base_path=spec.base_path,
-            tokenizer=load_tokenizer(spec.base_path, cfg.add_bos, cfg.chat_template),
+            tokenizer=load_tokenizer(spec.base_path, cfg.add_bos, cfg.chat_template, cfg.trust_remote_code),
             general_texts=read_texts(spec.general_path)[: cfg.eval.general_limit], test_path=spec.test_path,
             eval_spec=dict(spec.eval_spec), progress=CellProgress(0.0), validation_path=spec.validation_path,
             train_data=spec.train_data, general_path=spec.general_path)

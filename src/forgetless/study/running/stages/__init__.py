@@ -18,7 +18,7 @@ A study runs its stages in the order of ``forgetless.study.running.stages.regist
   which the base stage records first.
 
 The helpers a stage needs are public: ``forgetless.study.running.context`` (the context,
-``load_study_model``, ``resolve_data``), ``forgetless.study.running.model_cells`` (``train_model``,
+``Context.load_model``, ``resolve_data``), ``forgetless.study.running.model_cells`` (``train_model``,
 ``trained_path``, ``evaluate``, ``make_row``, task ids), ``forgetless.study.running.replay_cells``
 (sample cells) and ``forgetless.study.running.tasks`` (``spec_of``, ``context_for``, ``holder``).
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from forgetless.study.running.cells import model_fingerprint
 from forgetless.study.config import StudyConfig
-from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.context import Context
 from forgetless.study.running.data_checks import constant_floor
 from forgetless.study.running.graph import Graph
 from forgetless.study.running.model_cells import eval_task_id, eval_work, evaluate, make_row
@@ -19,7 +19,7 @@ BASE_ID = "base"
 
 def measure_base(ctx: Context) -> dict[str, Any]:
     """The base's measurements (a cell)."""
-    return evaluate(ctx, {"model": model_fingerprint(ctx.base_path)}, "base", lambda: load_study_model(ctx.base_path))
+    return evaluate(ctx, {"model": model_fingerprint(ctx.base_path)}, "base", lambda: ctx.load_model(ctx.base_path))
 
 
 def base_eval_task(spec: ContextSpec) -> None:

@@ -26,7 +26,7 @@ import torch
 from forgetless.data import data_hash
 from forgetless.study.running.cells import Cell, cell, model_fingerprint
 from forgetless.study.config import MethodConfig, PeerConfig, StudyConfig
-from forgetless.study.running.context import Context, load_study_model, resolve_data
+from forgetless.study.running.context import Context, resolve_data
 from forgetless.study.running.graph import Graph, Work
 from forgetless.study.running.model_cells import (diverged, eval_task_id, eval_work, evaluate, make_row, train_cell,
                                                   train_model, train_task_id, train_work, trained_path, trained_row_id)
@@ -136,7 +136,7 @@ def cocktail_point(ctx: Context, alpha: float, kept: dict[str, Any]) -> dict[str
     def mixed() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α = (1 − α) θ_mix + α θ_ft written into one model.
         if "interp" not in kept:
-            kept["interp"] = Interpolator(load_study_model(ft_path), mix, ft_path)
+            kept["interp"] = Interpolator(ctx.load_model(ft_path), mix, ft_path)
         kept["interp"].set_alpha(alpha)
         return kept["interp"].model
 

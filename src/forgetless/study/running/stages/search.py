@@ -22,7 +22,7 @@ from typing import Any
 
 from forgetless.study.config import MethodConfig, StudyConfig
 from forgetless.study.rows import Row, RowKind, family_of
-from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.context import Context
 from forgetless.study.running.graph import Graph, Work
 from forgetless.study.running.model_cells import eval_task_id, eval_work, evaluate, make_row, plain_sft
 from forgetless.study.running.replay_cells import REPLAY_SOURCES, replay_sources
@@ -171,7 +171,7 @@ def search_eval_task(spec: ContextSpec, method: MethodConfig) -> None:
     if picked is not None:
         trial, point, unit = picked
         path = str(unit.dir / "model")
-        evaluate(ctx, {"model": unit.key}, _label(trial, point), lambda: load_study_model(path))
+        evaluate(ctx, {"model": unit.key}, _label(trial, point), lambda: ctx.load_model(path))
 
 
 def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[str, Any]:
@@ -230,7 +230,7 @@ class SearchStage:
                 continue
             trial, point, unit = picked
             path, label = str(unit.dir / "model"), _label(trial, point)
-            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: load_study_model(p))
+            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: ctx.load_model(p))
             run = method_for(method, trial)
             seconds = [segment_cell(ctx, method, trial, e)[0].load().get("seconds") or 0.0
                        for e in segment_ends(ctx.cfg) if e <= point.step]

@@ -14,7 +14,7 @@ import torch
 
 from forgetless.study.running.cells import model_fingerprint
 from forgetless.study.config import MethodConfig, StudyConfig
-from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.context import Context
 from forgetless.study.running.graph import Graph
 from forgetless.study.running.model_cells import (diverged, eval_task_id, eval_work, evaluate, make_row, train_cell,
                                                   train_task_id, trained_models, trained_path, trained_row_id)
@@ -49,12 +49,12 @@ def sweep_point(ctx: Context, path: str, name: str, lr: float, kind: RowKind, al
     if kind == RowKind.ENSEMBLE:
         return evaluate(ctx, {"ensemble": fingerprint, "base": base, "alpha": alpha},
                         f"{name} lr={lr:g} ensemble a={alpha:g}",
-                        lambda: OutputEnsemble(load_study_model(ctx.base_path), load_study_model(path), alpha))
+                        lambda: OutputEnsemble(ctx.load_model(ctx.base_path), ctx.load_model(path), alpha))
 
     def interpolated() -> torch.nn.Module:
         # Loaded only when a point is not cached: θ_α is written into one model in memory.
         if "interp" not in kept:
-            kept["interp"] = Interpolator(load_study_model(path), ctx.base_path, path)
+            kept["interp"] = Interpolator(ctx.load_model(path), ctx.base_path, path)
         kept["interp"].set_alpha(alpha)
         return kept["interp"].model
 

@@ -7,7 +7,7 @@ those samples' cells, made once for all of them.
 from __future__ import annotations
 
 from forgetless.study.config import MethodConfig, StudyConfig
-from forgetless.study.running.context import Context, load_study_model
+from forgetless.study.running.context import Context
 from forgetless.study.running.graph import Graph, Work
 from forgetless.study.running.model_cells import (diverged, eval_task_id, eval_work, evaluate, make_row, plain_sft,
                                                   train_cell, train_model, train_task_id, train_work, trained_label,
@@ -37,7 +37,7 @@ def eval_task(spec: ContextSpec, method: MethodConfig, lr: float, seed: int) -> 
     if diverged(unit):
         return  # no model to measure; the report lists the run
     path = str(unit.dir / "model")
-    evaluate(ctx, {"model": unit.key}, trained_label(ctx.cfg, method, lr, seed), lambda: load_study_model(path))
+    evaluate(ctx, {"model": unit.key}, trained_label(ctx.cfg, method, lr, seed), lambda: ctx.load_model(path))
 
 
 class TrainedStage:
@@ -79,7 +79,7 @@ class TrainedStage:
                 ctx.diverged.append({"id": trained_row_id(method, lr, seed), "label": label,
                                      "message": diverged(unit)})
                 continue
-            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: load_study_model(p))
+            m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: ctx.load_model(p))
             trained = unit.load()
             rows.append(make_row(ctx, trained_row_id(method, lr, seed), label, RowKind.TRAINED, m, method=method.name,
                                  learning_rate=lr, seed=seed, train_seconds=trained.get("seconds"),
