@@ -238,3 +238,19 @@ def test_dry_run_counts_and_times_the_search(search_yaml: Path) -> None:
     assert 0 < searching < result.parallel_seconds <= result.serial_seconds
     cells = Path(cfg.output) / "cells"
     assert not cells.exists() or not any(p.name.startswith("trial-") for p in cells.iterdir())  # nothing trained
+
+
+def test_report_says_what_was_tried_when_no_trial_stays_within_the_budget() -> None:
+    from forgetless.study.reporting.search import search_body
+
+    trials = [{"number": n, "settings": {"learning_rate": lr}, "steps": steps, "validation": 0.0,
+               "forgetting": f, "best_step": None, "diverged": None, "rungs": 1}
+              for n, (lr, steps, f) in enumerate([(2e-3, 75, 4.8), (8e-4, 300, 1.05)])]
+    record = {"trials": trials, "rungs": [75, 150, 300], "seconds": 60.0, "finished": True, "reduction": 2,
+              "seed": 0, "space": {"learning_rate": "[0.0002, 0.005] log"}, "steps": 375, "budget": 0.5,
+              "chosen": None, "edges": []}
+    body = search_body([{"searches": {"lora": record}}])
+    assert body is not None and "no tuned model of this method is reported" in body
+    # Only the proposed settings were tried, not the whole range: the report says which, and what to try next.
+    assert "least forgetting at a trial's last checkpoint: +1.050, trial #1 after 300 steps" in body
+    assert "span 0.0008 to 0.002 of the range searched" in body and "search.learning_rate.low" in body

@@ -21,6 +21,22 @@ def _settings(settings: dict[str, Any]) -> str:
     return ", ".join(f"{key.rsplit('.', 1)[-1]} {_value(v)}" for key, v in settings.items())
 
 
+def _none_within(record: dict[str, Any]) -> str:
+    """What was tried when no trial stayed within the budget, and where to look next: only the settings
+    proposed were tried, not the whole range."""
+    trials = [t for t in record["trials"] if t["forgetting"] is not None]
+    text = f"None of its {len(record['trials'])} settings did"
+    if trials:
+        least = min(trials, key=lambda t: t["forgetting"])
+        text += (f" (the least forgetting at a trial's last checkpoint: {least['forgetting']:+.3f}, trial "
+                 f"#{least['number']} after {least['steps']} steps)")
+    rates = sorted(t["settings"]["learning_rate"] for t in record["trials"] if "learning_rate" in t["settings"])
+    if rates:
+        text += (f"; the learning rates tried span {rates[0]:.3g} to {rates[-1]:.3g} of the range searched: "
+                 "lower ones (`search.learning_rate.low`), more trials or a wider budget may find one")
+    return text + "."
+
+
 def search_body(rows: list[Row]) -> str | None:
     """The markdown of the search section, or None when the study tuned nothing."""
     searches: dict[str, dict[str, Any]] = (rows[0].get("searches") or {}) if rows else {}
@@ -45,8 +61,8 @@ def search_body(rows: list[Row]) -> str | None:
                       f"{record.get('seconds', 0.0) / 60:.1f} min of training."]
         if chosen is None:
             done = "finished" if record.get("finished", True) else "unfinished (rerun the study to resume it)"
-            lines.append(f"The search ({done}) kept no checkpoint within the forgetting budget: no setting of the "
-                         "whole range above reached it, so no tuned model of this method is reported.")
+            lines.append(f"The search ({done}) kept no checkpoint within the forgetting budget, so no tuned model of "
+                         f"this method is reported. {_none_within(record)}")
         else:
             lines.append(f"Chosen: trial #{chosen['trial']} at step {chosen['step']}: {_settings(chosen['settings'])} "
                          f"(validation {chosen['validation']:.1%}, forgetting {chosen['forgetting']:+.3f}).")
