@@ -4,6 +4,7 @@ the best checkpoint within the budget, and the edge-of-range warning."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,24 @@ def test_lora_and_talr_trials_continue_from_their_rung_checkpoint(search_yaml: P
         assert record["resolved"]["resumed_from"].endswith("checkpoint-1") and result["steps"] == 1
         assert [p["step"] for p in result["curve"]] == [0, 1, 2]
         assert all(p["validation_loss"] > 0 for p in result["curve"])  # the halving's tie-break is measured
+    # Disk: a rung checkpoint goes once the segment that resumed from it is recorded; a stopped trial keeps its
+    # own (a study rerun under another budget may promote it).
+    firsts = [p for p in (root / "cells").glob("trial-*") if json.loads((p / "result.json").read_text())["step"] == 1]
+    kept = [p for p in firsts if (p / "model.work" / "checkpoints" / "checkpoint-1").is_dir()]
+    assert len(firsts) == 4 and len(kept) == 2
+    # A deleted second segment trains again from the base (its checkpoint is gone), to the same curve.
+    cell_dir = next(p for p in (root / "cells").glob("trial-*")
+                    if json.loads((p / "result.json").read_text())["step"] == 2)
+    before = json.loads((cell_dir / "result.json").read_text())
+    shutil.rmtree(cell_dir)
+    run_study(cfg, print_fn=lambda _: None)
+    again = json.loads((cell_dir / "result.json").read_text())
+    record = json.loads((Path(again["model"]) / "forgetless.json").read_text())
+    assert not record["resolved"].get("resumed_from") and again["steps"] == 1
+    assert [p["step"] for p in again["curve"]] == [0, 1, 2]
+    for a, b in zip(again["curve"], before["curve"]):
+        assert a["validation_accuracy"] == b["validation_accuracy"]
+        assert a["general_nats_per_token"] == pytest.approx(b["general_nats_per_token"], rel=1e-5)
 
 
 def test_tune_command_searches_one_method(search_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:

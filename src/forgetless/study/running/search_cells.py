@@ -103,15 +103,21 @@ def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previou
            curve: LearningCurve) -> None:
     """Train the segment into ``unit``: copy the previous segment's last checkpoint in (once), resume from it,
     stop at ``until``, keep only the checkpoint the next segment needs, and record the result (a diverged run
-    is recorded as such: every later segment of the trial then records it too)."""
+    is recorded as such: every later segment of the trial then records it too).
+
+    Once the segment is recorded, the previous segment's checkpoint (weights and optimizer state, three times
+    the model) is removed: only this segment resumed from it. Should this segment be trained again (its cell
+    deleted), it trains from the base instead, under the same schedule and seed.
+    """
     model_dir = unit.dir / "model"
+    before = None
     if previous is not None:
         before = segment_cell(ctx, method, trial, previous)[0]
         if before.load().get("diverged"):
             unit.save({"model": None, "diverged": before.load()["diverged"], "step": previous, "curve": []})
             return
-        if not split_checkpoints(_checkpoints(unit))[0]:  # first attempt: start from the previous segment's end
-            source = _checkpoints(before) / f"checkpoint-{previous}"
+        source = _checkpoints(before) / f"checkpoint-{previous}"
+        if not split_checkpoints(_checkpoints(unit))[0] and source.is_dir():  # first attempt: resume there
             staging = _checkpoints(unit) / f".copy-checkpoint-{previous}"
             shutil.rmtree(staging, ignore_errors=True)
             shutil.copytree(source, staging)
@@ -133,6 +139,11 @@ def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previou
     unit.save({"model": str(model_dir), "step": until, "steps": until - (previous or 0),
                "seconds": record["metrics"].get("wall_seconds"),
                "curve": curve_from_log(record.get("log_history", []))})
+    used = _checkpoints(before) / f"checkpoint-{previous}" if before is not None else None
+    if used is not None and used.is_dir():  # nothing else resumes from it (a trial's segments form one chain)
+        gone = used.with_name(f".removing-{used.name}")  # renamed first: never found half-deleted
+        used.rename(gone)
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 def segment_points(result: dict[str, Any], number: int, after: int) -> list[Point]:
