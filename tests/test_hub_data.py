@@ -136,6 +136,25 @@ def test_the_hash_covers_the_mapping_and_the_slice(folder: Path) -> None:
                 data_hash(_spec(f"hf:{folder}:train", **GSM8K_MAPPING))}) == 4
 
 
+def test_the_hash_is_read_once_but_sees_a_rewritten_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from forgetless.data import records
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "one"}\n')
+    expected = hashlib.sha256(b"train.jsonl" + data.read_bytes()).hexdigest()  # name, then bytes
+    first = data_hash(str(data))
+    assert first == expected
+    reads: list[Path] = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+    assert data_hash(str(data)) == first and not reads  # unchanged: the memo answers, nothing is read
+    data.write_text('{"text": "two, longer"}\n')
+    assert data_hash(str(data)) == hashlib.sha256(b"train.jsonl" + data.read_bytes()).hexdigest() != first
+    assert records._digest_files.cache_info().hits >= 1
+
+
 def test_train_config_folds_the_mapping_next_to_data_into_the_spec(folder: Path) -> None:
     values = {"model": "m", "data": f"hf:{folder}:train", "output": "o", **GSM8K_MAPPING}
     cfg = build_config(TrainConfig, values, "cfg.yaml")

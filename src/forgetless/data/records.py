@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -211,21 +212,33 @@ def data_hash(path: str | Path) -> str:
     A column mapping adds its JSON, so the same dataset mapped differently hashes differently.
     """
     source = data_source(str(path)) if isinstance(path, str) else DataSource(str(path))
-    digest = hashlib.sha256()
-    if source.mapped:
-        digest.update(source.spec().encode())
+    prefix = source.spec().encode() if source.mapped else b""
     name = source.source
     if name.startswith(HF_PREFIX):
         local = Path(parse_hf(name).name).expanduser()
         if not local.exists():
-            digest.update(fingerprint(name).encode())
-            return digest.hexdigest()
-        digest.update(name.encode())  # the split and slice read from the folder
+            return hashlib.sha256(prefix + fingerprint(name).encode()).hexdigest()
+        prefix += name.encode()  # the split and slice read from the folder
         file = local
     else:
         file = Path(name)
     files = sorted(p for p in file.rglob("*") if p.is_file()) if file.is_dir() else [file]
-    for each in files:
-        digest.update(each.name.encode())
-        digest.update(each.read_bytes())
+    return _digest_files(prefix, tuple((str(f), *_stamp(f)) for f in files))
+
+
+def _stamp(file: Path) -> tuple[int, int]:
+    """A file's size and modification time (ns): what ``_digest_files``' memo is keyed by."""
+    stat = file.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@lru_cache(maxsize=128)
+def _digest_files(prefix: bytes, files: tuple[tuple[str, int, int], ...]) -> str:
+    """SHA-256 of ``prefix`` then each file's name and bytes. Memoized by the files' size and modification time: a
+    study looks its cells up many times a run (every search segment, at every rung), and each lookup would
+    otherwise read and hash the whole training set again."""
+    digest = hashlib.sha256(prefix)
+    for path, _size, _mtime in files:
+        digest.update(Path(path).name.encode())
+        digest.update(Path(path).read_bytes())
     return digest.hexdigest()
