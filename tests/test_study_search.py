@@ -183,6 +183,8 @@ def test_lora_and_talr_trials_continue_from_their_rung_checkpoint(search_yaml: P
     finals = [json.loads(p.read_text()) for p in (root / "cells").glob("trial-*/result.json")]
     last = [r for r in finals if r["step"] == 2]
     assert len(last) == 2 and len(finals) == 2 * 2 + 2  # per method: 2 trials to step 1, the better one to 2
+    # The report's training time of the searches: every segment's, read once with the search's outcome.
+    assert sum(s["seconds"] for s in searches.values()) == pytest.approx(sum(r["seconds"] for r in finals))
     for result in last:  # the promoted trial resumed from the first rung's checkpoint, not from the base
         record = json.loads((Path(result["model"]) / "forgetless.json").read_text())
         assert record["resolved"]["resumed_from"].endswith("checkpoint-1") and result["steps"] == 1

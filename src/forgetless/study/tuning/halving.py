@@ -249,6 +249,7 @@ class Outcome:
     points: dict[int, list[Point]] = field(default_factory=dict)  # by trial number, step order
     alive: list[list[int]] = field(default_factory=list)  # alive[r]: trials that train through rung r
     diverged: dict[int, str] = field(default_factory=dict)
+    seconds: dict[tuple[int, int], float] = field(default_factory=dict)  # (trial, step): its segment's training time
     finished: bool = False  # every rung's cells have been read
 
     def steps_used(self, number: int) -> int:

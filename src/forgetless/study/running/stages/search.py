@@ -76,6 +76,7 @@ def outcome(ctx: Context, method: MethodConfig) -> Outcome:
                 if not unit.done():
                     return out
                 result = unit.load()
+                out.seconds[(number, until)] = result.get("seconds") or 0.0
                 if result.get("diverged"):
                     out.diverged[number] = str(result["diverged"])
                     break
@@ -190,10 +191,8 @@ def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[st
                        "rungs": sum(trial.number in alive for alive in state.alive)})
     picked = state.chosen(cfg.budget)
     settings = state.trials[picked.trial].settings() if picked else None
-    seconds = sum(segment_cell(ctx, method, t, e)[0].load().get("seconds") or 0.0 for t in state.trials
-                  for e in segment_ends(cfg) if e <= state.steps_used(t.number)
-                  and segment_cell(ctx, method, t, e)[0].done())
-    return {"trials": trials, "rungs": rung_steps(cfg), "seconds": seconds, "finished": state.finished,
+    return {"trials": trials, "rungs": rung_steps(cfg), "seconds": sum(state.seconds.values()),
+            "finished": state.finished,
             "reduction": cfg.search.reduction, "seed": cfg.search.seed,
             "space": {k: d.describe() for k, d in dims.items()},
             "steps": sum(t["steps"] for t in trials), "budget": cfg.budget,
@@ -232,8 +231,8 @@ class SearchStage:
             path, label = str(unit.dir / "model"), _label(trial, point)
             m = evaluate(ctx, {"model": unit.key}, label, lambda p=path: ctx.load_model(p))
             run = method_for(method, trial)
-            seconds = [segment_cell(ctx, method, trial, e)[0].load().get("seconds") or 0.0
-                       for e in segment_ends(ctx.cfg) if e <= point.step]
+            seconds = [t for (number, step), t in state.seconds.items()
+                       if number == trial.number and step <= point.step]
             rows.append(make_row(ctx, f"{method.name}/lr={trial.learning_rate:g}/seed={ctx.cfg.seeds[0]}", label,
                                  RowKind.TRAINED, m, method=method.name, learning_rate=trial.learning_rate,
                                  seed=ctx.cfg.seeds[0], train_seconds=sum(seconds),
