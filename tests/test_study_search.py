@@ -275,3 +275,13 @@ def test_report_says_what_was_tried_when_no_trial_stays_within_the_budget() -> N
     # Only the proposed settings were tried, not the whole range: the report says which, and what to try next.
     assert "least forgetting at a trial's last checkpoint: +1.050, trial #1 after 300 steps" in body
     assert "span 0.0008 to 0.002 of the range searched" in body and "search.learning_rate.low" in body
+
+
+def test_curve_scores_loss_only_with_completions_and_sees_a_rewritten_file(tmp_path: Path) -> None:
+    from forgetless.study.running.curves import _has_completions
+
+    data = tmp_path / "validation.jsonl"
+    data.write_text(json.dumps({"prompt": "Q", "completion": " Answer: 1"}) + "\n")
+    assert _has_completions(str(data), 1) and _has_completions(str(data), 1)
+    data.write_text(json.dumps({"prompt": "Q", "answer": "1"}) + "\n")  # answers only: no loss to score
+    assert not _has_completions(str(data), 1)

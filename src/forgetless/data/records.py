@@ -223,11 +223,11 @@ def data_hash(path: str | Path) -> str:
     else:
         file = Path(name)
     files = sorted(p for p in file.rglob("*") if p.is_file()) if file.is_dir() else [file]
-    return _digest_files(prefix, tuple((str(f), *_stamp(f)) for f in files))
+    return _digest_files(prefix, tuple((str(f), *file_stamp(f)) for f in files))
 
 
-def _stamp(file: Path) -> tuple[int, int]:
-    """A file's size and modification time (ns): what ``_digest_files``' memo is keyed by."""
+def file_stamp(file: Path) -> tuple[int, int]:
+    """A file's size and modification time (ns): what a memo of something read from it is keyed by."""
     stat = file.stat()
     return stat.st_size, stat.st_mtime_ns
 

@@ -20,12 +20,14 @@ from the full fp32 evaluation in the fourth or fifth digit.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
-from forgetless.data.records import read_records
+from forgetless.data.records import file_stamp, read_records
 from forgetless.evaluation.codelength import text_code_lengths
 from forgetless.evaluation.domain import completion_loss, domain_accuracy
 
@@ -48,8 +50,7 @@ class LearningCurve(TrainerCallback):
         self.answer_extraction = answer_extraction
         self.steps: set[int] = set()
         # A validation set of prompt/answer records has no completion to score: its curve has no loss.
-        self.scores_loss = all(isinstance(r.fields.get("completion"), str) and r.fields["completion"]
-                               for r in read_records(validation)[:examples])
+        self.scores_loss = _has_completions(validation, examples)
 
     def _measure(self, model: torch.nn.Module, state: Any) -> None:
         was_training = model.training
@@ -78,6 +79,24 @@ class LearningCurve(TrainerCallback):
         """Measure at the planned steps."""
         if model is not None and state.global_step in self.steps:
             self._measure(model, state)
+
+
+def _has_completions(validation: str, examples: int) -> bool:
+    """Whether the first ``examples`` records of ``validation`` all have a completion to score. A file's answer
+    is memoized by its size and modification time: a curve is made at every lookup of a search segment's cell."""
+    path = Path(validation)
+    return _file_has_completions(validation, examples, file_stamp(path)) if path.is_file() else \
+        _read_has_completions(validation, examples)
+
+
+@lru_cache(maxsize=32)
+def _file_has_completions(validation: str, examples: int, stamp: tuple[int, int]) -> bool:
+    return _read_has_completions(validation, examples)
+
+
+def _read_has_completions(validation: str, examples: int) -> bool:
+    return all(isinstance(r.fields.get("completion"), str) and r.fields["completion"]
+               for r in read_records(validation)[:examples])
 
 
 def curve_from_log(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
