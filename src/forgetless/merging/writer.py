@@ -10,8 +10,9 @@ are appended as soon as it is computed: memory holds one output tensor, not one 
 The bytes are written by a second thread while the next slice is computed: the write to
 the page cache (and, once dirty pages pile up, the kernel's throttling of it) took half of
 a merge's time when done in turn with the arithmetic (``bench/merge_bench.py``). At most
-``WRITE_DEPTH`` slices wait for the writer, each a copy of what the engine handed over
-(the engine reuses its buffers), so the memory bound stays a few slices.
+``WRITE_DEPTH`` slices wait for the writer, each copied out of the engine's buffer (which the
+engine reuses) into one of ``WRITE_DEPTH`` byte buffers the writer reuses in turn, so the memory
+bound stays a few slices and no slice pays for fresh pages.
 """
 
 from __future__ import annotations
@@ -90,17 +91,39 @@ def _header(names: list[str], tensors: dict[str, TensorInfo]) -> bytes:
 
 
 class _Writer:
-    """Appends byte blocks to a file in order on one background thread, ``WRITE_DEPTH`` blocks ahead at most."""
+    """Appends byte blocks to a file in order on one background thread, ``WRITE_DEPTH`` blocks ahead at most.
 
-    def __init__(self, handle: BinaryIO, pool: ThreadPoolExecutor) -> None:
-        self.handle, self.pool = handle, pool
+    ``ring``: ``WRITE_DEPTH`` byte buffers shared by every file of a merge. A tensor's bytes are copied into
+    the next one in turn; it was last used ``WRITE_DEPTH`` tensor blocks ago, and with at most
+    ``WRITE_DEPTH - 1`` blocks pending once ``_room`` returns, that write has finished.
+    """
+
+    def __init__(self, handle: BinaryIO, pool: ThreadPoolExecutor, ring: list[torch.Tensor]) -> None:
+        self.handle, self.pool, self.ring = handle, pool, ring
         self.pending: deque[Future[int | None]] = deque()
 
-    def write(self, data: bytes | memoryview) -> None:
-        """Queue ``data`` (owned by the writer from now on: not to be changed by the caller)."""
+    def _room(self) -> None:
         while len(self.pending) >= WRITE_DEPTH:
             self.pending.popleft().result()  # an error of the writer's is raised here
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` (an immutable block: the header)."""
+        self._room()
         self.pending.append(self.pool.submit(self.handle.write, data))
+
+    def write_tensor(self, piece: torch.Tensor) -> int:
+        """Queue a copy of ``piece``'s bytes (the caller may change ``piece`` as soon as this returns); returns
+        how many bytes."""
+        self._room()
+        raw = piece.detach().cpu().reshape(-1).view(torch.uint8)
+        slot = self.ring.pop(0)
+        if slot.numel() < raw.numel():
+            slot = torch.empty(raw.numel(), dtype=torch.uint8)
+        self.ring.append(slot)
+        block = slot[:raw.numel()]
+        block.copy_(raw)
+        self.pending.append(self.pool.submit(self.handle.write, memoryview(block.numpy())))
+        return raw.numel()
 
     def finish(self) -> None:
         """Wait for every queued block (raising the writer's error, if any)."""
@@ -123,10 +146,7 @@ def _write_tensor(handle: _Writer, pieces: torch.Tensor | Iterable[torch.Tensor]
         if DTYPE_NAMES[piece.dtype] != info.dtype or not fits:
             raise RuntimeError(f"{name}: computed {piece.dtype} {list(piece.shape)}, planned {info.dtype} "
                                f"{list(info.shape)}")
-        # A copy: the engine computes the next slice in the same buffer while this one is written.
-        data = piece.detach().cpu().reshape(-1).view(torch.uint8).clone().numpy()
-        handle.write(memoryview(data))
-        written += data.nbytes
+        written += handle.write_tensor(piece)  # a copy: the engine computes the next slice in the same buffer
     if written != info.nbytes:
         raise RuntimeError(f"{name}: computed {written} bytes, planned {info.dtype} {list(info.shape)} "
                            f"({info.nbytes} bytes)")
@@ -147,10 +167,11 @@ def write_shards(directory: Path, tensors: dict[str, TensorInfo], max_bytes: int
         The shards written.
     """
     shards = plan_shards(tensors, max_bytes)
+    ring = [torch.empty(0, dtype=torch.uint8) for _ in range(WRITE_DEPTH)]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forgetless-write") as pool:
         for shard in shards:
             with open(directory / shard.file, "wb") as handle:
-                writer = _Writer(handle, pool)
+                writer = _Writer(handle, pool, ring)
                 try:  # the file is closed only once the writer is done with it
                     writer.write(_header(shard.names, tensors))
                     for name in shard.names:
