@@ -285,3 +285,20 @@ def test_curve_scores_loss_only_with_completions_and_sees_a_rewritten_file(tmp_p
     assert _has_completions(str(data), 1) and _has_completions(str(data), 1)
     data.write_text(json.dumps({"prompt": "Q", "answer": "1"}) + "\n")  # answers only: no loss to score
     assert not _has_completions(str(data), 1)
+
+
+def test_replay_trials_train_without_the_kl_log(search_yaml: Path) -> None:
+    """A tuned replay method's trials skip the replay KL log, as the study's other training cells do."""
+    values = yaml.safe_load(search_yaml.read_text())
+    values["training"]["max_steps"] = 2
+    values["methods"] = [{"name": "cf-replay", "search": {"learning_rate": {"choices": [1e-3, 2e-3]}},
+                          "train": {"replay": {"data": "context-free", "ratio": 0.5}}}]
+    values["search"] = {"trials": 2, "reduction": 2, "rungs": 2}
+    search_yaml.write_text(yaml.safe_dump(values))
+    root = run_study(load_study(search_yaml), print_fn=lambda _: None)
+    results = [json.loads(p.read_text()) for p in (root / "cells").glob("trial-*/result.json")]
+    assert len(results) == 3  # 2 trials to step 1, the better one on to 2
+    for result in results:
+        record = json.loads((Path(result["model"]) / "forgetless.json").read_text())
+        assert record["config"]["replay"]["kl_eval_samples"] == 0
+        assert not any("replay/kl" in h for h in record["log_history"])

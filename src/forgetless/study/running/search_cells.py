@@ -28,7 +28,7 @@ from forgetless.study.running.context import Context, resolve_data
 from forgetless.study.running.curves import LearningCurve, curve_from_log
 from forgetless.study.tuning.halving import Point, Trial, curve_points, method_for
 from forgetless.study.running.model_cells import curve_callback, train_spec
-from forgetless.study.running.replay_cells import with_replay_file
+from forgetless.study.running.replay_cells import with_replay_file, without_kl_log
 from forgetless.training.checkpoints import split_checkpoints
 from forgetless.training.run import train
 from forgetless.training.trainer import TrainingDiverged
@@ -127,8 +127,11 @@ def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previou
         cfg = ctx.cfg.train_config(run, trial.learning_rate, ctx.cfg.seeds[0], str(model_dir))
         last = until >= _total(ctx)
         try:
-            train(cfg.model_copy(update={"model": ctx.base_path, "data": resolve_data(ctx.train_data or cfg.data),
-                                         "keep_checkpoints": not last}), callbacks=[curve, StopAt(until)])
+            # The replay KL log off, as in the study's other training cells (replay_cells.without_kl_log).
+            train(without_kl_log(cfg.model_copy(update={"model": ctx.base_path,
+                                                        "data": resolve_data(ctx.train_data or cfg.data),
+                                                        "keep_checkpoints": not last})),
+                  callbacks=[curve, StopAt(until)])
         except TrainingDiverged as error:
             unit.save({"model": None, "diverged": str(error), "step": until, "curve": []})
             return
