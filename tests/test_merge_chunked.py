@@ -52,10 +52,11 @@ def test_every_rule_writes_the_unsliced_bytes(rule: str, inputs: str, saved_mode
     sliced_reads = []
     real_read = Checkpoint.read
 
-    def spy(self: Checkpoint, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    def spy(self: Checkpoint, name: str, rows: tuple[int, int] | None = None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
         if rows is not None:
             sliced_reads.append(name)
-        return real_read(self, name, rows)
+        return real_read(self, name, rows, out)
 
     monkeypatch.setattr(Checkpoint, "read", spy)
     written = {}

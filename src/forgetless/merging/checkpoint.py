@@ -1,14 +1,19 @@
 """A model directory seen as tensors on disk: single-file or sharded safetensors.
 
-Only tensor *metadata* (names, dtypes, shapes, which file) is read up front; a tensor's
-data is read when asked for, one at a time, through ``safe_open``. Each read opens and
-closes its file, so the memory map is released at once and the resident set of a merge
-stays a few tensors, however large the models.
+Only tensor *metadata* (names, dtypes, shapes, which file, where in it) is read up front; a
+tensor's data is read when asked for, one at a time. Each read opens and closes its file, so
+no memory map outlives it and the resident set of a merge stays a few tensors, however large
+the models. A read into a buffer the caller reuses (``out``) is one unbuffered read of the tensor's
+bytes, with no mapping and no fresh pages: through ``safe_open`` (a mapping, a copy into a new
+tensor, the header parsed again) reads took a third of a merge's time (``bench/merge_bench.py``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ class TensorInfo:
     file: Path
     dtype: str
     shape: tuple[int, ...]
+    offset: int = -1  # where the tensor's bytes start in ``file``; -1: not known (planned outputs)
 
     @property
     def nbytes(self) -> int:
@@ -49,6 +55,31 @@ class TensorInfo:
         for size in self.shape:
             numel *= size
         return numel * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
+
+
+def _data_starts(file: Path) -> dict[str, int]:
+    """Where each tensor's bytes start in safetensors ``file`` (already validated by ``safe_open``): the
+    8-byte header length, the JSON header, then the data, each tensor at its ``data_offsets``."""
+    with open(file, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return {key: 8 + length + int(entry["data_offsets"][0])
+            for key, entry in header.items() if key != "__metadata__"}
+
+
+def _read_exactly(file: Path, offset: int, out: torch.Tensor) -> None:
+    """Fill contiguous ``out`` with the bytes of ``file`` from ``offset`` on (unbuffered ``readinto``: the
+    bytes go from the page cache straight into ``out``; in a loop, as a read may return fewer than asked)."""
+    view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+    done = 0
+    with open(file, "rb", buffering=0) as handle:
+        handle.seek(offset)
+        while done < len(view):
+            count = handle.readinto(view[done:])
+            if not count:
+                raise MergeError(f"{file}: ended at byte {offset + done}, inside a tensor; the file was cut short "
+                                 "after it was opened")
+            done += count
 
 
 class Checkpoint:
@@ -117,18 +148,25 @@ class Checkpoint:
         for name in files:
             file = self.path / name
             try:
-                with safe_open(str(file), framework="pt") as handle:
-                    for key in handle.keys():
-                        view = handle.get_slice(key)
-                        tensors[key] = TensorInfo(file, view.get_dtype(), tuple(view.get_shape()))
+                with safe_open(str(file), framework="pt") as handle:  # validates the header and the file's length
+                    keys = list(handle.keys())
+                    views = {key: handle.get_slice(key) for key in keys}
             except SafetensorError as err:  # e.g. a shard cut short by an interrupted copy
                 raise MergeError(f"{file}: not a complete safetensors file ({err})") from None
+            starts = _data_starts(file)
+            for key in keys:
+                tensors[key] = TensorInfo(file, views[key].get_dtype(), tuple(views[key].get_shape()), starts[key])
         for key, name in weight_map.items():
             if key not in tensors or tensors[key].file.name != name:
                 raise MergeError(f"{self.path}: {INDEX_FILE} places tensor {key} in {name}, which does not hold it")
         return tensors
 
-    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    def shape_of(self, name: str, rows: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """The shape ``read(name, rows)`` returns."""
+        shape = self.tensors[name].shape
+        return shape if rows is None else (rows[1] - rows[0], *shape[1:])
+
+    def read(self, name: str, rows: tuple[int, int] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """Load one tensor, or rows ``[start, stop)`` of its first dimension (opening and closing its
         file, so no mapping outlives the call and only the rows read were ever resident).
 
@@ -136,12 +174,24 @@ class Checkpoint:
             name: the tensor's name.
             rows: None for the whole tensor (any shape ``S``); else ``(start, stop)``, giving shape
                 ``(stop - start, *S[1:])`` of a tensor of at least one dimension.
+            out: a contiguous tensor of that shape and the stored dtype to read into (a buffer the caller
+                reuses); None: a new tensor.
+
+        Returns:
+            The rows read: ``out`` itself when given.
         """
         info = self.tensors[name]
+        if out is not None and info.offset >= 0 and sys.byteorder == "little":  # safetensors is little-endian
+            if out.dtype != DTYPES[info.dtype] or tuple(out.shape) != self.shape_of(name, rows) \
+                    or not out.is_contiguous():
+                raise ValueError(f"read({name!r}): out is {out.dtype} {tuple(out.shape)}, expected a contiguous "
+                                 f"{info.dtype} {self.shape_of(name, rows)}")
+            row_bytes = out.element_size() * math.prod(info.shape[1:])
+            _read_exactly(info.file, info.offset + (rows[0] * row_bytes if rows is not None else 0), out)
+            return out
         with safe_open(str(info.file), framework="pt") as handle:
-            if rows is None:
-                return handle.get_tensor(name)
-            return handle.get_slice(name)[rows[0]:rows[1]]
+            tensor = handle.get_tensor(name) if rows is None else handle.get_slice(name)[rows[0]:rows[1]]
+        return tensor if out is None else out.copy_(tensor)
 
     @property
     def architecture(self) -> str:

@@ -53,6 +53,7 @@ CHUNK_ELEMENTS = 1 << 20
 # torch threads while merging: the passes are memory-bound, and two threads on a shared 2-core
 # machine wait on each other at every call (2-5x slower than one there, measured); restored after.
 MERGE_THREADS = 1
+READ_SLOT = 3  # the Scratch slot inputs are read into (combine computes in slots 0 to 2)
 Rows = tuple[int, int] | None  # rows [start, stop) of a tensor's first dimension; None: the whole tensor
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -386,6 +387,13 @@ def merge_checkpoints(
         chunk = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
         scratch = Scratch()
 
+        def read(k: int, name: str, rows: Rows) -> torch.Tensor:
+            """Rows of input ``k``'s tensor, read into the scratch slot of reads (``READ_SLOT``): valid until
+            the next read, which ``combine`` does only once it has used this one."""
+            checkpoint = checkpoints[k]
+            out = scratch.get(READ_SLOT, DTYPES[checkpoint.tensors[name].dtype], checkpoint.shape_of(name, rows))
+            return checkpoint.read(name, rows, out=out)
+
         def produce(name: str) -> Iterator[torch.Tensor]:
             """The output tensor ``name``, a slice of rows at a time (``row_slices``)."""
             bar.update(1)
@@ -393,15 +401,14 @@ def merge_checkpoints(
             slices = row_slices(source.tensors[name].shape, chunk)
             if name in copied:
                 for rows in slices:
-                    yield source.read(name, rows).to(target)
+                    yield read(config_from, name, rows).to(target)
                 return
             if tensor_rule is not None:
                 merged_slices: Iterator[torch.Tensor] = combine_tensors(
                     lambda k, rows: checkpoints[k].read(name, rows), len(checkpoints), tensor_rule, name, target,
                     slices)
             else:
-                merged_slices = (combine(lambda k: checkpoints[k].read(name, rows), values, target, scratch)
-                                 for rows in slices)
+                merged_slices = (combine(lambda k: read(k, name, rows), values, target, scratch) for rows in slices)
             bad = numel = 0
             for merged in merged_slices:
                 # Checked in the written dtype: a sum past fp16's 65504 is inf only once rounded, and a model
