@@ -166,3 +166,31 @@ def test_background_writer_keeps_order_and_raises_its_errors(tmp_path: Path, mon
     monkeypatch.setattr(writer, "open", real_open, raising=False)
     with pytest.raises(MergeError, match="own error"):
         writer.write_shards(tmp_path, info, 1 << 30, fails)
+
+
+def test_a_read_into_a_buffer_is_safetensors_own_read(tmp_path: Path) -> None:
+    """``Checkpoint.read(..., out=)`` (one unbuffered read at the tensor's offset) gives safe_open's tensor bit for bit,
+    whole and by rows, for every dtype and a 0-d tensor; a wrong buffer and a file cut short after opening are
+    refused with what was expected."""
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"a.weight": torch.randn(7, 5, generator=generator).to(torch.bfloat16),
+               "b.weight": torch.randn(3, 4, 2, generator=generator),
+               "c.weight": torch.randn(6, generator=generator).to(torch.float16),
+               "d.weight": torch.randn(2, 3, generator=generator).double(),
+               "ids": torch.arange(9, dtype=torch.int64).view(3, 3), "mask": torch.tensor([True, False, True]),
+               "scale": torch.tensor(2.5)}
+    (tmp_path / "m").mkdir()
+    save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
+    checkpoint = Checkpoint(tmp_path / "m")
+    for name, expected in tensors.items():
+        for rows in [None] + ([(0, 1), (1, expected.shape[0])] if expected.dim() else []):
+            out = torch.full(checkpoint.shape_of(name, rows), 7, dtype=expected.dtype)
+            got = checkpoint.read(name, rows, out=out)
+            assert got is out and torch.equal(got, expected if rows is None else expected[rows[0]:rows[1]])
+            assert torch.equal(got, checkpoint.read(name, rows))  # safe_open's read
+    with pytest.raises(ValueError, match=r"out is torch.float32 \(7, 5\), expected a contiguous BF16 \(7, 5\)"):
+        checkpoint.read("a.weight", out=torch.empty(7, 5))
+    file = tmp_path / "m" / "model.safetensors"
+    file.write_bytes(file.read_bytes()[:checkpoint.tensors["scale"].offset])  # the last tensor's bytes gone
+    with pytest.raises(MergeError, match="cut short after it was opened"):
+        checkpoint.read("scale", out=torch.empty((), dtype=torch.float32))
