@@ -302,3 +302,37 @@ def test_replay_trials_train_without_the_kl_log(search_yaml: Path) -> None:
         record = json.loads((Path(result["model"]) / "forgetless.json").read_text())
         assert record["config"]["replay"]["kl_eval_samples"] == 0
         assert not any("replay/kl" in h for h in record["log_history"])
+
+
+def test_report_warns_when_halving_stopped_trials_before_any_had_learned() -> None:
+    """A rung where no trial beat the constant-answer floor halved on chance-level exact match and loss (the bias
+    docs/tuning.md measured against the grid): the report says so, naming the trials it stopped; a rung where
+    one had learned, or a study with no floor, gets no warning."""
+    from forgetless.study.reporting.search import search_body
+    from forgetless.study.running.stages.search import halvings
+
+    state = Outcome([Trial("sft", n, lr, ()) for n, lr in enumerate([5e-4, 1e-3, 2e-3, 4e-3])])
+    state.alive = [[0, 1, 2, 3], [2, 3], [2]]
+    state.points = {0: [Point(0, 75, 0.0, 0.1)], 1: [Point(1, 75, 0.0, 0.2)],
+                    2: [Point(2, 75, 0.0625, 0.3), Point(2, 150, 0.5, 0.4), Point(2, 300, 0.9, 0.5)],
+                    3: [Point(3, 75, 0.031, 0.6), Point(3, 150, 0.2, 0.7)]}
+    assert halvings(state, [75, 150, 300]) == [
+        {"step": 75, "trials": [{"number": 0, "kept": False, "validation": 0.0},
+                                {"number": 1, "kept": False, "validation": 0.0},
+                                {"number": 2, "kept": True, "validation": 0.0625},
+                                {"number": 3, "kept": True, "validation": 0.031}]},
+        {"step": 150, "trials": [{"number": 2, "kept": True, "validation": 0.5},
+                                 {"number": 3, "kept": False, "validation": 0.2}]}]
+    record = {"trials": [], "rungs": [75, 150, 300], "halvings": halvings(state, [75, 150, 300]), "seconds": 1.0,
+              "finished": True, "reduction": 2, "seed": 0, "space": {"learning_rate": "choices"}, "steps": 675,
+              "budget": 1.0, "edges": [],
+              "chosen": {"trial": 2, "step": 300, "settings": {"learning_rate": 2e-3}, "validation": 0.9,
+                         "forgetting": 0.5}}
+    body = search_body([{"searches": {"sft": record}, "majority_accuracy": 0.065}])
+    assert body is not None
+    warnings = [line for line in body.splitlines() if "constant-answer floor" in line]
+    assert len(warnings) == 1  # step 150's halving followed learning (50% against 20%)
+    assert warnings[0].startswith("- warning: at step 75, where halving stopped trials #0, #1, no trial scored above "
+                                  "the constant-answer floor (6.5% on the test set; the best 6.2% on validation)")
+    assert "constant-answer floor" not in (search_body([{"searches": {"sft": record}, "majority_accuracy": 0.05}]) or "")
+    assert "constant-answer floor" not in (search_body([{"searches": {"sft": record}}]) or "")

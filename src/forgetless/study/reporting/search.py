@@ -37,11 +37,34 @@ def _none_within(record: dict[str, Any]) -> str:
     return text + "."
 
 
+def unlearned_rungs(record: dict[str, Any], floor: float | None) -> list[str]:
+    """Warnings for rungs where halving stopped trials before any of them had learned the task: no trial's validation
+    exact match above the constant-answer ``floor`` (the test set's; None: not known, no warning). Exact match
+    at chance says nothing of who will learn, and the validation loss that breaks its ties favours fast early
+    learners (docs/tuning.md, "Search against the exhaustive grid")."""
+    if floor is None:
+        return []
+    out = []
+    for halving in record.get("halvings", []):
+        best = max(t["validation"] for t in halving["trials"])
+        if best > floor:
+            continue
+        stopped = [f"#{t['number']}" for t in halving["trials"] if not t["kept"]]
+        out.append(f"at step {halving['step']}, where halving stopped trial{'s' if len(stopped) > 1 else ''} "
+                   f"{', '.join(stopped)}, no trial scored above the constant-answer floor ({floor:.1%} on the test "
+                   f"set; the best {best:.1%} on validation): who went on was decided by chance-level exact match and "
+                   "validation loss, which favour fast early learners, and a setting stopped there may have learned "
+                   "best; a later first rung (fewer `search.rungs`) waits for the task to be learned, at more steps "
+                   "(docs/tuning.md)")
+    return out
+
+
 def search_body(rows: list[Row]) -> str | None:
     """The markdown of the search section, or None when the study tuned nothing."""
     searches: dict[str, dict[str, Any]] = (rows[0].get("searches") or {}) if rows else {}
     if not searches:
         return None
+    floor = rows[0].get("majority_accuracy")
     totals = {record["steps"] for record in searches.values()}
     first = next(iter(searches.values()))
     lines = [f"Each tuned method got the same budget: {len(first['trials'])} settings proposed by a seeded Optuna "
@@ -66,7 +89,7 @@ def search_body(rows: list[Row]) -> str | None:
         else:
             lines.append(f"Chosen: trial #{chosen['trial']} at step {chosen['step']}: {_settings(chosen['settings'])} "
                          f"(validation {chosen['validation']:.1%}, forgetting {chosen['forgetting']:+.3f}).")
-        lines += [f"- warning: {warning}" for warning in record.get("edges", [])]
+        lines += [f"- warning: {warning}" for warning in record.get("edges", []) + unlearned_rungs(record, floor)]
         lines += ["", "| trial | settings | steps | validation EM | forgetting | note |", "|---|---|---|---|---|---|"]
         for trial in record["trials"]:
             notes = ["diverged" if trial.get("diverged") else "chosen" if chosen and chosen["trial"] == trial["number"]

@@ -175,6 +175,21 @@ def search_eval_task(spec: ContextSpec, method: MethodConfig) -> None:
         evaluate(ctx, {"model": unit.key}, _label(trial, point), lambda: ctx.load_model(path))
 
 
+def halvings(state: Outcome, rungs: list[int]) -> list[dict[str, Any]]:
+    """Each rung after which halving stopped a trial: its step, the trials it compared, each one's best validation
+    exact match so far (any forgetting) and which went on; the report warns when none had learned the task there."""
+    out = []
+    for rung, kept in enumerate(state.alive[1:]):
+        compared = [n for n in state.alive[rung] if n not in state.diverged]
+        if len(kept) == len(compared):
+            continue
+        out.append({"step": rungs[rung], "trials": [
+            {"number": n, "kept": n in kept,
+             "validation": max((p.validation for p in state.points.get(n, []) if p.step <= rungs[rung]), default=0.0)}
+            for n in compared]})
+    return out
+
+
 def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[str, Any]:
     """What the report says of one method's search: the budget, the ranges, every trial, the choice."""
     cfg, dims = ctx.cfg, space(ctx.cfg, method)
@@ -191,7 +206,8 @@ def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[st
                        "rungs": sum(trial.number in alive for alive in state.alive)})
     picked = state.chosen(cfg.budget)
     settings = state.trials[picked.trial].settings() if picked else None
-    return {"trials": trials, "rungs": rung_steps(cfg), "seconds": sum(state.seconds.values()),
+    return {"trials": trials, "rungs": rung_steps(cfg), "halvings": halvings(state, rung_steps(cfg)),
+            "seconds": sum(state.seconds.values()),
             "finished": state.finished,
             "reduction": cfg.search.reduction, "seed": cfg.search.seed,
             "space": {k: d.describe() for k, d in dims.items()},
