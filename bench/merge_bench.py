@@ -87,7 +87,9 @@ def build_checkpoints(workdir: Path, shape: str, layers: int) -> list[Path]:
 
 def run(name: str, command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
     """Run ``command``; return its wall seconds and peak RSS (MiB) from wait4's rusage, plus
-    ``engine_s`` when the command prints a line ``ENGINE_SECONDS <s>``."""
+    ``engine_s`` when the command prints a line ``ENGINE_SECONDS <s>``. The page cache's dirty pages are written
+    back first (untimed), so no run pays for the writeback of the one before it."""
+    os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, **(env or {})})
@@ -210,7 +212,9 @@ def main() -> int:
     print("runs (same warm page cache; floor, forgetless and the engine interleaved over --repeats rounds):")
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in ("floor", "forgetless", "library", "before")}
     for _ in range(args.repeats):
-        for out in (outputs["floor"], outputs["forgetless"]):
+        # Every output is removed untimed (the engine would otherwise delete the last round's 1 GB inside its own
+        # time, with overwrite), and each run starts with no dirty pages (``run`` syncs first).
+        for out in (outputs["floor"], outputs["forgetless"], outputs["library"], outputs["before"]):
             shutil.rmtree(out, ignore_errors=True)
         rounds["floor"].append(run("floor", floor_command(inputs, outputs["floor"], sizes[0])))
         rounds["forgetless"].append(run("forgetless", forgetless_cmd, {"TQDM_DISABLE": "1"}))

@@ -168,6 +168,48 @@ def test_background_writer_keeps_order_and_raises_its_errors(tmp_path: Path, mon
         writer.write_shards(tmp_path, info, 1 << 30, fails)
 
 
+def test_lent_slices_are_written_from_where_they_lie_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices handed over as ``Lent`` are written without a copy while the producer fills the next of
+    ``LENT_BUFFERS`` buffers: with a slow disk (every write waits), the file still holds every slice as handed
+    over (one buffer fewer corrupts it: the producer overwrites a slice still queued)."""
+    import time
+
+    from safetensors.torch import load_file
+
+    import forgetless.merging.writer as writer
+    from forgetless.merging.checkpoint import TensorInfo
+
+    monkeypatch.setattr(writer, "WRITE_DEPTH", 2)
+    monkeypatch.setattr(writer, "LENT_BUFFERS", 3)
+    info = {"w": TensorInfo(Path("x"), "F32", (64, 3))}
+    ring = [torch.empty(8, 3) for _ in range(writer.LENT_BUFFERS)]
+    real_open = open
+
+    class SlowDisk:
+        def __init__(self, path: Path, mode: str) -> None:
+            self.handle = real_open(path, mode)
+
+        def write(self, data: bytes) -> int:
+            time.sleep(0.01)
+            return self.handle.write(data)
+
+        def __enter__(self) -> SlowDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+    def produce(name: str):
+        for i, start in enumerate(range(0, 64, 8)):
+            buffer = ring[i % len(ring)]
+            buffer.copy_(torch.arange(start * 3, (start + 8) * 3, dtype=torch.float32).view(8, 3))
+            yield writer.Lent(buffer)
+
+    monkeypatch.setattr(writer, "open", SlowDisk, raising=False)
+    writer.write_shards(tmp_path, info, 1 << 30, produce)
+    assert torch.equal(load_file(tmp_path / "model.safetensors")["w"], torch.arange(192.0).view(64, 3))
+
+
 def test_a_read_into_a_buffer_is_safetensors_own_read(tmp_path: Path) -> None:
     """``Checkpoint.read(..., out=)`` (one unbuffered read at the tensor's offset) gives safe_open's tensor bit for bit,
     whole and by rows, for every dtype and a 0-d tensor; a wrong buffer and a file cut short after opening are

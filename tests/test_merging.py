@@ -263,11 +263,11 @@ def test_interrupted_merge_leaves_no_output(trio, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = engine.combine
 
-    def interrupt(read, coefficients, dtype=None, scratch=None):
+    def interrupt(read, coefficients, dtype=None, scratch=None, out=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real(read, coefficients, dtype, scratch)
+        return real(read, coefficients, dtype, scratch, out)
 
     monkeypatch.setattr(engine, "combine", interrupt)
     with pytest.raises(KeyboardInterrupt):

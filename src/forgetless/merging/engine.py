@@ -18,6 +18,7 @@ temporary directory that is renamed when complete (``forgetless.atomic.atomic_di
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -40,7 +41,7 @@ from forgetless.merging.checkpoint import DTYPE_NAMES, DTYPES, FLOAT_DTYPES, Che
 from forgetless.merging.errors import MergeError
 from forgetless.merging.checks import check_compatible
 from forgetless.merging.st_format import check_pipeline, copy_pipeline, embedding_width, write_pipeline
-from forgetless.merging.writer import DEFAULT_SHARD_BYTES, parse_size, write_shards
+from forgetless.merging.writer import DEFAULT_SHARD_BYTES, LENT_BUFFERS, Lent, parse_size, write_shards
 
 RECORD_FILE = "forgetless-merge.json"
 FLOAT32_MAX = torch.finfo(torch.float32).max
@@ -54,6 +55,7 @@ CHUNK_ELEMENTS = 1 << 20
 # machine wait on each other at every call (2-5x slower than one there, measured); restored after.
 MERGE_THREADS = 1
 READ_SLOT = 3  # the Scratch slot inputs are read into (combine computes in slots 0 to 2)
+LENT_SLOT = 4  # slots LENT_SLOT to LENT_SLOT + LENT_BUFFERS - 1: merged slices lent to the writer, in turn
 Rows = tuple[int, int] | None  # rows [start, stop) of a tensor's first dimension; None: the whole tensor
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -93,7 +95,8 @@ def all_finite(tensor: torch.Tensor) -> bool:
 
 
 def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
-            dtype: torch.dtype | None = None, scratch: Scratch | None = None) -> torch.Tensor:
+            dtype: torch.dtype | None = None, scratch: Scratch | None = None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_k c_k θ_k for one tensor, reading input ``k`` only when its coefficient is non-zero.
 
     Terms with c_k = 0 are skipped and a single term with c_k = 1 is returned as read (cast
@@ -108,17 +111,19 @@ def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
         dtype: dtype of the result; None: the dtype of the first input read.
         scratch: buffers to compute in (the engine's); the result may then live in one of them,
             valid until the next call with the same ``scratch``. None: fresh tensors.
+        out: a contiguous tensor of shape ``S`` in ``dtype`` to round the result into (the engine's
+            buffer lent to the writer, ``writer.Lent``); None: see ``scratch``.
 
     Returns:
-        A tensor of shape ``S`` in ``dtype``.
+        A tensor of shape ``S`` in ``dtype``: ``out`` when given.
     """
     terms = [(k, float(c)) for k, c in enumerate(coefficients) if c != 0]
     if not terms:
         first = read(0)
-        return torch.zeros_like(first, dtype=dtype or first.dtype)
+        return out.zero_() if out is not None else torch.zeros_like(first, dtype=dtype or first.dtype)
     if len(terms) == 1 and terms[0][1] == 1.0:
         tensor = read(terms[0][0])
-        return tensor.to(dtype or tensor.dtype)
+        return out.copy_(tensor) if out is not None else tensor.to(dtype or tensor.dtype)
     k, c = terms[0]
     tensor = read(k)
     dtype = dtype or tensor.dtype
@@ -138,6 +143,8 @@ def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
         if term.dtype != total.dtype and scratch is not None:
             term = scratch.get(1, total.dtype, term.shape).copy_(term)
         total.add_(term.to(total.dtype), alpha=c)
+    if out is not None:
+        return out.copy_(total)
     if scratch is None or total.dtype == dtype:
         return total.to(dtype)
     return scratch.get(2, dtype, total.shape).copy_(total)
@@ -386,6 +393,7 @@ def merge_checkpoints(
 
         chunk = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
         scratch = Scratch()
+        lent = itertools.count()  # slices lent to the writer so far
 
         def read(k: int, name: str, rows: Rows) -> torch.Tensor:
             """Rows of input ``k``'s tensor, read into the scratch slot of reads (``READ_SLOT``): valid until
@@ -394,7 +402,7 @@ def merge_checkpoints(
             out = scratch.get(READ_SLOT, DTYPES[checkpoint.tensors[name].dtype], checkpoint.shape_of(name, rows))
             return checkpoint.read(name, rows, out=out)
 
-        def produce(name: str) -> Iterator[torch.Tensor]:
+        def produce(name: str) -> Iterator[torch.Tensor | Lent]:
             """The output tensor ``name``, a slice of rows at a time (``row_slices``)."""
             bar.update(1)
             target = DTYPES[planned[name].dtype]
@@ -407,8 +415,11 @@ def merge_checkpoints(
                 merged_slices: Iterator[torch.Tensor] = combine_tensors(
                     lambda k, rows: checkpoints[k].read(name, rows), len(checkpoints), tensor_rule, name, target,
                     slices)
-            else:
-                merged_slices = (combine(lambda k: read(k, name, rows), values, target, scratch) for rows in slices)
+            else:  # each slice rounded into the next of LENT_BUFFERS buffers, written from there (no copy)
+                merged_slices = (combine(lambda k: read(k, name, rows), values, target, scratch,
+                                         out=scratch.get(LENT_SLOT + next(lent) % LENT_BUFFERS, target,
+                                                         source.shape_of(name, rows)))
+                                 for rows in slices)
             bad = numel = 0
             for merged in merged_slices:
                 # Checked in the written dtype: a sum past fp16's 65504 is inf only once rounded, and a model
@@ -417,7 +428,7 @@ def merge_checkpoints(
                 if not all_finite(merged):
                     bad += int((~torch.isfinite(merged)).sum())
                 numel += merged.numel()
-                yield merged
+                yield Lent(merged) if tensor_rule is None else merged
             if bad:
                 raise MergeError(f"tensor {name} of the merge holds {bad} non-finite value(s) (NaN or inf) of "
                                  f"{numel} in {short_name(target)}; nothing was written; "

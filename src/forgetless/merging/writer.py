@@ -12,7 +12,9 @@ the page cache (and, once dirty pages pile up, the kernel's throttling of it) to
 a merge's time when done in turn with the arithmetic (``bench/merge_bench.py``). At most
 ``WRITE_DEPTH`` slices wait for the writer, each copied out of the engine's buffer (which the
 engine reuses) into one of ``WRITE_DEPTH`` byte buffers the writer reuses in turn, so the memory
-bound stays a few slices and no slice pays for fresh pages.
+bound stays a few slices and no slice pays for fresh pages. A slice handed over as ``Lent`` (the
+engine rounds each merged slice into one of ``LENT_BUFFERS`` buffers in turn) is written from
+where it lies, without that copy.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import torch
 
@@ -33,6 +35,16 @@ from forgetless.merging.checkpoint import DTYPE_NAMES, INDEX_FILE, SINGLE_FILE, 
 
 DEFAULT_SHARD_BYTES = 5 * 1024**3
 WRITE_DEPTH = 4  # slices computed ahead of the writer thread at most
+# A producer that lends its buffers rotates over this many: a block handed over WRITE_DEPTH blocks ago is
+# written by the time the next one is handed over (``_Writer._room``), so the buffer after it is free again.
+LENT_BUFFERS = WRITE_DEPTH + 1
+
+
+class Lent(NamedTuple):
+    """A slice the producer leaves untouched until ``LENT_BUFFERS - 1`` more slices have been handed over (it
+    rotates over ``LENT_BUFFERS`` buffers): written from its own memory, without a copy."""
+
+    tensor: torch.Tensor
 
 
 def parse_size(value: int | str) -> int:
@@ -111,11 +123,14 @@ class _Writer:
         self._room()
         self.pending.append(self.pool.submit(self.handle.write, data))
 
-    def write_tensor(self, piece: torch.Tensor) -> int:
-        """Queue a copy of ``piece``'s bytes (the caller may change ``piece`` as soon as this returns); returns
-        how many bytes."""
+    def write_tensor(self, piece: torch.Tensor, lent: bool = False) -> int:
+        """Queue ``piece``'s bytes: a copy (the caller may change ``piece`` as soon as this returns), or, ``lent``,
+        ``piece`` itself (see ``Lent``); returns how many bytes."""
         self._room()
         raw = piece.detach().cpu().reshape(-1).view(torch.uint8)
+        if lent and piece.is_contiguous():
+            self.pending.append(self.pool.submit(self.handle.write, memoryview(raw.numpy())))
+            return raw.numel()
         slot = self.ring.pop(0)
         if slot.numel() < raw.numel():
             slot = torch.empty(raw.numel(), dtype=torch.uint8)
@@ -136,24 +151,26 @@ class _Writer:
             self.pending.popleft().exception()
 
 
-def _write_tensor(handle: _Writer, pieces: torch.Tensor | Iterable[torch.Tensor], name: str,
+def _write_tensor(handle: _Writer, pieces: torch.Tensor | Iterable[torch.Tensor | Lent], name: str,
                   info: TensorInfo) -> None:
     """Append one tensor's bytes: the tensor itself, or consecutive slices of its rows in order."""
     written, whole = 0, isinstance(pieces, torch.Tensor)
-    for piece in [pieces] if whole else pieces:
+    for item in [pieces] if whole else pieces:
+        lent = isinstance(item, Lent)
+        piece = item.tensor if lent else item
         shape = tuple(piece.shape)
         fits = shape == info.shape if whole else (len(shape) == len(info.shape) and shape[1:] == info.shape[1:])
         if DTYPE_NAMES[piece.dtype] != info.dtype or not fits:
             raise RuntimeError(f"{name}: computed {piece.dtype} {list(piece.shape)}, planned {info.dtype} "
                                f"{list(info.shape)}")
-        written += handle.write_tensor(piece)  # a copy: the engine computes the next slice in the same buffer
+        written += handle.write_tensor(piece, lent)  # else a copy: the engine computes the next slice in the same buffer
     if written != info.nbytes:
         raise RuntimeError(f"{name}: computed {written} bytes, planned {info.dtype} {list(info.shape)} "
                            f"({info.nbytes} bytes)")
 
 
 def write_shards(directory: Path, tensors: dict[str, TensorInfo], max_bytes: int,
-                 produce: Callable[[str], torch.Tensor | Iterable[torch.Tensor]]) -> list[Shard]:
+                 produce: Callable[[str], torch.Tensor | Iterable[torch.Tensor | Lent]]) -> list[Shard]:
     """Write every tensor of ``tensors`` (planned names/dtypes/shapes) into ``directory``.
 
     Args:
@@ -161,7 +178,8 @@ def write_shards(directory: Path, tensors: dict[str, TensorInfo], max_bytes: int
         tensors: the output's tensors, in write order; ``file`` of each is ignored.
         max_bytes: shard size limit.
         produce: called with a tensor name, returns that output tensor, or an iterable of
-            consecutive slices of its rows (computed on demand, so only one exists at a time).
+            consecutive slices of its rows (computed on demand, so only one exists at a time), each a
+            tensor (copied before it is written) or a ``Lent`` one (written from where it lies).
 
     Returns:
         The shards written.
