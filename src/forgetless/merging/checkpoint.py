@@ -57,14 +57,16 @@ class TensorInfo:
         return numel * torch.empty((), dtype=DTYPES[self.dtype]).element_size()
 
 
-def _data_starts(file: Path) -> dict[str, int]:
-    """Where each tensor's bytes start in safetensors ``file`` (already validated by ``safe_open``): the
-    8-byte header length, the JSON header, then the data, each tensor at its ``data_offsets``."""
+def _header_tensors(file: Path) -> dict[str, TensorInfo]:
+    """Every tensor of safetensors ``file`` (already validated by ``safe_open``) from its header: the 8-byte header
+    length, the JSON header (each tensor's dtype, shape and ``data_offsets``), then the data. One parse gives what
+    ``safe_open``'s views would, plus where each tensor's bytes start."""
     with open(file, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
-    return {key: 8 + length + int(entry["data_offsets"][0])
-            for key, entry in header.items() if key != "__metadata__"}
+    # By name, as safe_open's keys() lists them: the order a merge writes its output in.
+    return {key: TensorInfo(file, entry["dtype"], tuple(entry["shape"]), 8 + length + int(entry["data_offsets"][0]))
+            for key, entry in sorted(header.items()) if key != "__metadata__"}
 
 
 def _read_exactly(file: Path, offset: int, out: torch.Tensor) -> None:
@@ -148,14 +150,11 @@ class Checkpoint:
         for name in files:
             file = self.path / name
             try:
-                with safe_open(str(file), framework="pt") as handle:  # validates the header and the file's length
-                    keys = list(handle.keys())
-                    views = {key: handle.get_slice(key) for key in keys}
+                with safe_open(str(file), framework="pt"):  # validates the header and the file's length
+                    pass
             except SafetensorError as err:  # e.g. a shard cut short by an interrupted copy
                 raise MergeError(f"{file}: not a complete safetensors file ({err})") from None
-            starts = _data_starts(file)
-            for key in keys:
-                tensors[key] = TensorInfo(file, views[key].get_dtype(), tuple(views[key].get_shape()), starts[key])
+            tensors.update(_header_tensors(file))
         for key, name in weight_map.items():
             if key not in tensors or tensors[key].file.name != name:
                 raise MergeError(f"{self.path}: {INDEX_FILE} places tensor {key} in {name}, which does not hold it")

@@ -54,8 +54,8 @@ CHUNK_ELEMENTS = 1 << 20
 # torch threads while merging: the passes are memory-bound, and two threads on a shared 2-core
 # machine wait on each other at every call (2-5x slower than one there, measured); restored after.
 MERGE_THREADS = 1
-READ_SLOT = 3  # the Scratch slot inputs are read into (combine computes in slots 0 to 2)
-LENT_SLOT = 4  # slots LENT_SLOT to LENT_SLOT + LENT_BUFFERS - 1: merged slices lent to the writer, in turn
+READ_SLOT = 2  # the Scratch slot inputs are read into (combine computes in slots 0 and 1)
+LENT_SLOT = 3  # slots LENT_SLOT to LENT_SLOT + LENT_BUFFERS - 1: merged slices lent to the writer, in turn
 Rows = tuple[int, int] | None  # rows [start, stop) of a tensor's first dimension; None: the whole tensor
 # Files other than weights taken from the config source: config, generation config, tokenizer.
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -143,11 +143,7 @@ def combine(read: Callable[[int], torch.Tensor], coefficients: Sequence[float],
         if term.dtype != total.dtype and scratch is not None:
             term = scratch.get(1, total.dtype, term.shape).copy_(term)
         total.add_(term.to(total.dtype), alpha=c)
-    if out is not None:
-        return out.copy_(total)
-    if scratch is None or total.dtype == dtype:
-        return total.to(dtype)
-    return scratch.get(2, dtype, total.shape).copy_(total)
+    return out.copy_(total) if out is not None else total.to(dtype)
 
 
 def row_slices(shape: Sequence[int], chunk_elements: int) -> list[Rows]:
