@@ -110,7 +110,7 @@ def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previou
     deleted), it trains from the base instead, under the same schedule and seed.
     """
     model_dir = unit.dir / "model"
-    before = None
+    source = None  # the previous segment's checkpoint this segment resumes from
     if previous is not None:
         before = segment_cell(ctx, method, trial, previous)[0]
         if before.load().get("diverged"):
@@ -142,10 +142,9 @@ def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previou
     unit.save({"model": str(model_dir), "step": until, "steps": until - (previous or 0),
                "seconds": record["metrics"].get("wall_seconds"),
                "curve": curve_from_log(record.get("log_history", []))})
-    used = _checkpoints(before) / f"checkpoint-{previous}" if before is not None else None
-    if used is not None and used.is_dir():  # nothing else resumes from it (a trial's segments form one chain)
-        gone = used.with_name(f".removing-{used.name}")  # renamed first: never found half-deleted
-        used.rename(gone)
+    if source is not None and source.is_dir():  # nothing else resumes from it (a trial's segments form one chain)
+        gone = source.with_name(f".removing-{source.name}")  # renamed first: never found half-deleted
+        source.rename(gone)
         shutil.rmtree(gone, ignore_errors=True)
 
 

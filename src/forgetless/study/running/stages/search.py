@@ -206,7 +206,8 @@ def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[st
                        "rungs": sum(trial.number in alive for alive in state.alive)})
     picked = state.chosen(cfg.budget)
     settings = state.trials[picked.trial].settings() if picked else None
-    return {"trials": trials, "rungs": rung_steps(cfg), "halvings": halvings(state, rung_steps(cfg)),
+    rungs = rung_steps(cfg)
+    return {"trials": trials, "rungs": rungs, "halvings": halvings(state, rungs),
             "seconds": sum(state.seconds.values()),
             "finished": state.finished,
             "reduction": cfg.search.reduction, "seed": cfg.search.seed,
