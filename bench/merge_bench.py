@@ -85,11 +85,30 @@ def build_checkpoints(workdir: Path, shape: str, layers: int) -> list[Path]:
     return paths
 
 
+def evict(directories: list[Path]) -> None:
+    """Drop the page cache of every file under ``directories`` (written back first): a run then finds the
+    memory the runs before it wrote in free again. Without this, each run of a round was slower than the one before
+    it (1 GB more of written output cached; same code: 1.1-1.4 s first, 1.6-2.7 s third), which favoured
+    whatever ran first (``--before`` runs last: it had looked 0.54x the engine it is 0.9x of)."""
+    os.sync()
+    for directory in directories:
+        for file in directory.rglob("*") if directory.is_dir() else []:
+            if file.is_file():
+                fd = os.open(file, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
+OUTPUTS: list[Path] = []  # every tool's output directory: evicted from the page cache before each run
+
+
 def run(name: str, command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
     """Run ``command``; return its wall seconds and peak RSS (MiB) from wait4's rusage, plus
     ``engine_s`` when the command prints a line ``ENGINE_SECONDS <s>``. The page cache's dirty pages are written
-    back first (untimed), so no run pays for the writeback of the one before it."""
-    os.sync()
+    back first and the outputs' cached pages dropped (untimed, ``evict``), so no run pays for the runs before it."""
+    evict(OUTPUTS)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, **(env or {})})
@@ -157,7 +176,7 @@ def main() -> int:
     parser.add_argument("--shape", choices=("qwen0.5b", "llama3x"), default="qwen0.5b")
     parser.add_argument("--layers", type=int, default=6, help="llama3x's decoder layers (6: ~376 MB per checkpoint)")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="rounds of the floor and forgetless runs, interleaved (medians are compared)")
+                        help="rounds of the floor and forgetless runs, interleaved (medians against the floor's best round)")
     parser.add_argument("--before", help="another checkout's src directory: its engine runs too, and its output is "
                                          "compared with this one's byte for byte")
     parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
@@ -190,6 +209,7 @@ def main() -> int:
 
     names = ("floor", "forgetless", "library", "before", "mergekit", "lmcocktail")
     outputs = {name: workdir / f"out-{name}" for name in names}
+    OUTPUTS.extend(outputs.values())
     for out in outputs.values():
         shutil.rmtree(out, ignore_errors=True)
     mergekit_config = workdir / "mergekit-linear.yml"
@@ -241,7 +261,11 @@ def main() -> int:
         print(f"  vs {label:<24} wall {f['wall_s'] / o['wall_s']:.3f}   peak memory "
               f"{f['peak_rss_mib'] / o['peak_rss_mib']:.3f} ({f['peak_rss_mib']:.0f} vs {o['peak_rss_mib']:.0f} MiB)"
               f"   (max |difference| of merged weights {diffs[other]:.2e})")
-    floor = results["floor"]["wall_s"]
+    # The floor's best round: what no merge can beat. Its rounds swing more than the tools' (1.2 s to 4.6 s in one
+    # run; a round that follows the deletion of the round before's outputs is the slow one), so its median would
+    # flatter the engine.
+    floor = min(r["wall_s"] for r in rounds["floor"])
+    print(f"  (floor: best of {len(rounds['floor'])} rounds, {floor:.2f} s; ratios below are medians over it)")
     print(f"  vs read+write floor        wall {f['wall_s'] / floor:.2f}x (CLI: interpreter, every subcommand's "
           f"imports, merge); library call {results['library']['wall_s'] / floor:.2f}x (of which `import torch` "
           f"alone is {results['import_torch']['wall_s'] / floor:.2f}x); merge_checkpoints itself "

@@ -15,6 +15,7 @@ import forgetless.merging.engine as engine
 from forgetless.cli import main
 from forgetless.merging import MergeError, merge_checkpoints
 from forgetless.merging.checkpoint import Checkpoint
+from forgetless.merging.engine import Scratch, combine
 from forgetless.merging.registry import RULES
 from forgetless.merging.slerp import CHUNK, CosineSums, cosine
 from tests.conftest import TEXT, write_jsonl
@@ -60,9 +61,11 @@ def test_every_rule_writes_the_unsliced_bytes(rule: str, inputs: str, saved_mode
 
     monkeypatch.setattr(Checkpoint, "read", spy)
     written = {}
-    # 1: every row alone (1-D tensors element by element); 70: two 32-wide rows at a time, 1-D ones whole.
+    # 1: every row alone (1-D tensors element by element); 70: two 32-wide rows at a time, 1-D ones whole; the sums
+    # of the sliced merges a 64-element block at a time (the unsliced one's in one pass over each tensor).
     for chunk in (UNSLICED, 1, 70):
         monkeypatch.setattr(engine, "CHUNK_ELEMENTS", chunk)
+        monkeypatch.setattr(engine, "BLOCK_ELEMENTS", UNSLICED if chunk == UNSLICED else 64)
         out = tmp_path / f"out-{chunk}"
         assert main(["merge", "--rule", rule, *rule_argv(rule, models, data), "--output", str(out)]) == 0
         written[chunk] = {f.name: f.read_bytes() for f in sorted(out.iterdir()) if f.is_file()}
@@ -236,3 +239,64 @@ def test_a_read_into_a_buffer_is_safetensors_own_read(tmp_path: Path) -> None:
     file.write_bytes(file.read_bytes()[:checkpoint.tensors["scale"].offset])  # the last tensor's bytes gone
     with pytest.raises(MergeError, match="cut short after it was opened"):
         checkpoint.read("scale", out=torch.empty((), dtype=torch.float32))
+
+
+@pytest.mark.parametrize("dtypes", [("bf16", "bf16", "bf16"), ("fp16", "fp32", "fp16"), ("fp32", "bf16", "fp32")])
+def test_sums_taken_block_by_block_are_the_one_pass_sums(dtypes: tuple[str, str, str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's float32 sum, computed ``BLOCK_ELEMENTS`` at a time into its lent buffer, has the bits of
+    ``combine``'s sum over whole tensors (fresh tensors, no scratch), for sizes below, at and past a block and
+    uneven coefficients; signed zeros and infinities included."""
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    first, second, out_dtype = (torch_dtype[d] for d in dtypes)
+    monkeypatch.setattr(engine, "BLOCK_ELEMENTS", 64)
+    generator = torch.Generator().manual_seed(1)
+    for n in (1, 63, 64, 65, 200, 1000):
+        inputs = [(torch.randn(n, generator=generator) * 3).to(first), (torch.randn(n, generator=generator)).to(second),
+                  torch.randn(n, generator=generator).to(first)]
+        inputs[0][0], inputs[1][-1] = -0.0, float("inf")
+        for coefficients in ([0.3, 0.7, 0.0], [0.37, -1.3, 0.11], [1.0, 1.0, 1.0]):
+            expected = combine(lambda k: inputs[k], coefficients, out_dtype)
+            out = torch.empty(n, dtype=out_dtype)
+            got = combine(lambda k: inputs[k], coefficients, out_dtype, Scratch(), out=out)
+            bits = torch.int16 if out_dtype != torch.float32 else torch.int32
+            assert got is out and torch.equal(got.view(bits), expected.view(bits)), (n, coefficients)
+
+
+def test_scratch_reuses_its_views_and_drops_them_when_a_buffer_grows() -> None:
+    scratch = Scratch()
+    small = scratch.get("slot", torch.float32, (2, 3))
+    assert scratch.get("slot", torch.float32, (2, 3)) is small  # no new view for a shape asked for before
+    assert scratch.get("slot", torch.float32, (4,)).data_ptr() == small.data_ptr()  # the same buffer
+    large = scratch.get("slot", torch.float32, (100,))  # grows: a new buffer
+    again = scratch.get("slot", torch.float32, (2, 3))
+    assert again is not small and again.data_ptr() == large.data_ptr()
+    assert scratch.get("other", torch.float32, (2, 3)).data_ptr() != again.data_ptr()
+
+
+def test_files_kept_open_for_buffer_reads_are_opened_once_and_closed_after(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    tensors = {"a.weight": torch.arange(12.0).view(4, 3), "b.weight": torch.arange(5.0)}
+    (tmp_path / "m").mkdir()
+    save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
+    checkpoint = Checkpoint(tmp_path / "m")
+    opened = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):  # noqa: ANN001, ANN202 - open's own signature
+        handle = real_open(file, *args, **kwargs)
+        opened.append(handle)
+        return handle
+
+    import forgetless.merging.checkpoint as checkpoint_module
+    monkeypatch.setattr(checkpoint_module, "open", counting_open, raising=False)
+    with checkpoint.files_open():
+        with checkpoint.files_open():  # nested: the outer block closes
+            for rows in [(0, 1), (1, 3), (3, 4)]:
+                out = torch.empty(checkpoint.shape_of("a.weight", rows))
+                assert torch.equal(checkpoint.read("a.weight", rows, out=out), tensors["a.weight"][rows[0]:rows[1]])
+        assert torch.equal(checkpoint.read("b.weight", out=torch.empty(5)), tensors["b.weight"])
+        assert len(opened) == 1 and not opened[0].closed
+    assert opened[0].closed
+    checkpoint.read("b.weight", out=torch.empty(5))  # outside the block: opened and closed again
+    assert len(opened) == 2 and opened[1].closed

@@ -1,11 +1,13 @@
 """A model directory seen as tensors on disk: single-file or sharded safetensors.
 
 Only tensor *metadata* (names, dtypes, shapes, which file, where in it) is read up front; a
-tensor's data is read when asked for, one at a time. Each read opens and closes its file, so
-no memory map outlives it and the resident set of a merge stays a few tensors, however large
-the models. A read into a buffer the caller reuses (``out``) is one unbuffered read of the tensor's
-bytes, with no mapping and no fresh pages: through ``safe_open`` (a mapping, a copy into a new
-tensor, the header parsed again) reads took a third of a merge's time (``bench/merge_bench.py``).
+tensor's data is read when asked for, one at a time. No memory map outlives a read, so the resident
+set of a merge stays a few tensors, however large the models. A read into a buffer the caller reuses
+(``out``) is one unbuffered read of the tensor's bytes, with no mapping and no fresh pages: through
+``safe_open`` (a mapping, a copy into a new tensor, the header parsed again) reads took a third of a
+merge's time (``bench/merge_bench.py``). Such a read opens and closes its file, unless the reader
+keeps the files open (``files_open``: a merge reads thousands of slices, and an open and close cost
+as much as reading 256 KiB).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import json
 import math
 import struct
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -69,19 +73,19 @@ def _header_tensors(file: Path) -> dict[str, TensorInfo]:
             for key, entry in sorted(header.items()) if key != "__metadata__"}
 
 
-def _read_exactly(file: Path, offset: int, out: torch.Tensor) -> None:
-    """Fill contiguous ``out`` with the bytes of ``file`` from ``offset`` on (unbuffered ``readinto``: the
-    bytes go from the page cache straight into ``out``; in a loop, as a read may return fewer than asked)."""
+def _read_exactly(handle: BinaryIO, file: Path, offset: int, out: torch.Tensor) -> None:
+    """Fill contiguous ``out`` with the bytes of ``file`` (open as ``handle``, unbuffered) from ``offset`` on
+    (``readinto``: the bytes go from the page cache straight into ``out``; in a loop, as a read may return fewer
+    than asked)."""
     view = memoryview(out.reshape(-1).view(torch.uint8).numpy())
     done = 0
-    with open(file, "rb", buffering=0) as handle:
-        handle.seek(offset)
-        while done < len(view):
-            count = handle.readinto(view[done:])
-            if not count:
-                raise MergeError(f"{file}: ended at byte {offset + done}, inside a tensor; the file was cut short "
-                                 "after it was opened")
-            done += count
+    handle.seek(offset)
+    while done < len(view):
+        count = handle.readinto(view[done:])
+        if not count:
+            raise MergeError(f"{file}: ended at byte {offset + done}, inside a tensor; the file was cut short "
+                             "after it was opened")
+        done += count
 
 
 class Checkpoint:
@@ -103,6 +107,23 @@ class Checkpoint:
             raise MergeError(f"{self.path}: not a model directory")
         self.config: dict[str, Any] = self._read_config()
         self.tensors: dict[str, TensorInfo] = self._read_tensors()
+        self._handles: dict[Path, BinaryIO] | None = None  # files kept open by ``files_open``
+
+    @contextmanager
+    def files_open(self) -> Iterator[None]:
+        """Within the block, reads into a buffer (``read(..., out=)``) keep each file they open open, and the
+        block's end closes them: a merge's slice reads then pay one open per shard, not one per slice. Nested in
+        another such block, it leaves the closing to that one."""
+        if self._handles is not None:
+            yield
+            return
+        self._handles = {}
+        try:
+            yield
+        finally:
+            handles, self._handles = self._handles, None
+            for handle in handles.values():
+                handle.close()
 
     def _read_config(self) -> dict[str, Any]:
         config = self.path / "config.json"
@@ -166,8 +187,8 @@ class Checkpoint:
         return shape if rows is None else (rows[1] - rows[0], *shape[1:])
 
     def read(self, name: str, rows: tuple[int, int] | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Load one tensor, or rows ``[start, stop)`` of its first dimension (opening and closing its
-        file, so no mapping outlives the call and only the rows read were ever resident).
+        """Load one tensor, or rows ``[start, stop)`` of its first dimension (no mapping outlives the call, and
+        only the rows read were ever resident; its file is opened and closed, unless ``files_open`` keeps it).
 
         Args:
             name: the tensor's name.
@@ -186,7 +207,14 @@ class Checkpoint:
                 raise ValueError(f"read({name!r}): out is {out.dtype} {tuple(out.shape)}, expected a contiguous "
                                  f"{info.dtype} {self.shape_of(name, rows)}")
             row_bytes = out.element_size() * math.prod(info.shape[1:])
-            _read_exactly(info.file, info.offset + (rows[0] * row_bytes if rows is not None else 0), out)
+            offset = info.offset + (rows[0] * row_bytes if rows is not None else 0)
+            if self._handles is None:
+                with open(info.file, "rb", buffering=0) as handle:
+                    _read_exactly(handle, info.file, offset, out)
+            else:
+                if info.file not in self._handles:
+                    self._handles[info.file] = open(info.file, "rb", buffering=0)  # closed by files_open
+                _read_exactly(self._handles[info.file], info.file, offset, out)
             return out
         with safe_open(str(info.file), framework="pt") as handle:
             tensor = handle.get_tensor(name) if rows is None else handle.get_slice(name)[rows[0]:rows[1]]
