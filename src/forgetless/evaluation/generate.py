@@ -1,8 +1,8 @@
 """Batched greedy decoding with the KV cache and per-sequence stopping.
 
 ``transformers``' ``generate`` keeps a finished sequence in the batch until every
-sequence has finished, padding it step after step. Here a sequence that emits EOS
-leaves the batch at once: its rows are dropped from the KV cache
+sequence has finished, padding it step after step. Here a sequence that emits EOS (or
+meets its stop rule: lm-eval's stop strings) leaves the batch at once: its rows are dropped from the KV cache
 (``Cache.batch_select_indices``), so the remaining steps cost only what the
 unfinished sequences need. The cache has room for the whole sequence from the start
 (``forgetless.kv_cache``), so a step copies its own token's keys and values, not the
@@ -16,7 +16,7 @@ re-running the whole prefix each step: slower, same result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -40,9 +40,15 @@ def _left_pad(prompts: list[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+# A row's stopping rule besides EOS: called with the tokens it has generated so far (EOS never among them),
+# True once the row is done; its last token is kept.
+StopRule = Callable[[list[int]], bool]
+
+
 @torch.no_grad()
 def _decode_batch(
-    model: nn.Module, prompts: list[Sequence[int]], max_new_tokens: int, eos_id: int | None, pad_id: int
+    model: nn.Module, prompts: list[Sequence[int]], max_new_tokens: int, eos_id: int | None, pad_id: int,
+    stop: StopRule | None = None,
 ) -> list[list[int]]:
     """Greedy continuations (EOS excluded) of one batch of prompts."""
     core = core_model(model)
@@ -66,10 +72,13 @@ def _decode_batch(
         # Argmax on the logits' own dtype: the largest bf16 logit is the largest once widened too.
         token = output.logits[:, -1].argmax(dim=-1)  # [B_alive]
         tokens = token.tolist()  # one transfer per step, not one per row
-        finished = [t == eos_id for t in tokens]
-        for index, t, done in zip(alive.tolist(), tokens, finished):
-            if not done:
-                out_tokens[index].append(t)
+        finished = []
+        for index, t in zip(alive.tolist(), tokens):
+            if t == eos_id:
+                finished.append(True)
+                continue
+            out_tokens[index].append(t)
+            finished.append(stop is not None and stop(out_tokens[index]))
         if step == max_new_tokens - 1 or all(finished):
             break
         if any(finished):
@@ -107,6 +116,7 @@ def greedy_decode(
     pad_token_id: int,
     batch_size: int = 32,
     progress: bool = True,
+    stop: StopRule | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of tokenized prompts, batched.
 
@@ -118,6 +128,8 @@ def greedy_decode(
         pad_token_id: left-padding id (masked out, so its value does not matter).
         batch_size: prompts decoded together; prompts are sorted by length first.
         progress: show a progress bar.
+        stop: a sequence also stops (leaving the batch, its last token kept) once ``stop`` says so of the
+            tokens it has generated (lm-eval's stop strings: ``forgetless.evaluation.lmeval``).
 
     Returns:
         The generated token ids per prompt, in the order of ``prompts``.
@@ -132,7 +144,7 @@ def greedy_decode(
         rows = order[start : start + batch_size]
         budget = fit_new_tokens(model, max(len(prompts[i]) for i in rows), max_new_tokens)  # within its positions
         for i, tokens in zip(rows, _decode_batch(model, [prompts[i] for i in rows], budget,
-                                                 eos_token_id, pad_token_id)):
+                                                 eos_token_id, pad_token_id, stop)):
             outputs[i] = tokens
         bar.update(len(rows))
     bar.close()

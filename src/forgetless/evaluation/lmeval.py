@@ -22,6 +22,7 @@ Generation is greedy only (sampling arguments are refused, not ignored).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -36,7 +37,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
 from forgetless import special_tokens
 from forgetless.evaluation.answer_extraction import ANSWER_REGEX
-from forgetless.evaluation.generate import greedy_decode
+from forgetless.evaluation.generate import StopRule, greedy_decode
 from forgetless.evaluation.lmeval_yaml import scoring_yaml, write_task_yamls
 from forgetless.evaluation.scoring import encode_pair, score_pairs
 from forgetless.models import load_model
@@ -112,7 +113,10 @@ class ForgetlessLM(LM):
         return totals
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        """Greedy completions, cut at the first stop string (``until``) and at EOS."""
+        """Greedy completions, cut at the first stop string (``until``) and at EOS.
+
+        A completion stops being decoded once its text holds a stop string (``stop_strings``), as lm-eval's
+        ``HFLM`` stops a batch once every row holds one, instead of running to ``max_gen_toks``."""
         groups: dict[tuple, list[int]] = {}
         for index, request in enumerate(requests):
             kwargs = dict(request.args[1])
@@ -127,7 +131,7 @@ class ForgetlessLM(LM):
         for (until, budget), indices in groups.items():
             prompts = [special_tokens.encode(self.tokenizer, requests[i].args[0]) for i in indices]
             tokens = greedy_decode(self.model, prompts, budget, self.tokenizer.eos_token_id, pad, self.batch_size,
-                                   self.progress and not disable_tqdm)
+                                   self.progress and not disable_tqdm, stop=stop_strings(self.tokenizer, until))
             for i, ids in zip(indices, tokens):
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 for stop in until:
@@ -137,4 +141,23 @@ class ForgetlessLM(LM):
         return outputs
 
 
-__all__ = ["ANSWER_REGEX", "ForgetlessLM", "scoring_yaml", "write_task_yamls"]
+def stop_strings(tokenizer: PreTrainedTokenizerBase, until: Sequence[str]) -> StopRule | None:
+    """The rule that stops a row once the text of its tokens holds one of ``until`` (None: no non-empty stop).
+
+    The text up to the stop string is final then (later tokens only add text after it, which ``generate_until``
+    cuts), so the completion is the one decoded to the whole budget and cut; lm-eval's ``HFLM`` stops at the same
+    token for a batch of one. Each call decodes the row's tokens so far (microseconds for a few hundred tokens,
+    against milliseconds for a decoding step).
+    """
+    strings = [s for s in until if s]
+    if not strings:
+        return None
+
+    def stop(tokens: list[int]) -> bool:
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(s in text for s in strings)
+
+    return stop
+
+
+__all__ = ["ANSWER_REGEX", "ForgetlessLM", "scoring_yaml", "stop_strings", "write_task_yamls"]
