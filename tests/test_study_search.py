@@ -336,3 +336,20 @@ def test_report_warns_when_halving_stopped_trials_before_any_had_learned() -> No
                                   "the constant-answer floor (6.5% on the test set; the best 6.2% on validation)")
     assert "constant-answer floor" not in (search_body([{"searches": {"sft": record}, "majority_accuracy": 0.05}]) or "")
     assert "constant-answer floor" not in (search_body([{"searches": {"sft": record}}]) or "")
+
+
+def test_each_trials_best_in_the_record_is_the_checkpoint_the_choice_ranks_first(search_yaml: Path) -> None:
+    """Two checkpoints of one trial at the same exact match: the record shows the one that forgets less, the one
+    the choice takes, not the first reached."""
+    from types import SimpleNamespace
+
+    from forgetless.study.running.stages.search import search_record
+
+    cfg = load_study(search_yaml)
+    method = next(m for m in cfg.methods if m.tuned)
+    state = Outcome([Trial(method.name, 0, 1e-3, ()), Trial(method.name, 1, 2e-3, ())], alive=[[0, 1], [0]],
+                    points={0: [Point(0, 2, 0.5, 0.3), Point(0, 4, 0.5, 0.1)], 1: [Point(1, 2, 0.25, 0.2)]})
+    record = search_record(SimpleNamespace(cfg=cfg), method, state)
+    best = record["trials"][0]
+    assert (best["best_step"], best["validation"], best["forgetting"]) == (4, 0.5, 0.1)
+    assert (record["chosen"]["trial"], record["chosen"]["step"]) == (0, 4)

@@ -202,6 +202,12 @@ class Point:
         return self.validation + LOSS_SHARE / (1.0 + self.validation_loss)
 
 
+def choice_rank(point: Point) -> tuple[float, float, int, int]:
+    """How the chosen checkpoint is ranked among those within the budget: validation exact match, then less
+    forgetting, the earlier trial, the earlier step (``Outcome.chosen``, and each trial's best in the report)."""
+    return point.validation, -point.forgetting, -point.trial, -point.step
+
+
 def score(points: list[Point], step: int, budget: float, number: int) -> float:
     """A trial's value at ``step``: its best point so far within the budget (see the module docstring).
 
@@ -260,9 +266,7 @@ class Outcome:
         """The best kept checkpoint of all trials: validation exact match within the budget (ties: less
         forgetting, the earlier trial, the earlier step); None when no checkpoint is within it."""
         within = [p for ps in self.points.values() for p in ps if p.forgetting <= budget]
-        if not within:
-            return None
-        return max(within, key=lambda p: (p.validation, -p.forgetting, -p.trial, -p.step))
+        return max(within, key=choice_rank) if within else None
 
 
 def advance(outcome: Outcome, rung: int, ends: list[int], budget: float, reduction: int) -> list[int]:

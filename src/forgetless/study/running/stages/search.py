@@ -30,8 +30,8 @@ from forgetless.study.running.stages import Planned
 from forgetless.study.running.stages.trained import REPLAY_SAMPLES, replay_samples_task
 from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
 from forgetless.study.running.search_cells import segment_cell, segment_points, train_segment
-from forgetless.study.tuning.halving import (Outcome, Point, Trial, advance, edges, method_for, propose, rung_steps,
-                                             segment_ends, space)
+from forgetless.study.tuning.halving import (Outcome, Point, Trial, advance, choice_rank, edges, method_for, propose,
+                                             rung_steps, segment_ends, space)
 
 
 def tuned_methods(cfg: StudyConfig) -> list[MethodConfig]:
@@ -196,7 +196,8 @@ def search_record(ctx: Context, method: MethodConfig, state: Outcome) -> dict[st
     trials = []
     for trial in state.trials:
         points = state.points.get(trial.number, [])
-        best = max((p for p in points if p.forgetting <= cfg.budget), key=lambda p: p.validation, default=None)
+        # The trial's checkpoint that the choice ranks first (exact match, then less forgetting).
+        best = max((p for p in points if p.forgetting <= cfg.budget), key=choice_rank, default=None)
         last = points[-1] if points else None
         trials.append({"number": trial.number, "settings": trial.settings(),
                        "steps": state.steps_used(trial.number),
