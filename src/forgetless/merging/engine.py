@@ -49,13 +49,13 @@ FLOAT32_MAX = torch.finfo(torch.float32).max
 # buffers plus each input's slice and the output's, so its peak stays a few tens of MB above the
 # interpreter's whatever the model, and the passes over a slice (widen, scale, add, round, check)
 # run in the CPU's cache: 4 Mi slices took 1.4-2x as long on a 2-core EPYC (issue 28; README's
-# merge figures); much smaller ones cost time in file opens and per-call overhead.
+# merge figures); much smaller ones cost time in per-slice overhead (reads, hand-overs to the writer).
 CHUNK_ELEMENTS = 1 << 20
-# Elements per block of a linear merge's arithmetic: 128 Ki, 512 KiB in float32. A slice is read and written
-# whole (few reads and writes), but widened, scaled, summed and rounded a block at a time, so the float32 sums
-# stay in the CPU's private cache: on a 2-core EPYC the passes took 0.54 s per 0.5B parameters in 128 Ki blocks
-# against 0.86 s in whole 1 Mi slices (the latter in the shared cache, which other work on the machine
-# contends for). A multiple of 64, so every element meets the same vector or scalar code as unblocked.
+# Elements per block of a linear merge's arithmetic: 256 Ki, 1 MiB in float32. A slice is read and written
+# whole (few reads and hand-overs to the writer), but widened, scaled, summed and rounded a block at a time, so
+# the float32 sums stay in cache: on a 2-core EPYC these passes took 0.54-0.56 s per 0.5B parameters in blocks
+# of 128-256 Ki against 0.86 s over whole 1 Mi slices (a merge's wall time gained less, 0.92x: the writes
+# bound it). A multiple of 64, so every element meets the same vector or scalar code as unblocked.
 BLOCK_ELEMENTS = 1 << 18
 # torch threads while merging: the passes are memory-bound, and two threads on a shared 2-core
 # machine wait on each other at every call (2-5x slower than one there, measured); restored after.
