@@ -91,6 +91,10 @@ def test_search_runs_resumes_and_budgets_equally(search_yaml: Path, monkeypatch:
     report = (root / "report.md").read_text()
     assert "## Search (tuned methods)" in report and "12 training steps per method" in report
     assert report.count("| #3 |") == 2 and "Chosen: trial #" in report
+    # No Trainer checkpoint is left: the promoted trials' were removed once resumed from, the stopped ones' once
+    # halving stopped them; every segment's model stays (the choice may take any).
+    assert not list((root / "cells").glob("trial-*/model.work/checkpoints/*checkpoint-*"))
+    assert all((p / "model" / "forgetless.json").is_file() for p in (root / "cells").glob("trial-*"))
     # A rerun declares the same cells and finds them all: nothing is trained again, the rows are identical.
     monkeypatch.setattr(search_cells, "_train", lambda *a: pytest.fail("a search cell was recomputed"))
     again = run_study(load_study(search_yaml), print_fn=lambda _: None)

@@ -83,7 +83,8 @@ def _checkpoints(unit: Cell) -> Path:
 def train_segment(ctx: Context, method: MethodConfig, trial: Trial, until: int, previous: int | None) -> Cell:
     """Train ``trial`` from its checkpoint at ``previous`` (None: from the base) to ``until``, in its cell.
 
-    Keeps the model at ``until`` and, unless ``until`` is the last step, the Trainer checkpoint there.
+    Keeps the model at ``until`` and, unless ``until`` is the last step, the Trainer checkpoint there (until the
+    next segment has resumed from it, or halving stops the trial: ``release_checkpoint``).
     """
     unit, curve = segment_cell(ctx, method, trial, until)
     cached = unit.done()
@@ -92,6 +93,21 @@ def train_segment(ctx: Context, method: MethodConfig, trial: Trial, until: int, 
         _train(ctx, method, trial, until, previous, unit, curve)
     ctx.progress.end(6.0 * (until - (previous or 0)) / _total(ctx), cached)
     return unit
+
+
+def release_checkpoint(ctx: Context, method: MethodConfig, trial: Trial, until: int) -> int:
+    """Remove the Trainer checkpoint (weights and optimizer state, about three times the model) that ``trial``'s
+    segment to ``until`` kept for a next segment, once halving has stopped the trial there; returns the bytes
+    freed. Its model, which the choice may take, stays. Should a later run promote the trial after all (another
+    budget), its next segment trains from the base instead, under the same schedule and seed."""
+    path = _checkpoints(segment_cell(ctx, method, trial, until, record=False)[0]) / f"checkpoint-{until}"
+    if not path.is_dir():
+        return 0
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    gone = path.with_name(f".removing-{path.name}")  # renamed first: never found half-deleted
+    path.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)
+    return size
 
 
 def _total(ctx: Context) -> int:

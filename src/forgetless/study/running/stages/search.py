@@ -29,7 +29,7 @@ from forgetless.study.running.replay_cells import REPLAY_SOURCES, replay_sources
 from forgetless.study.running.stages import Planned
 from forgetless.study.running.stages.trained import REPLAY_SAMPLES, replay_samples_task
 from forgetless.study.running.tasks import ContextSpec, context_for, spec_of
-from forgetless.study.running.search_cells import segment_cell, segment_points, train_segment
+from forgetless.study.running.search_cells import release_checkpoint, segment_cell, segment_points, train_segment
 from forgetless.study.tuning.halving import (Outcome, Point, Trial, advance, choice_rank, edges, method_for, propose,
                                              rung_steps, segment_ends, space)
 
@@ -98,6 +98,11 @@ def run_search(ctx: Context, run_graph: Callable[[Graph], None], print_fn: Calla
     spec = spec_of(ctx)
     for rung in range(ctx.cfg.search.rungs):
         states = {m.name: outcome(ctx, m) for m in tuned}
+        if rung:
+            freed = sum(release_stopped(ctx, m, states[m.name], rung - 1) for m in tuned)
+            if freed:
+                print_fn(f"[search] removed {freed / 1e9:.2f} GB of Trainer checkpoints of trials halving stopped at "
+                         f"step {rung_steps(ctx.cfg)[rung - 1]} (nothing resumes from them; their models stay)")
         # A method whose earlier rung is not finished (a cell failed, as the executor has said) sits this one out.
         alive = {name: [n for n in state.alive[rung] if n not in state.diverged]
                  for name, state in states.items() if rung < len(state.alive)}
@@ -105,6 +110,17 @@ def run_search(ctx: Context, run_graph: Callable[[Graph], None], print_fn: Calla
         print_fn(f"[search] rung {rung + 1}/{ctx.cfg.search.rungs}: {sum(map(len, alive.values()))} trials of "
                  f"{len(tuned)} methods to step {rung_steps(ctx.cfg)[rung]}")
         run_graph(graph)
+
+
+def release_stopped(ctx: Context, method: MethodConfig, state: Outcome, rung: int) -> int:
+    """Remove the Trainer checkpoints that the trials halving stopped after rung ``rung`` kept at its end (only a
+    promoted trial's next segment resumes from one); returns the bytes freed (0 before the promotions are made)."""
+    if len(state.alive) <= rung + 1:
+        return 0
+    end = rung_steps(ctx.cfg)[rung]
+    stopped = [n for n in state.alive[rung] if n not in state.alive[rung + 1] and n not in state.diverged]
+    trials = {t.number: t for t in state.trials}
+    return sum(release_checkpoint(ctx, method, trials[n], end) for n in stopped)
 
 
 def planned_rungs(ctx: Context) -> list[Graph]:
