@@ -11,8 +11,9 @@ initialised), so building is quick.
 
 Each tool runs as its own subprocess; wall time is measured around it and peak memory is
 that process's peak resident set (``os.wait4`` rusage ``ru_maxrss``). Inputs are read once
-before the runs, so every tool sees the same warm page cache. Prints ratios (forgetless /
-other); absolute figures go to notes, not assertions. ``--before SRC`` also runs the engine of
+before the runs, so every tool sees the same warm page cache, and every output's cached pages are
+dropped before each run (``evict``). Prints ratios (forgetless / other; against the floor's best
+round); absolute figures go to notes, not assertions. ``--before SRC`` also runs the engine of
 another checkout (``SRC`` = its ``src`` directory, e.g. main's) and compares the outputs byte for byte.
 
 Setup:  bash bench/merge_setup.sh        (bench/.venv-merge with mergekit and lm-cocktail)
