@@ -109,6 +109,16 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB: ``VmHWM`` (Linux), which starts afresh at ``exec``, unlike
+    ``ru_maxrss``, which carries over the peak of the process this one was forked from."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def one_run(args: argparse.Namespace) -> None:
     """Train one method in this process; print its step times, losses and memory as one JSON line."""
     import torch
@@ -176,7 +186,7 @@ def one_run(args: argparse.Namespace) -> None:
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     trainable, total = trainable_parameters(trainer.model)
     print(json.dumps({"steps": timer.times, "cpu": timer.cpu, "losses": losses, "rss_before_train_mb": before,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "peak_rss_mb": peak_rss_mb(),
                       "trainable": trainable, "total": total, "rows": len(examples)}))
 
 
