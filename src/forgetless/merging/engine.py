@@ -54,8 +54,8 @@ CHUNK_ELEMENTS = 1 << 20
 # Elements per block of a linear merge's arithmetic: 256 Ki, 1 MiB in float32. A slice is read and written
 # whole (few reads and hand-overs to the writer), but widened, scaled, summed and rounded a block at a time, so
 # the float32 sums stay in cache: on a 2-core EPYC these passes took 0.54-0.56 s per 0.5B parameters in blocks
-# of 128-256 Ki against 0.86 s over whole 1 Mi slices (a merge's wall time gained less, 0.92x: the writes
-# bound it). A multiple of 64, so every element meets the same vector or scalar code as unblocked.
+# of 128-256 Ki against 0.86 s over whole 1 Mi slices (a merge's wall time gained less: 0.92x, reads and
+# hand-overs unchanged). A multiple of 64, so every element meets the same vector or scalar code as unblocked.
 BLOCK_ELEMENTS = 1 << 18
 # torch threads while merging: the passes are memory-bound, and two threads on a shared 2-core
 # machine wait on each other at every call (2-5x slower than one there, measured); restored after.
