@@ -104,10 +104,15 @@ def release_checkpoint(ctx: Context, method: MethodConfig, trial: Trial, until: 
     if not path.is_dir():
         return 0
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    gone = path.with_name(f".removing-{path.name}")  # renamed first: never found half-deleted
+    _remove_checkpoint(path)
+    return size
+
+
+def _remove_checkpoint(path: Path) -> None:
+    """Delete a Trainer checkpoint directory, renamed first so that it is never found half-deleted."""
+    gone = path.with_name(f".removing-{path.name}")
     path.rename(gone)
     shutil.rmtree(gone, ignore_errors=True)
-    return size
 
 
 def _total(ctx: Context) -> int:
@@ -159,9 +164,7 @@ def _train(ctx: Context, method: MethodConfig, trial: Trial, until: int, previou
                "seconds": record["metrics"].get("wall_seconds"),
                "curve": curve_from_log(record.get("log_history", []))})
     if source is not None and source.is_dir():  # nothing else resumes from it (a trial's segments form one chain)
-        gone = source.with_name(f".removing-{source.name}")  # renamed first: never found half-deleted
-        source.rename(gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        _remove_checkpoint(source)
 
 
 def segment_points(result: dict[str, Any], number: int, after: int) -> list[Point]:
